@@ -1,0 +1,37 @@
+# Everything a developer runs. `make test` on a fresh clone builds the venv first.
+STAGE ?= dev
+PORT ?= 8000
+export AWS_DEFAULT_REGION ?= us-east-1
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test run package lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@python=$$(scripts/find-python.sh) || exit 1; \
+	  test -x $(BIN)/python || $$python -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+run: $(STAMP)
+	$(BIN)/chalice local --stage $(STAGE) --port $(PORT)
+
+package: $(STAMP)
+	rm -rf out && mkdir -p out
+	$(BIN)/python scripts/deployment.py merge-template $(STAGE) > out/merge.json
+	$(BIN)/chalice package --stage $(STAGE) --merge-template out/merge.json out
+	@echo "wrote out/sam.json and out/deployment.zip for stage $(STAGE)"
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

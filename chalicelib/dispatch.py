@@ -1,0 +1,120 @@
+"""How a job travels from the HTTP function to the worker: the only module that knows.
+
+Contract: ``dispatch(job, settings, environ)`` hands the job over and returns at once, or
+raises ``DispatchError``; it never waits for the answer.
+
+- In AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME`` is set) it invokes the worker function,
+  named by ``WORKER_FUNCTION_NAME``, with ``InvocationType="Event"``.
+- Anywhere else (``chalice local``, tests, scripts) it runs the same ``worker.run`` in a new
+  thread of this process, with the job's payload round-tripped through JSON as Lambda
+  would, a snapshot of the request's environment (``chalice.test.Client`` swaps
+  ``os.environ`` only during a call), and a deadline of the worker's configured
+  ``lambda_timeout`` counted from when the thread starts. There is no cap on concurrent
+  jobs, as there is none in Lambda.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.deadline import Deadline
+from chalicelib.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+WORKER = "worker"  # the worker's name in app.py, .chalice/config.json and the merge template
+CHALICE_DEFAULT_TIMEOUT = 60
+LOCAL_THREAD_PREFIX = "mameka-job"
+
+
+class DispatchError(RuntimeError):
+    """The job could not be handed to the worker."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What the worker needs, and nothing more: the signature was checked before dispatch."""
+
+    text: str
+    response_url: str
+    user_id: str
+    channel_id: str
+    team_id: str
+
+    def to_payload(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> Job:
+        """Raises ``ValueError`` unless ``payload`` is a dict of strings with every field."""
+        if not isinstance(payload, dict):
+            raise ValueError("payload is not an object")
+        try:
+            job = cls(**{name: payload[name] for name in cls.__dataclass_fields__})
+        except KeyError as missing:
+            raise ValueError(f"payload has no {missing}") from None
+        if not all(isinstance(value, str) for value in asdict(job).values()):
+            raise ValueError("payload fields must be strings")
+        if not job.response_url:
+            raise ValueError("payload has an empty response_url")
+        return job
+
+
+def dispatch(job: Job, settings: Settings, environ: Mapping[str, str]) -> None:
+    if environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        _invoke_worker(job, settings.worker_function_name)
+    else:
+        _start_local_worker(job, dict(environ))
+
+
+def _invoke_worker(job: Job, function_name: str | None) -> None:
+    if not function_name:
+        logger.error("WORKER_FUNCTION_NAME is not set; cannot invoke the worker")
+        raise DispatchError("WORKER_FUNCTION_NAME is not set")
+    try:
+        response = aws.client("lambda").invoke(
+            FunctionName=function_name,
+            InvocationType="Event",
+            Payload=json.dumps(job.to_payload()).encode(),
+        )
+        # Reading the empty body hands the connection back to the pool for the next request.
+        response["Payload"].read()
+    except Exception as error:
+        reason = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+        logger.error("could not invoke worker %s: %s", function_name, reason)
+        raise DispatchError(reason) from None
+    if response.get("StatusCode") != 202:
+        logger.error("worker invoke answered status %s", response.get("StatusCode"))
+        raise DispatchError(f"invoke answered {response.get('StatusCode')}")
+
+
+def _start_local_worker(job: Job, environ: dict[str, str]) -> None:
+    payload = json.loads(json.dumps(job.to_payload()))
+
+    def work() -> None:
+        from chalicelib import worker  # here, not at the top: it imports openai
+
+        worker.run(payload, Deadline.in_seconds(local_worker_timeout()), environ)
+
+    # Not a daemon: a job in flight finishes even if the process is asked to exit.
+    threading.Thread(target=work, name=f"{LOCAL_THREAD_PREFIX}-{job.user_id}", daemon=False).start()
+
+
+@functools.cache
+def local_worker_timeout() -> float:
+    """The worker's ``lambda_timeout`` from ``.chalice/config.json`` (stage-independent)."""
+    config_path = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, ValueError):
+        return CHALICE_DEFAULT_TIMEOUT
+    worker_config = config.get("lambda_functions", {}).get(WORKER, {})
+    return float(worker_config.get("lambda_timeout") or config.get("lambda_timeout") or CHALICE_DEFAULT_TIMEOUT)

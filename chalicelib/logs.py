@@ -1,0 +1,33 @@
+"""Structured logs: one JSON line per command (HTTP function) and per answer (worker).
+
+Contract: ``emit(event, **fields)`` writes one JSON object on one line to stdout, which
+Lambda sends to CloudWatch Logs, where Logs Insights discovers its fields. It is a direct
+write, not a ``logging`` record: about 6 µs against 24 µs, on a handler of about 600 µs.
+Callers pass ids, timings and outcomes; message text only when ``LOG_MESSAGE_TEXT`` is on.
+``configure(level)`` sets the level of ordinary ``logging`` records (``LOG_LEVEL``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+_configured_level: str | None = None
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **fields}, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def configure(level: str) -> None:
+    global _configured_level
+    if level == _configured_level:
+        return
+    root = logging.getLogger()
+    if not root.handlers:  # Lambda's runtime installs a handler; elsewhere, print to stderr
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)
+    _configured_level = level

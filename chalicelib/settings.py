@@ -1,0 +1,111 @@
+"""Every setting of the bot, read from environment variables.
+
+Contract: ``Settings.from_env(environ)`` is pure. It returns a frozen ``Settings`` with the
+defaults below filled in, or raises ``SettingsError`` whose message names the variable and
+says what is wrong with it. Secret values are excluded from ``repr`` so that a logged
+``Settings`` never shows one.
+
+Read settings inside each request, not at import time: ``chalice.test.Client`` applies the
+stage's variables only for the duration of a call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+DEFAULT_SYSTEM_PROMPT = """美少女キャラとしてフレンドリーに話してください。
+以下の制約条件を守ってください。
+
+- 「です」「ます」等の敬語は使わない
+- AI Chatの一人称は「豆香」を使う
+- Userは友達として会話する"""
+
+DEFAULT_MODEL = "gpt-4.1-mini"
+RESPONSE_TYPES = ("ephemeral", "in_channel")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the bot cannot use. The message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_signing_secret_parameter: str = "/slack/signing-secret"
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_api_key_parameter: str = "/openai/api-key"
+    openai_model: str = DEFAULT_MODEL
+    openai_temperature: float | None = 0.9
+    openai_base_url: str | None = None
+    openai_timeout_seconds: float = 60.0
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    slack_response_type: str = "ephemeral"
+    max_input_chars: int = 4000
+    worker_function_name: str | None = None
+    log_level: str = "INFO"
+    log_message_text: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        def text(name: str, default: str | None) -> str | None:
+            value = environ.get(name, "").strip()
+            return value or default
+
+        temperature = text("OPENAI_TEMPERATURE", "0.9")
+        return cls(
+            slack_signing_secret=text("SLACK_SIGNING_SECRET", None),
+            slack_signing_secret_parameter=text(
+                "SLACK_SIGNING_SECRET_PARAMETER", cls.slack_signing_secret_parameter
+            ),
+            openai_api_key=text("OPENAI_API_KEY", None),
+            openai_api_key_parameter=text("OPENAI_API_KEY_PARAMETER", cls.openai_api_key_parameter),
+            openai_model=text("OPENAI_MODEL", DEFAULT_MODEL),
+            # "none" leaves the temperature out: reasoning models reject any value but their own.
+            openai_temperature=None
+            if temperature.lower() == "none"
+            else _number("OPENAI_TEMPERATURE", temperature, low=0.0, high=2.0),
+            openai_base_url=text("OPENAI_BASE_URL", None),
+            openai_timeout_seconds=_number(
+                "OPENAI_TIMEOUT_SECONDS", text("OPENAI_TIMEOUT_SECONDS", "60"), low=1.0, high=900.0
+            ),
+            # Not stripped: leading spaces or newlines in a prompt may be deliberate.
+            system_prompt=environ.get("SYSTEM_PROMPT") or DEFAULT_SYSTEM_PROMPT,
+            slack_response_type=_choice(
+                "SLACK_RESPONSE_TYPE", text("SLACK_RESPONSE_TYPE", "ephemeral").lower(), RESPONSE_TYPES
+            ),
+            max_input_chars=int(
+                _number("MAX_INPUT_CHARS", text("MAX_INPUT_CHARS", "4000"), low=1, high=40000, whole=True)
+            ),
+            worker_function_name=text("WORKER_FUNCTION_NAME", None),
+            log_level=_choice("LOG_LEVEL", text("LOG_LEVEL", "INFO").upper(), LOG_LEVELS),
+            log_message_text=_flag("LOG_MESSAGE_TEXT", text("LOG_MESSAGE_TEXT", "false")),
+        )
+
+
+def _number(name: str, raw: str, *, low: float, high: float, whole: bool = False) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or not low <= value <= high or (whole and value != int(value)):
+        kind = "a whole number" if whole else "a number"
+        raise SettingsError(f"{name} must be {kind} from {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def _choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")

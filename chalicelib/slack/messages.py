@@ -1,0 +1,104 @@
+"""Every message the bot shows in Slack, as pure functions returning JSON-ready dicts.
+
+Contract: each function returns a Slack message payload (``text`` plus ``response_type``),
+usable both as an HTTP response body and as a ``response_url`` POST body. User and LLM text
+is escaped for Slack's mrkdwn; the LLM's Markdown is converted to mrkdwn; nothing here ever
+contains an exception's text or a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+Message = dict[str, Any]
+
+# Slack truncates text above 40,000 characters; stay clear of it with room for the question.
+MAX_TEXT_CHARS = 39_000
+TRUNCATED = "\n…(the answer was too long for Slack and was cut here)"
+
+ERROR_TEXTS = {
+    "rate_limited": "The AI service is busy right now (rate limited). Please try again in a minute.",
+    "quota_exhausted": "The AI service's usage quota is used up. Please tell the bot's admin.",
+    "invalid_key": "The bot's OpenAI API key was rejected. Please tell the bot's admin.",
+    "too_long": "Your question is too long for the AI model. Please shorten it and try again.",
+    "timeout": "The AI service took too long to answer, so I gave up. Please try again.",
+    "unreadable": "The AI service sent an answer I couldn't read. Please try again.",
+    "service_error": "The AI service had a problem answering. Please try again later.",
+    "not_configured": "The bot is not set up correctly, so it can't answer. Please tell the bot's admin.",
+}
+
+
+def ephemeral(text: str) -> Message:
+    return {"response_type": "ephemeral", "text": text}
+
+
+def usage(command: str) -> Message:
+    return ephemeral(f"Ask me anything, for example:\n`{command} 東京でおすすめの散歩道は？`")
+
+
+def too_long(length: int, limit: int) -> Message:
+    return ephemeral(
+        f"Your question is {length:,} characters long; the limit is {limit:,}. Please shorten it and try again."
+    )
+
+
+def acknowledgement(question: str) -> Message:
+    return ephemeral(f":hourglass_flowing_sand: Thinking about your question…\n{code_block(question)}")
+
+
+def could_not_start() -> Message:
+    return ephemeral("Sorry, I couldn't start working on your question. Please try again in a moment.")
+
+
+def not_configured() -> Message:
+    return ephemeral(ERROR_TEXTS["not_configured"])
+
+
+def answer(question: str, answer_markdown: str, response_type: str) -> Message:
+    body = to_mrkdwn(answer_markdown)
+    head = code_block(question) + "\n"
+    if len(head) + len(body) > MAX_TEXT_CHARS:
+        body = body[: MAX_TEXT_CHARS - len(head) - len(TRUNCATED)] + TRUNCATED
+    return {"response_type": response_type, "text": head + body}
+
+
+def error(kind: str) -> Message:
+    return ephemeral(":warning: " + ERROR_TEXTS.get(kind, ERROR_TEXTS["service_error"]))
+
+
+def escape(text: str) -> str:
+    """Escape the three characters mrkdwn reserves (and only those)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def code_block(text: str) -> str:
+    # A ``` inside the block would end it early; a zero-width space keeps it literal.
+    return "```" + escape(text).replace("```", "`\u200b``") + "```"
+
+
+_CODE = re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL)
+_LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)")
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?![\s*])([^*\n]+?)(?<![\s*])\*(?![*\w])")
+_BOLD = re.compile(r"(\*\*|__)(?!\s)(.+?)(?<!\s)\1")
+_STRIKE = re.compile(r"~~(?!\s)(.+?)(?<!\s)~~")
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Convert the Markdown an LLM writes into Slack mrkdwn, leaving code untouched.
+
+    Headings become bold lines, ``**bold**`` becomes ``*bold*``, ``*italic*`` becomes
+    ``_italic_``, ``~~strike~~`` becomes ``~strike~`` and ``[label](url)`` becomes ``<url|label>``.
+    """
+    parts = _CODE.split(markdown)
+    for i in range(0, len(parts), 2):  # even parts are outside code
+        part = escape(parts[i])
+        part = _LINK.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", part)
+        part = _ITALIC_STAR.sub(r"_\1_", part)
+        part = _HEADING.sub(lambda m: "**" + m.group(1).replace("**", "") + "**", part)
+        part = _BOLD.sub(r"*\2*", part)
+        parts[i] = _STRIKE.sub(r"~\1~", part)
+    for i in range(1, len(parts), 2):
+        parts[i] = escape(parts[i])
+    return "".join(parts)

@@ -1,0 +1,123 @@
+"""Shared fixtures: fake servers on loopback, signed requests, and a fresh "container".
+
+Every test runs with fake AWS credentials and no real secrets; a test that needs AWS uses
+moto. The fakes are real HTTP servers (see ``fakes.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from chalicelib import aws, dispatch, llm, secrets
+from chalicelib.slack.signature import sign
+from tests.fakes import FakeServer, fake_lambda, fake_openai, fake_slack
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGNING_SECRET = "test-signing-secret-not-real"
+OPENAI_KEY = "sk-test-fake-key-not-real"
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No real AWS, OpenAI or Slack settings leak in; caches start empty as in a new container."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "OPENAI_", "SLACK_")) or name in (
+            "SYSTEM_PROMPT", "MAX_INPUT_CHARS", "WORKER_FUNCTION_NAME", "LOG_LEVEL", "LOG_MESSAGE_TEXT",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    new_container()
+    yield
+    wait_for_local_jobs()
+    new_container()
+
+
+def new_container() -> None:
+    """Forget what a Lambda container caches between invocations."""
+    secrets._cache.clear()
+    aws.client.cache_clear()
+    llm._client.cache_clear()
+
+
+def wait_for_local_jobs(timeout: float = 120.0) -> None:
+    """Join the in-process worker threads that dispatch started, so no job outlives its test."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name.startswith(dispatch.LOCAL_THREAD_PREFIX):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            assert not thread.is_alive(), f"worker thread {thread.name} did not finish"
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeServer]:
+    with fake_openai() as server:
+        yield server
+
+
+@pytest.fixture
+def slack_server() -> Iterator[FakeServer]:
+    with fake_slack() as server:
+        yield server
+
+
+@pytest.fixture
+def lambda_server() -> Iterator[FakeServer]:
+    with fake_lambda() as server:
+        yield server
+
+
+@pytest.fixture
+def bot_env(openai_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a working bot whose LLM is the fake server."""
+    env = {
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "OPENAI_API_KEY": OPENAI_KEY,
+        "OPENAI_BASE_URL": openai_server.url + "/v1",
+        "OPENAI_TIMEOUT_SECONDS": "20",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+def response_path() -> str:
+    return f"/commands/{uuid.uuid4().hex}"
+
+
+def command_form(text: str, response_url: str, **fields: str) -> bytes:
+    form = {
+        "token": "deprecated-verification-token",
+        "team_id": "T0001",
+        "team_domain": "example",
+        "channel_id": "C2147483705",
+        "channel_name": "test",
+        "user_id": "U2147483697",
+        "user_name": "steve",
+        "command": "/mameka",
+        "text": text,
+        "response_url": response_url,
+        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
+        "api_app_id": "A123456",
+    }
+    form.update(fields)
+    return urlencode(form).encode()
+
+
+def signed_headers(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sign(secret, ts, body),
+    }

@@ -1,0 +1,150 @@
+"""The HTTP route and the worker function through ``chalice.test.Client``, over the fakes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from chalice.local import LambdaContext
+from chalice.test import Client
+
+from app import app
+from tests.conftest import (
+    ROOT,
+    SIGNING_SECRET,
+    command_form,
+    response_path,
+    signed_headers,
+    wait_for_local_jobs,
+)
+from tests.fakes import FakeServer
+
+pytestmark = pytest.mark.usefixtures("bot_env")
+
+
+@pytest.fixture
+def client() -> Client:
+    with Client(app, stage_name="dev", project_dir=str(ROOT)) as client:
+        yield client
+
+
+def post_command(client: Client, text: str, response_url: str, **kwargs):
+    body = command_form(text, response_url)
+    return client.http.post("/slack/commands", headers=signed_headers(body, **kwargs), body=body)
+
+
+def test_command_is_acknowledged_then_answered_once(client: Client, slack_server: FakeServer,
+                                                    openai_server: FakeServer) -> None:
+    path = response_path()
+    response = post_command(client, "東京でおすすめの散歩道は？", slack_server.url + path)
+
+    assert response.status_code == 200
+    ack = response.json_body
+    assert ack["response_type"] == "ephemeral"
+    assert "東京でおすすめの散歩道は？" in ack["text"]
+
+    reply = slack_server.wait_for(path)[0].json()
+    wait_for_local_jobs()
+    assert len(slack_server.requests_to(path)) == 1
+    assert reply["response_type"] == "ephemeral"
+    assert reply["text"] == "```東京でおすすめの散歩道は？```\n*Answer* to: 東京でおすすめの散歩道は？"
+    sent = openai_server.received[0].json()
+    assert sent["messages"][0]["content"].startswith("美少女キャラとしてフレンドリーに話してください。")
+    assert sent["temperature"] == 0.9
+
+
+def test_bad_signature_is_401_and_nothing_is_dispatched(client: Client, slack_server: FakeServer,
+                                                        openai_server: FakeServer) -> None:
+    path = response_path()
+    response = post_command(client, "hello", slack_server.url + path, secret="wrong-secret")
+    wait_for_local_jobs()
+    assert response.status_code == 401
+    assert json.loads(response.body)["error"] == "signature does not match"
+    assert openai_server.received == [] and slack_server.received == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"Content-Type": "application/x-www-form-urlencoded"}, "missing X-Slack-Request-Timestamp header"),
+        ({"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": "abc",
+          "X-Slack-Signature": "v0=00"}, "X-Slack-Request-Timestamp is not an integer"),
+        ({"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": "1",
+          "X-Slack-Signature": "v0=00"}, "request timestamp is more than 5 minutes from now"),
+    ],
+)
+def test_unsigned_requests_get_401_with_a_reason(client: Client, headers: dict[str, str], reason: str) -> None:
+    response = client.http.post("/slack/commands", headers=headers, body=b"text=hi")
+    assert response.status_code == 401
+    assert json.loads(response.body) == {"error": reason}
+
+
+def test_json_body_is_415(client: Client) -> None:
+    response = client.http.post("/slack/commands", headers={"Content-Type": "application/json"}, body=b"{}")
+    assert response.status_code == 415
+
+
+def test_signed_body_without_response_url_is_400(client: Client) -> None:
+    body = b"command=%2Fmameka&text=hi"
+    response = client.http.post("/slack/commands", headers=signed_headers(body), body=body)
+    assert response.status_code == 400
+    assert json.loads(response.body) == {"error": "response_url is missing"}
+
+
+def test_empty_text_gets_usage_hint(client: Client, slack_server: FakeServer) -> None:
+    body = command_form("   ", slack_server.url + "/x", command="/ask")
+    response = client.http.post("/slack/commands", headers=signed_headers(body), body=body)
+    wait_for_local_jobs()
+    assert response.status_code == 200
+    assert response.json_body["response_type"] == "ephemeral"
+    assert "/ask 東京でおすすめの散歩道は？" in response.json_body["text"]
+    assert slack_server.received == []
+
+
+def test_text_over_limit_is_refused(client: Client, slack_server: FakeServer, monkeypatch) -> None:
+    monkeypatch.setenv("MAX_INPUT_CHARS", "10")
+    response = post_command(client, "x" * 11, slack_server.url + "/x")
+    wait_for_local_jobs()
+    assert response.status_code == 200
+    assert "11 characters long; the limit is 10" in response.json_body["text"]
+    assert slack_server.received == []
+
+
+def test_fifty_commands_at_once_are_all_answered(client: Client, slack_server: FakeServer,
+                                                 openai_server: FakeServer, monkeypatch) -> None:
+    # Each LLM call waits until all 50 jobs are in flight, proving no local cap below 50.
+    slow = openai_server.default
+
+    def answer_when_all_arrive(received):
+        openai_server.wait_for("/v1/chat/completions", count=50, timeout=60)
+        return slow(received)
+
+    openai_server.default = answer_when_all_arrive
+    paths = [response_path() for _ in range(50)]
+    for i, path in enumerate(paths):
+        assert post_command(client, f"question {i}", slack_server.url + path).status_code == 200
+    for i, path in enumerate(paths):
+        assert slack_server.wait_for(path)[0].json()["text"].endswith(f"to: question {i}")
+    assert openai_server.max_in_flight == 50
+
+
+def job_payload(response_url: str, text: str = "hi") -> dict[str, str]:
+    return {"text": text, "response_url": response_url, "user_id": "U1", "channel_id": "C1", "team_id": "T1"}
+
+
+def test_worker_function_replies_before_returning(slack_server: FakeServer) -> None:
+    path = response_path()
+    context = LambdaContext("worker", memory_size=512, max_runtime_ms=120_000)
+    assert app.handler_map["worker"](job_payload(slack_server.url + path), context) is None
+    assert [r.json()["text"] for r in slack_server.requests_to(path)] == ["```hi```\n*Answer* to: hi"]
+
+
+def test_worker_with_no_time_left_says_so_at_once(client: Client, slack_server: FakeServer,
+                                                  openai_server: FakeServer) -> None:
+    # chalice.test gives every invoke a 3-second context: less than the reply reserve.
+    path = response_path()
+    client.lambda_.invoke("worker", job_payload(slack_server.url + path))
+    assert [r.json()["text"] for r in slack_server.requests_to(path)] == [
+        ":warning: The AI service took too long to answer, so I gave up. Please try again."
+    ]
+    assert openai_server.received == []
