@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test run package lint clean
+.PHONY: venv test run package deploy secrets manifest ask bench lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -32,6 +32,22 @@ package: $(STAMP)
 	$(BIN)/python scripts/deployment.py merge-template $(STAGE) > out/merge.json
 	$(BIN)/chalice package --stage $(STAGE) --merge-template out/merge.json out
 	@echo "wrote out/sam.json and out/deployment.zip for stage $(STAGE)"
+
+deploy: $(STAMP)
+	$(BIN)/chalice deploy --stage $(STAGE)
+	$(BIN)/python scripts/deployment.py configure-worker $(STAGE)
+
+secrets: $(STAMP)
+	@$(BIN)/python scripts/secrets.py $(STAGE)
+
+manifest: $(STAMP)
+	@$(BIN)/python scripts/manifest.py $(STAGE)
+
+ask: $(STAMP)
+	@$(BIN)/python scripts/ask.py "$(Q)"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
