@@ -62,11 +62,17 @@ class FakeServer:
         self.received: list[Received] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0
         self._lock = threading.Condition()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server.connections += 1
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

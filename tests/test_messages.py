@@ -1,0 +1,53 @@
+"""Message formatting: pure functions, checked on exact output."""
+
+from __future__ import annotations
+
+from chalicelib.slack import messages
+
+
+def test_answer_is_question_in_code_block_then_answer() -> None:
+    message = messages.answer("散歩道は？", "**代々木公園**がおすすめだよ！", "in_channel")
+    assert message == {"response_type": "in_channel", "text": "```散歩道は？```\n*代々木公園*がおすすめだよ！"}
+
+
+def test_user_text_is_escaped_and_cannot_close_the_code_block() -> None:
+    assert messages.code_block("a < b && ```x```") == "```a &lt; b &amp;&amp; `\u200b``x`\u200b`````"
+
+
+def test_markdown_becomes_mrkdwn_but_code_is_left_alone() -> None:
+    markdown = (
+        "# Title\n"
+        "Some **bold**, *italic*, ~~gone~~ and a [link](https://example.com/a?b=1&c=2).\n"
+        "* a bullet\n"
+        "```python\nif a < b and x**2:\n    pass\n```\n"
+        "Inline `x**2 < y` too."
+    )
+    assert messages.to_mrkdwn(markdown) == (
+        "*Title*\n"
+        "Some *bold*, _italic_, ~gone~ and a <https://example.com/a?b=1&amp;c=2|link>.\n"
+        "* a bullet\n"
+        "```python\nif a &lt; b and x**2:\n    pass\n```\n"
+        "Inline `x**2 &lt; y` too."
+    )
+
+
+def test_long_answers_are_cut_below_slacks_limit() -> None:
+    text = messages.answer("q", "あ" * 50_000, "ephemeral")["text"]
+    assert len(text) <= messages.MAX_TEXT_CHARS
+    assert text.endswith(messages.TRUNCATED)
+
+
+def test_every_error_kind_has_plain_words_and_unknown_kinds_fall_back() -> None:
+    for kind, text in messages.ERROR_TEXTS.items():
+        message = messages.error(kind)
+        assert message == {"response_type": "ephemeral", "text": ":warning: " + text}
+        assert "Error" not in text and "Traceback" not in text
+    assert messages.error("no-such-kind") == messages.error("service_error")
+
+
+def test_ack_usage_and_too_long_are_ephemeral() -> None:
+    assert messages.acknowledgement("hi")["text"].endswith("```hi```")
+    assert messages.usage("/ask")["text"].endswith("`/ask 東京でおすすめの散歩道は？`")
+    assert messages.too_long(4001, 4000)["text"].startswith("Your question is 4,001 characters long; the limit is 4,000.")
+    for message in (messages.acknowledgement("hi"), messages.usage("/ask"), messages.too_long(2, 1)):
+        assert message["response_type"] == "ephemeral"

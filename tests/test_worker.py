@@ -1,0 +1,113 @@
+"""The worker: exactly one plain-language reply per job, whatever fails, and it never raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from moto import mock_aws
+
+from chalicelib import worker
+from chalicelib.deadline import Deadline
+from tests.conftest import OPENAI_KEY, response_path
+from tests.fakes import FakeServer, Reply, openai_error
+
+
+def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", seconds: float = 60) -> list[dict]:
+    """Run one job to completion and return every message posted to its response_url."""
+    path = response_path()
+    payload = {"text": text, "response_url": slack_server.url + path, "user_id": "U1", "channel_id": "C1",
+               "team_id": "T1"}
+    assert worker.run(payload, Deadline.in_seconds(seconds), env) is None
+    return [r.json() for r in slack_server.requests_to(path)]
+
+
+def log_lines(captured: str) -> list[dict]:
+    return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+
+
+def test_answer_is_posted_once_and_logged(bot_env, slack_server: FakeServer, capsys) -> None:
+    env = {**bot_env, "SLACK_RESPONSE_TYPE": "in_channel"}
+    assert run_job(slack_server, env, "秘密の質問") == [
+        {"response_type": "in_channel", "text": "```秘密の質問```\n*Answer* to: 秘密の質問"}
+    ]
+    output = capsys.readouterr().out
+    [line] = log_lines(output)
+    assert line["event"] == "answer" and line["outcome"] == "answered" and line["delivered"] is True
+    assert (line["model"], line["tokens_in"], line["tokens_out"]) == ("fake-model", 11, 7)
+    assert {"llm_ms", "reply_ms", "user_id", "channel_id", "team_id"} <= line.keys()
+    assert "秘密の質問" not in output and OPENAI_KEY not in output
+
+
+def test_message_text_is_logged_only_when_asked(bot_env, slack_server: FakeServer, capsys) -> None:
+    run_job(slack_server, {**bot_env, "LOG_MESSAGE_TEXT": "true"}, "秘密の質問")
+    assert log_lines(capsys.readouterr().out)[0]["text"] == "秘密の質問"
+
+
+@pytest.mark.parametrize(
+    ("reply", "words"),
+    [
+        (openai_error(429, "rate_limit_exceeded"), "rate limited"),
+        (openai_error(429, "insufficient_quota"), "quota is used up"),
+        (openai_error(401, "invalid_api_key"), "API key was rejected"),
+        (openai_error(400, "context_length_exceeded"), "too long for the AI model"),
+        (openai_error(500, "server_error"), "had a problem answering"),
+        (Reply(200, "not json"), "couldn't read"),
+        (Reply(200, "{}", delay=30), "took too long"),
+    ],
+)
+def test_each_llm_failure_gets_exactly_one_plain_reply(bot_env, openai_server: FakeServer, slack_server: FakeServer,
+                                                        capsys, reply: Reply, words: str) -> None:
+    reply.headers["retry-after-ms"] = "10"
+    openai_server.script = [reply] * 3
+    env = {**bot_env, "OPENAI_TIMEOUT_SECONDS": "2"}
+    [message] = run_job(slack_server, env)
+    assert message["response_type"] == "ephemeral"
+    assert message["text"].startswith(":warning: ") and words in message["text"]
+    output = capsys.readouterr().out
+    assert "Traceback" not in output and "fake server" not in message["text"]
+    assert log_lines(output)[0]["outcome"] != "answered"
+
+
+def test_missing_api_key_parameter_says_not_set_up(bot_env, slack_server: FakeServer) -> None:
+    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"}
+    with mock_aws():
+        [message] = run_job(slack_server, env)
+    assert "not set up correctly" in message["text"]
+
+
+def test_key_from_ssm_is_used(bot_env, openai_server: FakeServer, slack_server: FakeServer) -> None:
+    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"}
+    env["OPENAI_API_KEY_PARAMETER"] = "/mameka/test/openai"
+    with mock_aws():
+        import boto3
+
+        boto3.client("ssm").put_parameter(Name="/mameka/test/openai", Value="sk-from-ssm-fake", Type="SecureString")
+        [message] = run_job(slack_server, env)
+    assert message["text"].endswith("*Answer* to: hi")
+    assert openai_server.received[0].headers["authorization"] == "Bearer sk-from-ssm-fake"
+
+
+def test_bad_settings_say_not_set_up(bot_env, slack_server: FakeServer, caplog) -> None:
+    [message] = run_job(slack_server, {**bot_env, "OPENAI_TEMPERATURE": "hot"})
+    assert "not set up correctly" in message["text"]
+    assert "OPENAI_TEMPERATURE must be a number" in caplog.text
+
+
+def test_a_reply_that_fails_is_retried_then_given_up_without_raising(bot_env, slack_server: FakeServer,
+                                                                     capsys) -> None:
+    slack_server.script = [Reply(500, "x")] * 3
+    assert len(run_job(slack_server, bot_env)) == 3  # one try and two retries of the same reply
+    assert log_lines(capsys.readouterr().out)[0]["delivered"] is False
+
+
+def test_a_payload_without_response_url_is_dropped_without_raising(capsys) -> None:
+    assert worker.run({"text": "hi"}, Deadline.in_seconds(60), {}) is None
+    assert log_lines(capsys.readouterr().out) == [{"event": "answer", "outcome": "bad_payload"}]
+
+
+def test_the_reply_is_kept_time_for(bot_env, openai_server: FakeServer, slack_server: FakeServer) -> None:
+    # With 12 s left, the LLM gets 2 s (10 s are kept for the reply), so a slow LLM still gets a reply.
+    openai_server.script = [Reply(200, "{}", delay=30)]
+    [message] = run_job(slack_server, {**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, seconds=12)
+    assert "took too long" in message["text"]
