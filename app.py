@@ -14,10 +14,11 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from chalicelib import gateway, worker as jobs
+from chalicelib import gateway, local_server
 from chalicelib.deadline import Deadline
 
 app = Chalice(app_name="mameka")
+local_server.widen_backlog(os.environ)  # `chalice local` only: take 50+ simultaneous commands
 
 
 @app.route("/slack/commands", methods=["POST"], content_types=["application/x-www-form-urlencoded"])
@@ -31,4 +32,7 @@ def slash_command() -> Response:
 
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> None:
+    # Imported here, not at the top: it loads openai, which the HTTP function must not pay for.
+    from chalicelib import worker as jobs
+
     jobs.run(event, Deadline.in_seconds(context.get_remaining_time_in_millis() / 1000), os.environ)

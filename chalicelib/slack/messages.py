@@ -48,11 +48,11 @@ def acknowledgement(question: str) -> Message:
 
 
 def could_not_start() -> Message:
-    return ephemeral("Sorry, I couldn't start working on your question. Please try again in a moment.")
+    return ephemeral(":warning: Sorry, I couldn't start working on your question. Please try again in a moment.")
 
 
 def not_configured() -> Message:
-    return ephemeral(ERROR_TEXTS["not_configured"])
+    return error("not_configured")
 
 
 def answer(question: str, answer_markdown: str, response_type: str) -> Message:

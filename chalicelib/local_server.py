@@ -1,0 +1,24 @@
+"""Let ``chalice local`` take a burst of commands the way API Gateway does.
+
+Chalice's dev server listens with socketserver's default backlog of 5, so 50 commands sent
+at once get connection resets; API Gateway has no such limit. Contract:
+``widen_backlog(environ)`` raises that backlog to ``BACKLOG`` when the app is loaded by the
+Chalice CLI, and does nothing in Lambda (where ``chalice.local`` is not even shipped). It must
+run at import time: the CLI loads the app before it creates the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+BACKLOG = 128
+
+
+def widen_backlog(environ: Mapping[str, str]) -> None:
+    if environ.get("AWS_CHALICE_CLI_MODE") != "true" or environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return
+    try:
+        from chalice.local import ThreadedHTTPServer
+    except ImportError:
+        return
+    ThreadedHTTPServer.request_queue_size = max(ThreadedHTTPServer.request_queue_size, BACKLOG)

@@ -1,0 +1,77 @@
+"""The HTTP function's cold path, as Lambda runs it: a fresh process, one API Gateway event.
+
+Slack's 3 seconds include a cold start, so the HTTP path must not import the LLM SDK or
+slack_sdk (hundreds of milliseconds between them). Checked in a subprocess so that nothing
+the test process imported hides an import.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from tests.conftest import ROOT, SIGNING_SECRET, command_form, signed_headers
+from tests.fakes import FakeServer
+
+HANDLE_ONE_EVENT = textwrap.dedent(
+    """
+    import json, sys
+    from app import app
+
+    class Context:
+        function_name = "mameka-dev"
+        aws_request_id = "req-1"
+        memory_limit_in_mb = 256
+        def get_remaining_time_in_millis(self):
+            return 10_000
+
+    response = app(json.loads(sys.stdin.read()), Context())
+    heavy = sorted(m for m in ("openai", "slack_sdk", "httpx2", "requests") if m in sys.modules)
+    print(json.dumps({"status": response["statusCode"], "body": response["body"], "heavy": heavy}))
+    """
+)
+
+
+def api_gateway_event(body: bytes, headers: dict[str, str]) -> dict:
+    return {
+        "resource": "/slack/commands",
+        "path": "/slack/commands",
+        "httpMethod": "POST",
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": "/slack/commands", "httpMethod": "POST", "requestId": "req-1",
+                           "stage": "api", "path": "/api/slack/commands"},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+    }
+
+
+def test_http_path_leaves_openai_and_slack_sdk_unimported(lambda_server: FakeServer, tmp_path) -> None:
+    body = command_form("hi", "https://hooks.slack.com/commands/T/1/x")
+    event = api_gateway_event(body, signed_headers(body))
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev",
+        "WORKER_FUNCTION_NAME": "mameka-dev-worker",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "AWS_ENDPOINT_URL_LAMBDA": lambda_server.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", HANDLE_ONE_EVENT], input=json.dumps(event), env=env, cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.splitlines()[-1])
+    assert outcome["status"] == 200 and "Thinking" in json.loads(outcome["body"])["text"]
+    assert len(lambda_server.received) == 1  # the job really was dispatched
+    assert outcome["heavy"] == []

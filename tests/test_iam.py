@@ -1,0 +1,165 @@
+"""Least privilege: every AWS call each function makes is allowed by its own policy file, and
+each policy allows nothing beyond those calls and writing logs.
+
+The calls are recorded from botocore's ``before-parameter-build`` event while the real code runs
+against moto: the HTTP function in Lambda mode (signing secret from SSM, an Event invoke of
+the worker) and the worker (OpenAI key from SSM, then a real answer from the fake LLM).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import zipfile
+from typing import Any
+
+import boto3
+import pytest
+from chalice.config import Config
+from moto import mock_aws
+
+from chalicelib import gateway, worker
+from chalicelib.deadline import Deadline
+from tests.conftest import ROOT, SIGNING_SECRET, command_form, response_path, signed_headers
+from tests.fakes import FakeServer
+
+ACCOUNT = "123456789012"  # moto's account
+REGION = "us-east-1"
+LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
+IAM_ACTION = {("lambda", "Invoke"): "lambda:InvokeFunction"}
+
+
+def config_for(stage: str, function: str) -> Config:
+    disk = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return Config(chalice_stage=stage, function_name=function, config_from_disk=disk)
+
+
+def policy_for(stage: str, function: str) -> dict[str, Any]:
+    name = config_for(stage, function).iam_policy_file
+    return json.loads((ROOT / ".chalice" / name).read_text())
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def allows(policy: dict[str, Any], action: str, resource: str) -> bool:
+    return any(
+        statement["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in as_list(statement["Action"]))
+        and any(fnmatch.fnmatchcase(resource, r) for r in as_list(statement["Resource"]))
+        for statement in policy["Statement"]
+    )
+
+
+class CallRecorder:
+    """Records (IAM action, resource ARN) for every AWS API call the default boto3 session makes."""
+
+    def __init__(self) -> None:
+        self.calls: set[tuple[str, str]] = set()
+
+    def __call__(self, model: Any, params: dict[str, Any], **kwargs: Any) -> None:
+        service = model.service_model.service_name
+        action = IAM_ACTION.get((service, model.name), f"{model.service_model.signing_name}:{model.name}")
+        if service == "ssm":
+            resource = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}"
+        elif service == "lambda":
+            resource = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{params['FunctionName']}"
+        else:
+            resource = f"unexpected service {service}"
+        self.calls.add((action, resource))
+
+
+@pytest.fixture
+def aws_calls():
+    """moto for AWS, with every call recorded. Setup calls made before ``recording`` are not counted."""
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        boto3.setup_default_session(region_name=REGION)
+        recorder = CallRecorder()
+        yield recorder
+        boto3.DEFAULT_SESSION = None
+
+
+def start_recording(recorder: CallRecorder) -> None:
+    boto3.DEFAULT_SESSION.events.register("before-parameter-build", recorder)
+
+
+def create_worker_function(name: str) -> None:
+    iam = boto3.client("iam")
+    role = iam.create_role(RoleName="worker-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "def worker(event, context):\n    return None\n")
+    boto3.client("lambda").create_function(
+        FunctionName=name, Runtime="python3.12", Role=role, Handler="app.worker", Code={"ZipFile": code.getvalue()}
+    )
+
+
+def assert_least_privilege(policy: dict[str, Any], calls: set[tuple[str, str]]) -> None:
+    assert calls, "the scenario made no AWS call: nothing was checked"
+    for action, resource in calls:
+        assert allows(policy, action, resource), f"{action} on {resource} is not allowed"
+    for statement in policy["Statement"]:
+        actions = set(as_list(statement["Action"]))
+        assert statement["Effect"] == "Allow"
+        assert not any("*" in action for action in actions), statement
+        if actions <= LOG_ACTIONS:
+            assert actions == LOG_ACTIONS
+            continue
+        used = {(a, r) for a, r in calls if a in actions and any(fnmatch.fnmatchcase(r, p)
+                                                                  for p in as_list(statement["Resource"]))}
+        assert used, f"statement {statement.get('Sid')} allows something the code never does"
+        # Wildcards stand only for region and account: nothing beyond what was called matches.
+        for pattern in as_list(statement["Resource"]):
+            assert pattern.startswith(("arn:aws:ssm:*:*:parameter/", "arn:aws:lambda:*:*:function:")), pattern
+            assert "*" not in pattern.split(":", 5)[5], pattern
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_http_function(stage: str, aws_calls: CallRecorder, slack_server: FakeServer) -> None:
+    config = config_for(stage, "api_handler")
+    env = {**config.environment_variables, "AWS_LAMBDA_FUNCTION_NAME": f"mameka-{stage}"}
+    boto3.client("ssm").put_parameter(
+        Name=env["SLACK_SIGNING_SECRET_PARAMETER"], Value=SIGNING_SECRET, Type="SecureString"
+    )
+    create_worker_function(env["WORKER_FUNCTION_NAME"])
+    start_recording(aws_calls)
+
+    body = command_form("hi", slack_server.url + response_path())
+    headers = {k.lower(): v for k, v in signed_headers(body).items()}
+    status, message = gateway.handle_slash_command(headers, body, env, "req-1")
+
+    assert status == 200 and "Thinking" in message["text"]
+    assert aws_calls.calls == {
+        ("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/mameka/{stage}/slack-signing-secret"),
+        ("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mameka-{stage}-worker"),
+    }
+    assert_least_privilege(policy_for(stage, "api_handler"), aws_calls.calls)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, slack_server: FakeServer) -> None:
+    config = config_for(stage, "worker")
+    env = {**config.environment_variables, "OPENAI_BASE_URL": openai_server.url + "/v1"}
+    boto3.client("ssm").put_parameter(Name=env["OPENAI_API_KEY_PARAMETER"], Value="sk-fake", Type="SecureString")
+    start_recording(aws_calls)
+
+    path = response_path()
+    payload = {"text": "hi", "response_url": slack_server.url + path, "user_id": "U", "channel_id": "C",
+               "team_id": "T"}
+    worker.run(payload, Deadline.in_seconds(60), env)
+
+    assert slack_server.requests_to(path)[0].json()["text"].endswith("*Answer* to: hi")
+    assert aws_calls.calls == {
+        ("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/mameka/{stage}/openai-api-key"),
+    }
+    assert_least_privilege(policy_for(stage, "worker"), aws_calls.calls)
+
+
+def test_each_function_has_its_own_hand_written_policy() -> None:
+    for stage in ("dev", "prod"):
+        for function in ("api_handler", "worker"):
+            config = config_for(stage, function)
+            assert config.autogen_policy is False
+            assert config.iam_policy_file == f"policy-{stage}-{function}.json"
