@@ -57,9 +57,7 @@ class Settings:
         temperature = text("OPENAI_TEMPERATURE", "0.9")
         return cls(
             slack_signing_secret=text("SLACK_SIGNING_SECRET", None),
-            slack_signing_secret_parameter=text(
-                "SLACK_SIGNING_SECRET_PARAMETER", cls.slack_signing_secret_parameter
-            ),
+            slack_signing_secret_parameter=text("SLACK_SIGNING_SECRET_PARAMETER", cls.slack_signing_secret_parameter),
             openai_api_key=text("OPENAI_API_KEY", None),
             openai_api_key_parameter=text("OPENAI_API_KEY_PARAMETER", cls.openai_api_key_parameter),
             openai_model=text("OPENAI_MODEL", DEFAULT_MODEL),

@@ -30,7 +30,11 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No real AWS, OpenAI or Slack settings leak in; caches start empty as in a new container."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "OPENAI_", "SLACK_")) or name in (
-            "SYSTEM_PROMPT", "MAX_INPUT_CHARS", "WORKER_FUNCTION_NAME", "LOG_LEVEL", "LOG_MESSAGE_TEXT",
+            "SYSTEM_PROMPT",
+            "MAX_INPUT_CHARS",
+            "WORKER_FUNCTION_NAME",
+            "LOG_LEVEL",
+            "LOG_MESSAGE_TEXT",
         ):
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

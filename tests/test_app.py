@@ -11,7 +11,6 @@ from chalice.test import Client
 from app import app
 from tests.conftest import (
     ROOT,
-    SIGNING_SECRET,
     command_form,
     response_path,
     signed_headers,
@@ -33,8 +32,9 @@ def post_command(client: Client, text: str, response_url: str, **kwargs):
     return client.http.post("/slack/commands", headers=signed_headers(body, **kwargs), body=body)
 
 
-def test_command_is_acknowledged_then_answered_once(client: Client, slack_server: FakeServer,
-                                                    openai_server: FakeServer) -> None:
+def test_command_is_acknowledged_then_answered_once(
+    client: Client, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
     path = response_path()
     response = post_command(client, "東京でおすすめの散歩道は？", slack_server.url + path)
 
@@ -53,8 +53,9 @@ def test_command_is_acknowledged_then_answered_once(client: Client, slack_server
     assert sent["temperature"] == 0.9
 
 
-def test_bad_signature_is_401_and_nothing_is_dispatched(client: Client, slack_server: FakeServer,
-                                                        openai_server: FakeServer) -> None:
+def test_bad_signature_is_401_and_nothing_is_dispatched(
+    client: Client, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
     path = response_path()
     response = post_command(client, "hello", slack_server.url + path, secret="wrong-secret")
     wait_for_local_jobs()
@@ -67,10 +68,22 @@ def test_bad_signature_is_401_and_nothing_is_dispatched(client: Client, slack_se
     ("headers", "reason"),
     [
         ({"Content-Type": "application/x-www-form-urlencoded"}, "missing X-Slack-Request-Timestamp header"),
-        ({"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": "abc",
-          "X-Slack-Signature": "v0=00"}, "X-Slack-Request-Timestamp is not an integer"),
-        ({"Content-Type": "application/x-www-form-urlencoded", "X-Slack-Request-Timestamp": "1",
-          "X-Slack-Signature": "v0=00"}, "request timestamp is more than 5 minutes from now"),
+        (
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": "abc",
+                "X-Slack-Signature": "v0=00",
+            },
+            "X-Slack-Request-Timestamp is not an integer",
+        ),
+        (
+            {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "X-Slack-Request-Timestamp": "1",
+                "X-Slack-Signature": "v0=00",
+            },
+            "request timestamp is more than 5 minutes from now",
+        ),
     ],
 )
 def test_unsigned_requests_get_401_with_a_reason(client: Client, headers: dict[str, str], reason: str) -> None:
@@ -110,8 +123,9 @@ def test_text_over_limit_is_refused(client: Client, slack_server: FakeServer, mo
     assert slack_server.received == []
 
 
-def test_fifty_commands_at_once_are_all_answered(client: Client, slack_server: FakeServer,
-                                                 openai_server: FakeServer, monkeypatch) -> None:
+def test_fifty_commands_at_once_are_all_answered(
+    client: Client, slack_server: FakeServer, openai_server: FakeServer, monkeypatch
+) -> None:
     # Each LLM call waits until all 50 jobs are in flight, proving no local cap below 50.
     slow = openai_server.default
 
@@ -139,8 +153,9 @@ def test_worker_function_replies_before_returning(slack_server: FakeServer) -> N
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == ["```hi```\n*Answer* to: hi"]
 
 
-def test_worker_with_no_time_left_says_so_at_once(client: Client, slack_server: FakeServer,
-                                                  openai_server: FakeServer) -> None:
+def test_worker_with_no_time_left_says_so_at_once(
+    client: Client, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
     # chalice.test gives every invoke a 3-second context: less than the reply reserve.
     path = response_path()
     client.lambda_.invoke("worker", job_payload(slack_server.url + path))

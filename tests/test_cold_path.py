@@ -45,8 +45,13 @@ def api_gateway_event(body: bytes, headers: dict[str, str]) -> dict:
         "multiValueQueryStringParameters": None,
         "pathParameters": None,
         "stageVariables": None,
-        "requestContext": {"resourcePath": "/slack/commands", "httpMethod": "POST", "requestId": "req-1",
-                           "stage": "api", "path": "/api/slack/commands"},
+        "requestContext": {
+            "resourcePath": "/slack/commands",
+            "httpMethod": "POST",
+            "requestId": "req-1",
+            "stage": "api",
+            "path": "/api/slack/commands",
+        },
         "body": body.decode(),
         "isBase64Encoded": False,
     }
@@ -67,8 +72,13 @@ def test_http_path_leaves_openai_and_slack_sdk_unimported(lambda_server: FakeSer
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     result = subprocess.run(
-        [sys.executable, "-c", HANDLE_ONE_EVENT], input=json.dumps(event), env=env, cwd=ROOT,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", HANDLE_ONE_EVENT],
+        input=json.dumps(event),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.splitlines()[-1])

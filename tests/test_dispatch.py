@@ -27,8 +27,13 @@ def test_in_lambda_the_worker_is_invoked_asynchronously(lambda_endpoint: FakeSer
     [invoke] = lambda_endpoint.received
     assert invoke.path == "/2015-03-31/functions/mameka-dev-worker/invocations"
     assert invoke.headers["x-amz-invocation-type"] == "Event"
-    assert invoke.json() == {"text": "hi", "response_url": "https://hooks.slack.com/x", "user_id": "U1",
-                             "channel_id": "C1", "team_id": "T1"}
+    assert invoke.json() == {
+        "text": "hi",
+        "response_url": "https://hooks.slack.com/x",
+        "user_id": "U1",
+        "channel_id": "C1",
+        "team_id": "T1",
+    }
 
 
 def test_invokes_reuse_one_connection(lambda_endpoint: FakeServer) -> None:

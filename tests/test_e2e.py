@@ -59,13 +59,17 @@ def start_chalice_local(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[L
     port = free_port()
     log = tmp_path / "chalice-local.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SLACK_"))}
-    env.update({"SLACK_SIGNING_SECRET": SIGNING_SECRET, "OPENAI_API_KEY": OPENAI_KEY, "PYTHONUNBUFFERED": "1",
-                **extra_env})
+    env.update(
+        {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "OPENAI_API_KEY": OPENAI_KEY, "PYTHONUNBUFFERED": "1", **extra_env}
+    )
     chalice = str(Path(os.sys.executable).parent / "chalice")
     with log.open("wb") as out:
         process = subprocess.Popen(
             [chalice, "local", "--stage", "dev", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
@@ -85,12 +89,14 @@ def start_chalice_local(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[L
 
 @pytest.fixture
 def local_server(tmp_path: Path, openai_server: FakeServer) -> Iterator[LocalServer]:
-    yield from start_chalice_local(tmp_path, {"OPENAI_BASE_URL": openai_server.url + "/v1",
-                                              "OPENAI_TIMEOUT_SECONDS": "5"})
+    yield from start_chalice_local(
+        tmp_path, {"OPENAI_BASE_URL": openai_server.url + "/v1", "OPENAI_TIMEOUT_SECONDS": "5"}
+    )
 
 
-def test_command_is_acknowledged_and_answered_exactly_once(local_server: LocalServer, slack_server: FakeServer,
-                                                           openai_server: FakeServer) -> None:
+def test_command_is_acknowledged_and_answered_exactly_once(
+    local_server: LocalServer, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
     path = response_path()
     response = local_server.command("東京でおすすめの散歩道は？", slack_server.url + path)
     assert response.status_code == 200
@@ -107,8 +113,9 @@ def test_command_is_acknowledged_and_answered_exactly_once(local_server: LocalSe
     assert "東京" not in local_server.log.read_text()  # no message text in logs by default
 
 
-def test_llm_failure_ends_in_one_plain_reply(local_server: LocalServer, slack_server: FakeServer,
-                                             openai_server: FakeServer) -> None:
+def test_llm_failure_ends_in_one_plain_reply(
+    local_server: LocalServer, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
     openai_server.script = [Reply(401, {"error": {"code": "invalid_api_key", "message": "Incorrect API key"}})]
     path = response_path()
     assert local_server.command("hi", slack_server.url + path).status_code == 200
@@ -126,20 +133,24 @@ def test_bad_signature_and_bad_input_over_http(local_server: LocalServer, slack_
     assert local_server.command("hi", slack_server.url + "/x", secret="wrong").status_code == 401
     old = int(time.time()) - 600
     assert local_server.command("hi", slack_server.url + "/x", timestamp=old).status_code == 401
-    form = requests.post(local_server.url + "/slack/commands", data=b"text=hi", timeout=30,
-                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    form = requests.post(
+        local_server.url + "/slack/commands",
+        data=b"text=hi",
+        timeout=30,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert form.status_code == 401 and form.json() == {"error": "missing X-Slack-Request-Timestamp header"}
     as_json = requests.post(local_server.url + "/slack/commands", json={"text": "hi"}, timeout=30)
     assert as_json.status_code == 415
     assert slack_server.received == []
 
 
-def test_fifty_commands_at_once(local_server: LocalServer, slack_server: FakeServer,
-                                openai_server: FakeServer) -> None:
+def test_fifty_commands_at_once(local_server: LocalServer, slack_server: FakeServer, openai_server: FakeServer) -> None:
     paths = [response_path() for _ in range(50)]
     with ThreadPoolExecutor(max_workers=50) as pool:
-        statuses = list(pool.map(lambda i: local_server.command(f"q{i}", slack_server.url + paths[i]).status_code,
-                                 range(50)))
+        statuses = list(
+            pool.map(lambda i: local_server.command(f"q{i}", slack_server.url + paths[i]).status_code, range(50))
+        )
     assert statuses == [200] * 50
     for i, path in enumerate(paths):
         assert slack_server.wait_for(path)[0].json()["text"].endswith(f"to: q{i}")
@@ -158,8 +169,9 @@ def lambda_runs_worker(openai_server: FakeServer, monkeypatch: pytest.MonkeyPatc
     def invoke(received: Received) -> Reply:
         payload = received.json()
         app.handler_map["worker"](payload, LambdaContext("worker", memory_size=512, max_runtime_ms=120_000))
-        results.append({"function": received.path, "type": received.headers.get("x-amz-invocation-type"),
-                        "payload": payload})
+        results.append(
+            {"function": received.path, "type": received.headers.get("x-amz-invocation-type"), "payload": payload}
+        )
         return Reply(202, b"")
 
     with FakeServer(invoke) as server:
@@ -179,7 +191,12 @@ def test_in_lambda_mode_the_worker_is_invoked_and_replies_before_returning(
         lambda_server.wait_for("/2015-03-31/functions/mameka-dev-worker/invocations")
         [result] = results
         assert result["type"] == "Event"
-        assert result["payload"] == {"text": "hi", "response_url": slack_server.url + path,
-                                     "user_id": "U2147483697", "channel_id": "C2147483705", "team_id": "T0001"}
+        assert result["payload"] == {
+            "text": "hi",
+            "response_url": slack_server.url + path,
+            "user_id": "U2147483697",
+            "channel_id": "C2147483705",
+            "team_id": "T0001",
+        }
         assert [r.json()["text"] for r in slack_server.requests_to(path)] == ["```hi```\n*Answer* to: hi"]
         assert server.wait_for_log("command", 1)[0]["outcome"] == "dispatched"

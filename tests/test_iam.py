@@ -107,8 +107,11 @@ def assert_least_privilege(policy: dict[str, Any], calls: set[tuple[str, str]]) 
         if actions <= LOG_ACTIONS:
             assert actions == LOG_ACTIONS
             continue
-        used = {(a, r) for a, r in calls if a in actions and any(fnmatch.fnmatchcase(r, p)
-                                                                  for p in as_list(statement["Resource"]))}
+        used = {
+            (a, r)
+            for a, r in calls
+            if a in actions and any(fnmatch.fnmatchcase(r, p) for p in as_list(statement["Resource"]))
+        }
         assert used, f"statement {statement.get('Sid')} allows something the code never does"
         # Wildcards stand only for region and account: nothing beyond what was called matches.
         for pattern in as_list(statement["Resource"]):
@@ -146,8 +149,7 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
     start_recording(aws_calls)
 
     path = response_path()
-    payload = {"text": "hi", "response_url": slack_server.url + path, "user_id": "U", "channel_id": "C",
-               "team_id": "T"}
+    payload = {"text": "hi", "response_url": slack_server.url + path, "user_id": "U", "channel_id": "C", "team_id": "T"}
     worker.run(payload, Deadline.in_seconds(60), env)
 
     assert slack_server.requests_to(path)[0].json()["text"].endswith("*Answer* to: hi")

@@ -48,6 +48,8 @@ def test_every_error_kind_has_plain_words_and_unknown_kinds_fall_back() -> None:
 def test_ack_usage_and_too_long_are_ephemeral() -> None:
     assert messages.acknowledgement("hi")["text"].endswith("```hi```")
     assert messages.usage("/ask")["text"].endswith("`/ask 東京でおすすめの散歩道は？`")
-    assert messages.too_long(4001, 4000)["text"].startswith("Your question is 4,001 characters long; the limit is 4,000.")
+    assert messages.too_long(4001, 4000)["text"].startswith(
+        "Your question is 4,001 characters long; the limit is 4,000."
+    )
     for message in (messages.acknowledgement("hi"), messages.usage("/ask"), messages.too_long(2, 1)):
         assert message["response_type"] == "ephemeral"

@@ -40,7 +40,9 @@ def test_a_parameter_is_read_once_per_container(ssm) -> None:
 
 def test_a_missing_parameter_names_itself_not_a_secret(ssm, caplog) -> None:
     settings = Settings.from_env({"OPENAI_API_KEY_PARAMETER": "/nope"})
-    with pytest.raises(secrets.SecretUnavailable, match=r"^SSM parameter /nope could not be read \(ParameterNotFound\)$"):
+    with pytest.raises(
+        secrets.SecretUnavailable, match=r"^SSM parameter /nope could not be read \(ParameterNotFound\)$"
+    ):
         secrets.openai_api_key(settings)
     assert "ParameterNotFound" in caplog.text
     # Failures are not cached: once the parameter exists, the next request succeeds.

@@ -16,8 +16,13 @@ from tests.fakes import FakeServer, Reply, openai_error
 def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", seconds: float = 60) -> list[dict]:
     """Run one job to completion and return every message posted to its response_url."""
     path = response_path()
-    payload = {"text": text, "response_url": slack_server.url + path, "user_id": "U1", "channel_id": "C1",
-               "team_id": "T1"}
+    payload = {
+        "text": text,
+        "response_url": slack_server.url + path,
+        "user_id": "U1",
+        "channel_id": "C1",
+        "team_id": "T1",
+    }
     assert worker.run(payload, Deadline.in_seconds(seconds), env) is None
     return [r.json() for r in slack_server.requests_to(path)]
 
@@ -56,8 +61,9 @@ def test_message_text_is_logged_only_when_asked(bot_env, slack_server: FakeServe
         (Reply(200, "{}", delay=30), "took too long"),
     ],
 )
-def test_each_llm_failure_gets_exactly_one_plain_reply(bot_env, openai_server: FakeServer, slack_server: FakeServer,
-                                                        capsys, reply: Reply, words: str) -> None:
+def test_each_llm_failure_gets_exactly_one_plain_reply(
+    bot_env, openai_server: FakeServer, slack_server: FakeServer, capsys, reply: Reply, words: str
+) -> None:
     reply.headers["retry-after-ms"] = "10"
     openai_server.script = [reply] * 3
     env = {**bot_env, "OPENAI_TIMEOUT_SECONDS": "2"}
@@ -94,8 +100,7 @@ def test_bad_settings_say_not_set_up(bot_env, slack_server: FakeServer, caplog) 
     assert "OPENAI_TEMPERATURE must be a number" in caplog.text
 
 
-def test_a_reply_that_fails_is_retried_then_given_up_without_raising(bot_env, slack_server: FakeServer,
-                                                                     capsys) -> None:
+def test_a_reply_that_fails_is_retried_then_given_up_without_raising(bot_env, slack_server: FakeServer, capsys) -> None:
     slack_server.script = [Reply(500, "x")] * 3
     assert len(run_job(slack_server, bot_env)) == 3  # one try and two retries of the same reply
     assert log_lines(capsys.readouterr().out)[0]["delivered"] is False

@@ -1,0 +1,78 @@
+"""The HTTP function's job, called directly: outcomes that need a broken setup, and its log line."""
+
+from __future__ import annotations
+
+import json
+
+from moto import mock_aws
+
+from chalicelib.gateway import handle_slash_command
+from tests.conftest import SIGNING_SECRET, command_form, signed_headers
+from tests.fakes import FakeServer
+
+ENV = {"SLACK_SIGNING_SECRET": SIGNING_SECRET}
+
+
+def call(env: dict[str, str], text: str = "hi", **sign: object) -> tuple[int, dict]:
+    body = command_form(text, "https://hooks.slack.com/commands/T/1/x")
+    headers = {k.lower(): v for k, v in signed_headers(body, **sign).items()}
+    return handle_slash_command(headers, body, env, "req-1")
+
+
+def log_line(captured: str) -> dict:
+    [line] = [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+    return line
+
+
+def test_an_invalid_setting_is_a_plain_message_not_a_5xx(capsys, caplog) -> None:
+    status, message = call({**ENV, "MAX_INPUT_CHARS": "lots"})
+    assert status == 200
+    assert (
+        message["text"] == ":warning: The bot is not set up correctly, so it can't answer. Please tell the bot's admin."
+    )
+    assert "MAX_INPUT_CHARS must be a number, got 'lots'" in caplog.text
+    assert log_line(capsys.readouterr().out)["outcome"] == "not_configured"
+
+
+def test_an_unreadable_signing_secret_is_a_plain_message_not_a_5xx(capsys) -> None:
+    with mock_aws():  # no such parameter in SSM
+        status, message = call({})
+    assert status == 200 and "not set up correctly" in message["text"]
+    assert log_line(capsys.readouterr().out)["outcome"] == "not_configured"
+
+
+def test_a_failed_dispatch_tells_the_user(lambda_server: FakeServer, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    status, message = call({**ENV, "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev"})  # no WORKER_FUNCTION_NAME
+    assert status == 200
+    assert message == {
+        "response_type": "ephemeral",
+        "text": ":warning: Sorry, I couldn't start working on your question. Please try again in a moment.",
+    }
+    assert log_line(capsys.readouterr().out)["outcome"] == "dispatch_failed"
+
+
+def test_one_log_line_per_command_without_text_by_default(lambda_server: FakeServer, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    env = {**ENV, "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", "WORKER_FUNCTION_NAME": "w"}
+    assert call(env, "秘密の質問")[0] == 200
+    output = capsys.readouterr().out
+    line = log_line(output)
+    assert line["event"] == "command" and line["outcome"] == "dispatched" and line["status"] == 200
+    assert (line["request_id"], line["team_id"], line["channel_id"], line["user_id"]) == (
+        "req-1",
+        "T0001",
+        "C2147483705",
+        "U2147483697",
+    )
+    assert isinstance(line["ack_ms"], float)
+    assert "秘密" not in output and SIGNING_SECRET not in output
+
+    call({**env, "LOG_MESSAGE_TEXT": "true"}, "秘密の質問")
+    assert log_line(capsys.readouterr().out)["text"] == "秘密の質問"
+
+
+def test_rejected_requests_are_logged_too(capsys) -> None:
+    assert call(ENV, secret="wrong")[0] == 401
+    line = log_line(capsys.readouterr().out)
+    assert line["outcome"] == "invalid_signature" and line["user_id"] is None
