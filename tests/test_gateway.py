@@ -76,3 +76,16 @@ def test_rejected_requests_are_logged_too(capsys) -> None:
     assert call(ENV, secret="wrong")[0] == 401
     line = log_line(capsys.readouterr().out)
     assert line["outcome"] == "invalid_signature" and line["user_id"] is None
+
+
+def test_debug_logging_never_shows_the_secret_from_ssm(caplog) -> None:
+    import logging
+
+    import boto3
+
+    with mock_aws():
+        boto3.client("ssm").put_parameter(Name="/slack/signing-secret", Value=SIGNING_SECRET, Type="SecureString")
+        with caplog.at_level(logging.DEBUG):
+            status, message = call({"LOG_LEVEL": "DEBUG"}, text="")  # empty: a usage hint, nothing dispatched
+    assert status == 200 and "Ask me anything" in message["text"]
+    assert SIGNING_SECRET not in caplog.text
