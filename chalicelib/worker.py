@@ -4,7 +4,8 @@ Contract: ``run(payload, deadline, environ)`` asks the LLM and POSTs the answer,
 plain-language error, to the job's ``response_url``, then returns. It never raises: in
 Lambda a raise makes the async invocation run again and the user sees duplicates. Every
 part of it is done before it returns (Lambda freezes the sandbox after the handler), and
-the LLM step ends early enough to leave ``REPLY_RESERVE_SECONDS`` for the reply.
+the LLM step ends early enough to leave time for the reply: ``REPLY_RESERVE_SECONDS``, or a
+quarter of the time left when that is shorter.
 It writes one JSON log line per job.
 """
 
@@ -24,7 +25,8 @@ from chalicelib.slack.messages import Message
 
 logger = logging.getLogger(__name__)
 
-# Time kept back from the LLM for the reply: three attempts with backoff, on a slow day.
+# Time kept back from the LLM for the reply: three attempts with backoff, on a slow day. A
+# short-lived run (a 3 s test context) keeps a quarter of what it has instead of nothing for the LLM.
 REPLY_RESERVE_SECONDS = 10.0
 
 
@@ -61,7 +63,8 @@ def _compose(job: Job, deadline: Deadline, environ: Mapping[str, str], fields: d
         fields["text"] = job.text
     try:
         api_key = secrets.openai_api_key(settings)
-        llm_deadline = deadline.shortened(REPLY_RESERVE_SECONDS).capped(settings.openai_timeout_seconds)
+        reserve = min(REPLY_RESERVE_SECONDS, deadline.remaining() / 4)
+        llm_deadline = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
         answer = llm.ask(job.text, settings, api_key, llm_deadline)
     except secrets.SecretUnavailable:
         return messages.not_configured(), "not_configured"

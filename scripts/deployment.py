@@ -51,9 +51,10 @@ def merge_template(stage: str) -> dict[str, Any]:
     with the invoke permission narrowed to the worker's real ARN.
     """
     document = policy(stage, "api_handler")
-    for statement in document["Statement"]:
-        if statement["Action"] == "lambda:InvokeFunction":
-            statement["Resource"] = {"Fn::GetAtt": [WORKER_LOGICAL_ID, "Arn"]}
+    invoke = [s for s in document["Statement"] if s["Action"] in ("lambda:InvokeFunction", ["lambda:InvokeFunction"])]
+    if len(invoke) != 1:
+        raise SystemExit("error: the api_handler policy needs one statement whose only action is lambda:InvokeFunction")
+    invoke[0]["Resource"] = {"Fn::GetAtt": [WORKER_LOGICAL_ID, "Arn"]}
     return {
         "Resources": {
             API_LOGICAL_ID: {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from moto import mock_aws
@@ -112,7 +113,9 @@ def test_a_payload_without_response_url_is_dropped_without_raising(capsys) -> No
 
 
 def test_the_reply_is_kept_time_for(bot_env, openai_server: FakeServer, slack_server: FakeServer) -> None:
-    # With 12 s left, the LLM gets 2 s (10 s are kept for the reply), so a slow LLM still gets a reply.
+    # With 12 s left, the LLM gets 9 s (a quarter is kept for the reply), so a slow LLM still gets a reply.
     openai_server.script = [Reply(200, "{}", delay=30)]
+    started = time.monotonic()
     [message] = run_job(slack_server, {**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, seconds=12)
+    assert time.monotonic() - started < 12
     assert "took too long" in message["text"]
