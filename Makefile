@@ -1,7 +1,8 @@
 # Everything a developer runs. `make test` on a fresh clone builds the venv first.
 STAGE ?= dev
 PORT ?= 8000
-export AWS_DEFAULT_REGION ?= us-east-1
+# chalice package needs a region; everything else uses your AWS profile's or environment's.
+PACKAGE_REGION = $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -30,7 +31,7 @@ run: $(STAMP)
 package: $(STAMP)
 	rm -rf out && mkdir -p out
 	$(BIN)/python scripts/deployment.py merge-template $(STAGE) > out/merge.json
-	$(BIN)/chalice package --stage $(STAGE) --merge-template out/merge.json out
+	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(BIN)/chalice package --stage $(STAGE) --merge-template out/merge.json out
 	@echo "wrote out/sam.json and out/deployment.zip for stage $(STAGE)"
 
 deploy: $(STAMP)
@@ -38,13 +39,14 @@ deploy: $(STAMP)
 	$(BIN)/python scripts/deployment.py configure-worker $(STAGE)
 
 secrets: $(STAMP)
-	@$(BIN)/python scripts/secrets.py $(STAGE)
+	@$(BIN)/python scripts/store_secrets.py $(STAGE)
 
 manifest: $(STAMP)
 	@$(BIN)/python scripts/manifest.py $(STAGE)
 
+# Q is read from the environment: pasting it into the recipe would let the shell interpret it.
 ask: $(STAMP)
-	@$(BIN)/python scripts/ask.py "$(Q)"
+	@$(BIN)/python scripts/ask.py "$$Q"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

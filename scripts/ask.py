@@ -1,0 +1,600 @@
+"""Ask the bot a question from a terminal, the way Slack would. Not deployed.
+
+    make run                                   # terminal 1: the bot on http://127.0.0.1:8000
+    make ask Q="東京でおすすめの散歩道は？"       # terminal 2, with the same SLACK_SIGNING_SECRET
+
+    URL=https://{id}.execute-api.{region}.amazonaws.com/api/ STAGE=prod make ask Q="..."   # deployed
+
+It sends a slash command signed with ``SLACK_SIGNING_SECRET`` (form fields as Slack sends
+them), prints the acknowledgement, waits for the reply on ``response_url`` and prints it,
+rendered for a terminal. Progress goes to stderr; the messages go to stdout.
+
+Environment:
+
+- ``SLACK_SIGNING_SECRET`` (required): the secret the server checks signatures with.
+- ``URL``: the command URL, default ``http://127.0.0.1:8000/slack/commands``; a base URL
+  (such as ``chalice url`` prints) gets ``slack/commands`` appended.
+- ``TIMEOUT``: seconds to wait for the reply after the acknowledgement, default 150.
+- ``RESPONSE_URL``: a public URL to send as ``response_url`` instead of this script's
+  listener; ``LISTEN_PORT`` fixes the listener's port (default: any free one), so that a
+  tunnel from ``RESPONSE_URL`` to it brings the reply back here.
+- ``STAGE``: for a deployed ``URL``, the stage whose worker logs to read (default ``dev``).
+
+Where the reply comes from: for a loopback ``URL`` (``make run``) the reply is POSTed to a
+listener on 127.0.0.1. A worker in AWS cannot reach this machine's loopback, so for any
+other ``URL`` the script reads the worker's outcome from ``chalice logs --name worker``
+(it recognises its job by a user id made for this run), and shows a reply only if one
+reaches the listener through ``RESPONSE_URL``.
+
+Exit status: 0 the bot answered; 1 it did not (nothing listening, non-200, a reply starting
+with ``:warning:``, no reply within ``TIMEOUT``, or a message saying it did not start);
+2 usage error (empty question, ``SLACK_SIGNING_SECRET`` unset, a bad setting); 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ipaddress
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlencode, urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
+
+from chalicelib.slack import messages  # noqa: E402
+from chalicelib.slack.signature import sign  # noqa: E402
+
+DEFAULT_URL = "http://127.0.0.1:8000/slack/commands"
+COMMAND_PATH = "slack/commands"
+COMMAND = "/mameka"
+DEFAULT_TIMEOUT = 150.0
+DEFAULT_STAGE = "dev"
+SLACK_ACK_SECONDS = 3.0  # Slack shows operation_timeout when the acknowledgement takes longer
+POST_TIMEOUT = 30.0
+# A host that never resolves (RFC 2606): where a deployed worker's reply goes when nothing here can take it.
+PLACEHOLDER_RESPONSE_URL = "https://response-url.invalid/ask-script"
+ERROR_MARK = ":warning:"  # every error reply of the bot's starts with it (chalicelib.slack.messages.error)
+# The acknowledgement's first word: anything else means the bot did not start a job (chalicelib.slack.messages).
+ACK_MARK = messages.acknowledgement("?")["text"].split(" ", 1)[0]
+LOG_POLL_SECONDS = 10.0
+LOG_FIRST_POLL_SECONDS = 4.0
+LOG_LOOKBACK_SECONDS = 120  # CloudWatch timestamps come from another clock
+TUNNEL_GRACE_SECONDS = 5.0
+
+
+class UsageError(Exception):
+    """A setting or argument is wrong; ``str(error)`` says which and how to fix it."""
+
+
+class Failure(Exception):
+    """The bot did not answer; ``str(error)`` says why."""
+
+
+# --- settings -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    question: str
+    secret: str = field(repr=False)
+    url: str
+    timeout: float
+    response_url: str | None
+    listen_port: int
+    stage: str
+
+
+def command_url(url: str) -> str:
+    """The slash-command URL for ``url``, which is either that URL or the API's base URL."""
+    if urlsplit(url).path.rstrip("/").endswith("/" + COMMAND_PATH):
+        return url
+    return url.rstrip("/") + "/" + COMMAND_PATH
+
+
+def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
+    question = " ".join(argv).strip()
+    if not question:
+        raise UsageError('usage: make ask Q="your question"   (or: scripts/ask.py QUESTION...)')
+    secret = environ.get("SLACK_SIGNING_SECRET", "").strip()
+    if not secret:
+        raise UsageError(
+            "SLACK_SIGNING_SECRET is not set: export the signing secret the server checks "
+            "(for `make run`, the same value in both terminals)"
+        )
+    url = command_url(environ.get("URL", "").strip() or DEFAULT_URL)
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+        raise UsageError(f"URL must be an http(s) URL, got {url!r}")
+    try:
+        timeout = float(environ.get("TIMEOUT", "").strip() or DEFAULT_TIMEOUT)
+    except ValueError:
+        raise UsageError(f"TIMEOUT must be a number of seconds, got {environ.get('TIMEOUT')!r}") from None
+    if not 0 < timeout < float("inf"):
+        raise UsageError(f"TIMEOUT must be more than 0 seconds, got {environ.get('TIMEOUT')!r}")
+    response_url = environ.get("RESPONSE_URL", "").strip() or None
+    if response_url and (urlsplit(response_url).scheme not in ("http", "https") or not urlsplit(response_url).hostname):
+        raise UsageError(f"RESPONSE_URL must be an http(s) URL, got {response_url!r}")
+    try:
+        listen_port = int(environ.get("LISTEN_PORT", "").strip() or 0)
+    except ValueError:
+        raise UsageError(f"LISTEN_PORT must be a port number, got {environ.get('LISTEN_PORT')!r}") from None
+    if not 0 <= listen_port <= 65535:
+        raise UsageError(f"LISTEN_PORT must be a port number, got {listen_port}")
+    stage = environ.get("STAGE", "").strip() or DEFAULT_STAGE
+    return Options(question, secret, url, timeout, response_url, listen_port, stage)
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the request ----------------------------------------------------------------------------------------------------
+
+
+def command_form(question: str, response_url: str, user_id: str) -> bytes:
+    """The body Slack would POST for ``/mameka question``; every id is a visible fake."""
+    return urlencode(
+        {
+            "token": "ask-script-no-verification-token",
+            "team_id": "T0ASKSCRIPT",
+            "team_domain": "ask-script",
+            "channel_id": "C0ASKSCRIPT",
+            "channel_name": "ask-script",
+            "user_id": user_id,
+            "user_name": "ask-script",
+            "command": COMMAND,
+            # Slack escapes exactly these three in slash-command text, even with should_escape false.
+            "text": messages.escape(question),
+            "api_app_id": "A0ASKSCRIPT",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": "0000000000.0000000000.ask-script",
+        }
+    ).encode()
+
+
+def signed_headers(secret: str, body: bytes, now: float) -> dict[str, str]:
+    timestamp = str(int(now))
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": sign(secret, timestamp, body),
+    }
+
+
+def post_command(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """The status and body of the server's answer; raises ``Failure`` if there is none."""
+    # A proxy from the environment must not carry a request meant for this machine's loopback.
+    handlers = [urllib.request.ProxyHandler({})] if is_loopback(url) else []
+    opener = urllib.request.build_opener(*handlers)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with opener.open(request, timeout=POST_TIMEOUT) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ConnectionRefusedError):
+            hint = "Start the bot with `make run` in another terminal" if is_loopback(url) else "Check URL="
+            raise Failure(f"nothing is listening at {url}. {hint}, or set URL= to where it runs.") from None
+        raise Failure(f"could not reach {url}: {error.reason}") from None
+    except TimeoutError:
+        raise Failure(f"{url} did not answer within {POST_TIMEOUT:.0f} s") from None
+    except OSError as error:
+        raise Failure(f"could not reach {url}: {error}") from None
+
+
+# --- the response_url listener ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    message: dict[str, Any] | None  # None: a body Slack would refuse
+    problem: str = ""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class ReplyListener:
+    """A stand-in for Slack's response_url on 127.0.0.1; answers as Slack does ("ok" or an error code)."""
+
+    def __init__(self, port: int = 0) -> None:
+        self.replies: queue.Queue[Reply] = queue.Queue()
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                # Any path: a tunnel from RESPONSE_URL forwards that URL's path, unknown here.
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    message = json.loads(body)
+                except ValueError:
+                    message = None
+                if not isinstance(message, dict):
+                    listener.replies.put(Reply(None, "the reply is not a JSON object (Slack answers invalid_payload)"))
+                    self._answer(400, "invalid_payload")
+                elif not message.get("text") and not message.get("blocks"):
+                    listener.replies.put(Reply(None, "the reply has no text (Slack answers no_text)"))
+                    self._answer(400, "no_text")
+                else:
+                    listener.replies.put(Reply(message))
+                    self._answer(200, "ok")
+
+            def _answer(self, status: int, text: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(text)))
+                self.end_headers()
+                self.wfile.write(text.encode())
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        try:
+            self._server = _Server(("127.0.0.1", port), Handler)
+        except OSError as error:
+            raise UsageError(f"cannot listen on 127.0.0.1:{port} for the reply: {error.strerror}") from None
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/response"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ReplyListener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# --- a deployed worker's outcome, from its logs ----------------------------------------------------------------------
+
+
+def worker_outcome(log_text: str, user_id: str) -> dict[str, Any] | None:
+    """The worker's ``answer`` log line for this run's job, from ``chalice logs`` output."""
+    for line in log_text.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == "answer" and record.get("user_id") == user_id:
+            return record
+    return None
+
+
+def chalice_command() -> str | None:
+    for candidate in (ROOT / ".venv" / "bin" / "chalice", Path(sys.executable).parent / "chalice"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("chalice")
+
+
+def run_chalice(command: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+class WorkerLog:
+    """Polls ``chalice logs --name worker`` in the background until this run's job shows up."""
+
+    def __init__(self, stage: str, user_id: str, started: float) -> None:
+        self.stage, self.user_id, self.started = stage, user_id, started
+        self.problem = ""  # why the logs cannot be read, if they cannot
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._future: concurrent.futures.Future[dict[str, Any] | None] | None = None
+        self._next_poll = time.monotonic() + LOG_FIRST_POLL_SECONDS
+
+    def available(self) -> bool:
+        if not (ROOT / ".chalice" / "deployed" / f"{self.stage}.json").is_file():
+            self.problem = f"stage {self.stage!r} has no deployment record in .chalice/deployed (set STAGE=)"
+        elif not chalice_command():
+            self.problem = "chalice is not installed (run `make venv`)"
+        return not self.problem
+
+    def check(self) -> dict[str, Any] | None:
+        """The outcome if a finished poll found it; starts the next poll when one is due.
+
+        Raises ``Failure`` if ``chalice logs`` failed: a retry would fail the same way
+        (no credentials, no access), and waiting out the timeout would only hide why.
+        """
+        if self._future is not None and self._future.done():
+            future, self._future = self._future, None
+            self._next_poll = time.monotonic() + LOG_POLL_SECONDS
+            try:
+                return future.result()
+            except (OSError, subprocess.SubprocessError, RuntimeError) as error:
+                self.problem = str(error)
+                raise Failure(f"cannot read the worker's logs: {error}") from None
+        if self._future is None and time.monotonic() >= self._next_poll:
+            self._future = self._pool.submit(self._poll)
+        return None
+
+    def _poll(self) -> dict[str, Any] | None:
+        since = int(time.time() - self.started) + LOG_LOOKBACK_SECONDS
+        command = [chalice_command() or "chalice", "logs", "--name", "worker", "--stage", self.stage]
+        result = run_chalice([*command, "--since", f"{since}s"])
+        if result.returncode != 0:
+            last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"`chalice logs` failed: {last_line}")
+        return worker_outcome(result.stdout, self.user_id)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+# --- the terminal -----------------------------------------------------------------------------------------------------
+
+
+class Style:
+    """ANSI styling when writing to a terminal (and NO_COLOR is unset), plain text otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def italic(self, text: str) -> str:
+        return self._wrap("3", text)
+
+    def strike(self, text: str) -> str:
+        return self._wrap("9", text)
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def code(self, text: str) -> str:
+        return self._wrap("36", text) if self.enabled else f"`{text}`"
+
+
+EMOJI = {"warning": "⚠️", "hourglass_flowing_sand": "⏳", "white_check_mark": "✅", "x": "❌"}
+_CODE = re.compile(r"```(.*?)```|`([^`\n]+)`", re.DOTALL)
+_ANGLE = re.compile(r"<([^<>|\s]+)(?:\|([^<>]+))?>")
+_EMOJI = re.compile(r":([a-z0-9_+\-]+):")
+_BOLD = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
+_ITALIC = re.compile(r"(?<![\w_])_(?!\s)([^_\n]+?)(?<!\s)_(?![\w_])")
+_STRIKE = re.compile(r"(?<![\w~])~(?!\s)([^~\n]+?)(?<!\s)~(?![\w~])")
+
+
+def unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _angle(match: re.Match[str]) -> str:
+    target, label = match.group(1), match.group(2)
+    if target[0] in "@#":
+        return target[0] + (label or target[1:])
+    if target[0] == "!":
+        return "@" + (label or target[1:].split("^")[0])
+    return f"{label} ({target})" if label and label != target else target
+
+
+def render(text: str, style: Style) -> str:
+    """Slack mrkdwn, lightly, for a terminal: styles, links as "label (url)", code blocks as "│ " lines."""
+    out: list[str] = []
+    position = 0
+    for match in _CODE.finditer(text):
+        out.append(_render_prose(text[position : match.start()], style))
+        if match.group(1) is not None:
+            block = "\n".join(style.dim("│ ") + line for line in unescape(match.group(1)).strip("\n").split("\n"))
+            before = "".join(out)
+            if before and not before.endswith("\n"):
+                block = "\n" + block
+            if not text[match.end() :].startswith("\n") and match.end() < len(text):
+                block += "\n"
+            out.append(block)
+        else:
+            out.append(style.code(unescape(match.group(2))))
+        position = match.end()
+    out.append(_render_prose(text[position:], style))
+    return "".join(out)
+
+
+def _render_prose(text: str, style: Style) -> str:
+    text = _ANGLE.sub(_angle, text)
+    text = _EMOJI.sub(lambda m: EMOJI.get(m.group(1), m.group(0)), text)
+    text = _BOLD.sub(lambda m: style.bold(m.group(1)), text)
+    text = _ITALIC.sub(lambda m: style.italic(m.group(1)), text)
+    text = _STRIKE.sub(lambda m: style.strike(m.group(1)), text)
+    return unescape(text)
+
+
+def show(kind: str, message: dict[str, Any], seconds: float, style: Style, out: TextIO) -> None:
+    visibility = "in the channel" if message.get("response_type") == "in_channel" else "only visible to you"
+    out.write(style.dim(f"── {kind} · {visibility} · {seconds:.1f} s") + "\n")
+    out.write(render(str(message.get("text") or ""), style).rstrip("\n") + "\n")
+    if message.get("blocks"):
+        out.write(style.dim(f"({len(message['blocks'])} blocks not shown)") + "\n")
+    out.flush()
+
+
+class Progress:
+    """Elapsed time on stderr while waiting: a spinner on a terminal, a line now and then otherwise."""
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+    PLAIN_EVERY = 30.0
+
+    def __init__(self, stream: TextIO, label: str, timeout: float) -> None:
+        self.stream, self.label = stream, label
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self._frame = 0
+        self._next_line = self.started + self.PLAIN_EVERY
+        if not self.tty:
+            self._write(f"{label} (up to {timeout:.0f} s)…\n")
+
+    def tick(self) -> None:
+        elapsed = time.monotonic() - self.started
+        if self.tty:
+            self._frame = (self._frame + 1) % len(self.FRAMES)
+            self._write(f"\r{self.FRAMES[self._frame]} {self.label}… {elapsed:.0f} s\033[K")
+        elif time.monotonic() >= self._next_line:
+            self._write(f"…still waiting, {elapsed:.0f} s\n")
+            self._next_line += self.PLAIN_EVERY
+
+    def done(self) -> float:
+        if self.tty:
+            self._write("\r\033[K")
+        return time.monotonic() - self.started
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+# --- the conversation ---------------------------------------------------------------------------------------------
+
+
+def wait(
+    listener: ReplyListener | None, log: WorkerLog | None, timeout: float, progress: Progress
+) -> Reply | dict[str, Any] | None:
+    """The first of: a reply on the listener, the worker's log outcome; None after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        progress.tick()
+        if listener is not None:
+            try:
+                return listener.replies.get(timeout=min(0.1, left))
+            except queue.Empty:
+                pass
+        else:
+            time.sleep(min(0.1, left))
+        if log is not None and (record := log.check()) is not None:
+            return record
+    return None
+
+
+def describe_outcome(record: dict[str, Any], response_url: str | None) -> tuple[str, int]:
+    """A line for the terminal and the exit status, from the worker's ``answer`` log line."""
+    outcome = str(record.get("outcome"))
+    facts = ", ".join(f"{key} {record[key]}" for key in ("model", "llm_ms") if record.get(key) is not None)
+    if outcome == "answered":
+        if response_url and record.get("delivered"):
+            return f"The worker answered ({facts}) and delivered the reply to RESPONSE_URL.", 0
+        if response_url:
+            return f"The worker answered ({facts}) but could not deliver the reply to RESPONSE_URL.", 1
+        return (
+            f"The worker answered ({facts}). A worker in AWS cannot reach this machine, so the text went "
+            "nowhere; set RESPONSE_URL= to a public URL (e.g. a tunnel to LISTEN_PORT) to see it here.",
+            0,
+        )
+    text = messages.ERROR_TEXTS.get(outcome, messages.ERROR_TEXTS["service_error"])
+    return f"{ERROR_MARK} {text} (worker outcome: {outcome})", 1
+
+
+def converse(options: Options, out: TextIO, err: TextIO) -> int:
+    style = Style(out.isatty() and not os.environ.get("NO_COLOR"))
+    deployed = not is_loopback(options.url)
+    user_id = "UASK" + uuid.uuid4().hex[:8].upper()  # finds this run's job in a deployed worker's logs
+    with contextlib.ExitStack() as cleanup:
+        listener = None
+        if not deployed or options.response_url:
+            listener = cleanup.enter_context(ReplyListener(options.listen_port))
+            if options.response_url:
+                print(f"Listening on http://127.0.0.1:{listener.port} for replies sent to RESPONSE_URL.", file=err)
+        log = None
+        if deployed:
+            log = WorkerLog(options.stage, user_id, time.time())
+            cleanup.callback(log.close)
+        response_url = options.response_url or (listener.url if listener else PLACEHOLDER_RESPONSE_URL)
+
+        body = command_form(options.question, response_url, user_id)
+        print(f"{COMMAND} {options.question}  →  {options.url}", file=err)
+        sent = time.monotonic()
+        status, raw = post_command(options.url, body, signed_headers(options.secret, body, time.time()))
+        ack_seconds = time.monotonic() - sent
+        if status != 200:
+            detail = raw.decode("utf-8", "replace").strip()[:2000] or "(empty body)"
+            hint = " Is SLACK_SIGNING_SECRET the server's?" if status == 401 else ""
+            raise Failure(f"the bot answered HTTP {status}: {detail}{hint}")
+        try:
+            ack = json.loads(raw)
+        except ValueError:
+            ack = None
+        if not isinstance(ack, dict):
+            raise Failure(f"the bot's acknowledgement is not a JSON message: {raw[:500]!r}")
+        show("acknowledgement", ack, ack_seconds, style, out)
+        if ack_seconds > SLACK_ACK_SECONDS:
+            print(f"warning: the acknowledgement took {ack_seconds:.1f} s; Slack gives up after 3 s.", file=err)
+        if not str(ack.get("text", "")).startswith(ACK_MARK):
+            raise Failure("the bot did not start on the question; its message above says why")
+        log_readable = log is not None and log.available()
+        if log is not None and listener is None and not log_readable:
+            raise Failure(
+                f"sent, but a worker in AWS cannot reach this machine and its logs cannot be read: {log.problem}. "
+                "Set RESPONSE_URL= to a public URL to get the reply."
+            )
+
+        progress = Progress(err, "waiting for the reply", options.timeout)
+        try:
+            result = wait(listener, log if log_readable else None, options.timeout, progress)
+            if isinstance(result, dict) and listener is not None and result.get("delivered"):
+                # The reply may be on its way through the tunnel: give it a moment to arrive.
+                result = wait(listener, None, TUNNEL_GRACE_SECONDS, progress) or result
+        finally:
+            waited = progress.done()
+        if result is None:
+            where = "the `make run` terminal shows the worker's log line" if not deployed else "see `chalice logs`"
+            problem = f" ({log.problem})" if log and log.problem else ""
+            raise Failure(f"no reply within {options.timeout:g} s{problem}; {where}")
+        if isinstance(result, Reply):
+            if result.message is None:
+                raise Failure(f"the bot sent a reply Slack would refuse: {result.problem}")
+            out.write("\n")
+            show("reply", result.message, ack_seconds + waited, style, out)
+            return 1 if str(result.message.get("text", "")).startswith(ERROR_MARK) else 0
+        line, code = describe_outcome(result, options.response_url)
+        out.write("\n" + style.dim(f"── worker · {ack_seconds + waited:.1f} s") + "\n" + render(line, style) + "\n")
+        return code
+
+
+def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")  # a terminal that cannot show ⏳ still shows the answer
+    try:
+        options = parse_options(argv, environ)
+        return converse(options, sys.stdout, sys.stderr)
+    except UsageError as error:
+        print(f"error: {error}" if not str(error).startswith("usage:") else error, file=sys.stderr)
+        return 2
+    except Failure as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,153 @@
+"""Print the Slack app manifest for a deployed stage, with its Request URL filled in. Not deployed.
+
+    make manifest STAGE=prod                                  # after `make deploy STAGE=prod`
+    URL=https://bot.example.com/ make manifest STAGE=prod     # a custom domain (base or full URL)
+
+Paste the output at https://api.slack.com/apps → Create New App → From an app manifest.
+
+Contract:
+
+- stdout is the manifest and nothing else: ``slack/manifest.yml`` with its placeholders
+  filled in and its comments kept. Messages go to stderr.
+- The command URL is the stage's REST API base URL, as ``chalice url --stage STAGE`` prints
+  it (``https://{id}.execute-api.{region}.amazonaws.com/api/``), plus ``slack/commands``.
+  ``URL=`` overrides it: a URL ending in ``/slack/commands`` is used as it is, any other is
+  taken as the base.
+- The app is called ``mameka`` for the ``prod`` stage and ``mameka (STAGE)`` otherwise, so
+  two installed stages can be told apart.
+- Exit status: 0 printed; 1 the stage is not deployed (the message says to run
+  ``make deploy STAGE=...``), ``chalice url`` failed, or the result is not a valid manifest;
+  2 usage error or a stage that is not in ``.chalice/config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "slack" / "manifest.yml"
+COMMAND_PATH = "slack/commands"  # the route in app.py
+PRODUCTION_STAGE = "prod"
+NOT_DEPLOYED_MARK = "Could not find a record of a Rest API"  # what `chalice url` says
+
+
+class ManifestError(Exception):
+    """The manifest cannot be printed; ``str(error)`` says why and what to do."""
+
+
+def command_url(url: str) -> str:
+    """The slash-command URL for ``url``, which is either that URL or the API's base URL."""
+    if urlsplit(url).path.rstrip("/").endswith("/" + COMMAND_PATH):
+        return url
+    return url.rstrip("/") + "/" + COMMAND_PATH
+
+
+def chalice_command() -> str:
+    """The project's chalice, else the one next to this Python, else the one on PATH."""
+    for candidate in (ROOT / ".venv" / "bin" / "chalice", Path(sys.executable).parent / "chalice"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("chalice")
+    if not found:
+        raise ManifestError("chalice is not installed: run `make venv` first")
+    return found
+
+
+def deployed_base_url(stage: str) -> str:
+    command = [chalice_command(), "url", "--stage", stage]
+    try:
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ManifestError(f"could not run `chalice url --stage {stage}`: {error}") from None
+    if result.returncode != 0:
+        if NOT_DEPLOYED_MARK in result.stderr:
+            raise ManifestError(
+                f"stage {stage!r} is not deployed (chalice has no record of its REST API). "
+                f"Run `make deploy STAGE={stage}` first, or set URL= to the bot's URL."
+            )
+        last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ManifestError(f"`chalice url --stage {stage}` failed (exit {result.returncode}): {last_line}")
+    lines = result.stdout.strip().splitlines()
+    if not lines or not lines[-1].startswith(("https://", "http://")):
+        raise ManifestError(f"`chalice url --stage {stage}` printed no URL")
+    return lines[-1].strip()
+
+
+def display_name(stage: str) -> str:
+    return "mameka" if stage == PRODUCTION_STAGE else f"mameka ({stage})"
+
+
+def bot_name(stage: str) -> str:
+    return "mameka" if stage == PRODUCTION_STAGE else f"mameka-{stage}"
+
+
+def render(stage: str, url: str) -> str:
+    # Values go in as JSON strings, which YAML reads as double-quoted scalars: any URL is safe.
+    return Template(TEMPLATE.read_text()).substitute(
+        app_name=json.dumps(display_name(stage)),
+        bot_name=json.dumps(bot_name(stage)),
+        command_url=json.dumps(url),
+    )
+
+
+def check(manifest_text: str) -> dict[str, Any]:
+    """Raise ``ManifestError`` unless the text is a manifest Slack's schema would take for this bot."""
+    try:
+        import yaml
+    except ImportError:  # PyYAML comes with the dev tools (moto, cfn-lint); without it, trust the template
+        return {}
+    try:
+        manifest = yaml.safe_load(manifest_text)
+    except yaml.YAMLError as error:
+        raise ManifestError(f"slack/manifest.yml is not valid YAML after filling it in: {error}") from None
+    try:
+        name = manifest["display_information"]["name"]
+        commands = manifest["features"]["slash_commands"]
+        scopes = manifest["oauth_config"]["scopes"]["bot"]
+    except (KeyError, TypeError) as missing:
+        raise ManifestError(f"slack/manifest.yml lacks {missing}") from None
+    # Limits from Slack's manifest schema (github.com/slackapi/manifest-schema, v1).
+    if not 1 <= len(name) <= 35:
+        raise ManifestError(f"the app name {name!r} must be 1 to 35 characters")
+    for command in commands:
+        if not str(command.get("url", "")).startswith(("https://", "http://")):
+            raise ManifestError(f"{command.get('command')} has no http(s) url")
+    if "commands" not in scopes:
+        raise ManifestError("a slash command needs the `commands` bot scope")
+    return manifest
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: manifest.py STAGE   (or: make manifest STAGE=...; URL= overrides the URL)", file=sys.stderr)
+        return 2
+    stage = argv[0]
+    stages = json.loads((ROOT / ".chalice" / "config.json").read_text()).get("stages", {})
+    if stage not in stages:
+        print(f"error: stage {stage!r} is not in .chalice/config.json (stages: {', '.join(stages)})", file=sys.stderr)
+        return 2
+    try:
+        override = os.environ.get("URL", "").strip()
+        url = command_url(override or deployed_base_url(stage))
+        if not url.startswith("https://"):
+            print(f"warning: {url} is not https://; Slack expects a TLS Request URL.", file=sys.stderr)
+        manifest_text = render(stage, url)
+        check(manifest_text)
+    except ManifestError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    sys.stdout.write(manifest_text)
+    print(f"Slash command /mameka → {url}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

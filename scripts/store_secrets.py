@@ -1,0 +1,231 @@
+"""Store the bot's two secrets in SSM Parameter Store for one stage. Not deployed.
+
+    make secrets STAGE=prod                              # both secrets
+    .venv/bin/python scripts/store_secrets.py prod openai     # only one: `openai` or `slack`
+
+Contract:
+
+- It asks for the OpenAI API key and the Slack signing secret with hidden input, so no value
+  is ever on a command line (or in shell history). It refuses an empty value, and it reads
+  every value before it stores any, so a refusal leaves SSM as it was.
+- It stores each value as a ``SecureString`` (``Overwrite=True``) under the parameter name
+  the deployed function reads: ``OPENAI_API_KEY_PARAMETER`` as the worker sees it and
+  ``SLACK_SIGNING_SECRET_PARAMETER`` as the HTTP function sees it, merged from
+  ``.chalice/config.json`` as Chalice merges it (top level, stage, then stage function),
+  falling back to ``chalicelib.settings``' defaults.
+- It says, per parameter, whether it was created or updated. It never prints a value.
+- When stdin is not a terminal (a pipe, a test) it reads one value per line from stdin, with
+  a warning, instead of asking the terminal.
+- Exit status: 0 stored; 1 a value was refused or AWS failed (one line says why, with no
+  traceback); 2 usage error or a stage that is not in ``.chalice/config.json``.
+
+AWS is reached the usual boto3 way (``AWS_PROFILE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
+``AWS_ENDPOINT_URL``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
+
+from chalicelib.settings import Settings  # noqa: E402
+
+HTTP_FUNCTION = "api_handler"  # Chalice's name for the function that serves the routes
+WORKER_FUNCTION = "worker"  # the @app.lambda_function name in app.py
+MAX_EMPTY_ANSWERS = 3
+
+
+class Refused(Exception):
+    """Nothing will be stored; ``str(error)`` says why and never contains a value."""
+
+
+@dataclass(frozen=True)
+class Secret:
+    key: str  # the name on this script's command line
+    label: str
+    variable: str  # the setting that names the parameter
+    function: str  # the function that reads it, whose merged environment decides the name
+    default_parameter: str
+    looks_right: Callable[[str], bool]
+    expected_shape: str
+
+
+SECRETS = (
+    Secret(
+        key="openai",
+        label="OpenAI API key",
+        variable="OPENAI_API_KEY_PARAMETER",
+        function=WORKER_FUNCTION,
+        default_parameter=Settings.openai_api_key_parameter,
+        looks_right=lambda value: value.startswith("sk-") and len(value) > 20,
+        expected_shape="it usually starts with sk-",
+    ),
+    Secret(
+        key="slack",
+        label="Slack signing secret",
+        variable="SLACK_SIGNING_SECRET_PARAMETER",
+        function=HTTP_FUNCTION,
+        default_parameter=Settings.slack_signing_secret_parameter,
+        looks_right=lambda value: re.fullmatch(r"[0-9a-f]{32}", value) is not None,
+        expected_shape="it is usually 32 hexadecimal characters, from Basic Information → App Credentials",
+    ),
+)
+
+
+def load_config() -> dict[str, Any]:
+    return json.loads((ROOT / ".chalice" / "config.json").read_text())
+
+
+def function_environment(config: dict[str, Any], stage: str, function: str) -> dict[str, str]:
+    """The variables a deployed function gets, merged as Chalice's ``Config._chain_merge`` does."""
+    stage_config = config["stages"][stage]
+    environment: dict[str, str] = {}
+    for layer in (config, stage_config, stage_config.get("lambda_functions", {}).get(function, {})):
+        environment.update(layer.get("environment_variables") or {})
+    return environment
+
+
+def parameter_name(config: dict[str, Any], stage: str, secret: Secret) -> str:
+    value = function_environment(config, stage, secret.function).get(secret.variable, "").strip()
+    return value or secret.default_parameter
+
+
+def read_value(secret: Secret, interactive: bool, stdin: TextIO) -> str:
+    if not interactive:
+        value = stdin.readline().strip()
+        if not value:
+            raise Refused(f"the {secret.label} read from stdin is empty; nothing was stored")
+        return value
+    for _ in range(MAX_EMPTY_ANSWERS):
+        value = getpass.getpass(f"{secret.label} (input hidden): ").strip()
+        if value:
+            return value
+        print(f"  The {secret.label} cannot be empty: paste it and press Enter, or Ctrl-C to stop.", file=sys.stderr)
+    raise Refused(f"no {secret.label} was entered; nothing was stored")
+
+
+def scrub(text: str, values: list[str]) -> str:
+    """``text`` with every secret value blanked: AWS error messages may quote the request."""
+    for value in values:
+        text = text.replace(value, "***")
+    return text
+
+
+def ssm_client() -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("ssm", config=Config(connect_timeout=5, read_timeout=20, retries={"mode": "standard"}))
+
+
+def caller_account() -> str:
+    """The account the secrets will land in, asked before any value is typed (fails early)."""
+    import boto3
+
+    return str(boto3.client("sts").get_caller_identity()["Account"])
+
+
+def aws_failure(error: Exception, values: list[str]) -> str:
+    from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
+
+    if isinstance(error, NoCredentialsError):
+        return "no AWS credentials found: set AWS_PROFILE, or run `aws configure` or `aws sso login` first"
+    if isinstance(error, NoRegionError):
+        return "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION"
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return scrub(f"{details.get('Code', 'Error')}: {details.get('Message', '')}".rstrip(": "), values)
+    return scrub(str(error) or type(error).__name__, values)
+
+
+def usage() -> int:
+    keys = "|".join(secret.key for secret in SECRETS)
+    print(f"usage: secrets.py STAGE [{keys} ...]   (or: make secrets STAGE=...)", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str], stdin: TextIO = sys.stdin) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if not argv or argv[0].startswith("-"):
+        return usage()
+    stage, wanted = argv[0], argv[1:]
+    config = load_config()
+    if stage not in config.get("stages", {}):
+        print(
+            f"error: stage {stage!r} is not in .chalice/config.json (stages: {', '.join(config.get('stages', {}))})",
+            file=sys.stderr,
+        )
+        return 2
+    unknown = [key for key in wanted if key not in {secret.key for secret in SECRETS}]
+    if unknown:
+        print(f"error: unknown secret {unknown[0]!r}", file=sys.stderr)
+        return usage()
+    chosen = [secret for secret in SECRETS if not wanted or secret.key in wanted]
+
+    try:
+        account = caller_account()
+    except (BotoCoreError, ClientError) as error:
+        print(f"error: cannot use AWS: {aws_failure(error, [])}", file=sys.stderr)
+        return 1
+    client = ssm_client()
+    print(f"Stage {stage}: storing in SSM Parameter Store, account {account}, region {client.meta.region_name}.")
+
+    interactive = stdin.isatty()
+    if not interactive:
+        print("warning: stdin is not a terminal; reading the values from it, one per line.", file=sys.stderr)
+    values: list[tuple[Secret, str, str]] = []
+    try:
+        for secret in chosen:
+            name = parameter_name(config, stage, secret)
+            if interactive:
+                print(f"{secret.label} → {name}", file=sys.stderr)
+            value = read_value(secret, interactive, stdin)
+            if not secret.looks_right(value):
+                print(
+                    f"warning: the {secret.label} entered looks unusual ({secret.expected_shape}); storing it anyway.",
+                    file=sys.stderr,
+                )
+            values.append((secret, name, value))
+    except Refused as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print("\ncancelled; nothing was stored.", file=sys.stderr)
+        return 1
+
+    everything = [value for _, _, value in values]
+    for secret, name, value in values:
+        try:
+            response = client.put_parameter(
+                Name=name,
+                Value=value,
+                Type="SecureString",
+                Overwrite=True,
+                Description=f"mameka {stage}: {secret.label} (set by make secrets)",
+            )
+        except (BotoCoreError, ClientError) as error:
+            print(f"error: could not store {name}: {aws_failure(error, everything)}", file=sys.stderr)
+            return 1
+        # Version 1 is a parameter that did not exist a moment ago (Overwrite would bump it).
+        version = int(response.get("Version", 0))
+        verb = "created" if version == 1 else "updated"
+        print(f"{verb} {name} ({secret.label}, SecureString, version {version})")
+    print(
+        "Warm Lambda containers keep the values they already read until Lambda replaces them; "
+        f"`make deploy STAGE={stage}` replaces them now."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

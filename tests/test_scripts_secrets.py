@@ -1,0 +1,230 @@
+"""scripts/store_secrets.py as `make secrets` runs it: a subprocess, against moto's server on 127.0.0.1.
+
+The script reaches moto through ``AWS_ENDPOINT_URL`` with fake credentials, and reads the
+values from a piped stdin (not a terminal), as it does in any non-interactive use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from tests.conftest import ROOT
+from tests.fakes import FakeServer, Received, Reply
+
+SCRIPT = ROOT / "scripts" / "store_secrets.py"
+OPENAI_VALUE = "sk-test-fake-openai-key-for-scripts-0001"
+SLACK_VALUE = "0123456789abcdef0123456789abcdef"  # shaped like a signing secret, and fake
+DEV = {"openai": "/mameka/dev/openai-api-key", "slack": "/mameka/dev/slack-signing-secret"}
+PROD = {"openai": "/mameka/prod/openai-api-key", "slack": "/mameka/prod/slack-signing-secret"}
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def ssm(moto_url: str) -> Any:
+    """A client of the same moto server, emptied first."""
+    request = urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST", data=b"")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    return boto3.client(
+        "ssm", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="x"
+    )
+
+
+def script_env(moto_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPENAI_", "SLACK_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=moto_url,
+        # Nothing from this machine's AWS setup may take part.
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    env.update(extra)
+    return env
+
+
+def run_secrets(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        input=stdin,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def stored(ssm: Any, name: str) -> dict[str, Any] | None:
+    try:
+        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    except ssm.exceptions.ParameterNotFound:
+        return None
+
+
+def assert_no_value_shown(result: subprocess.CompletedProcess[str], *values: str) -> None:
+    for value in values:
+        assert value not in result.stdout and value not in result.stderr
+
+
+def test_creates_then_updates_both_secrets_as_secure_strings(moto_url: str, ssm: Any) -> None:
+    first = run_secrets(script_env(moto_url), "dev", stdin=f"{OPENAI_VALUE}\n{SLACK_VALUE}\n")
+
+    assert first.returncode == 0, first.stderr
+    assert f"created {DEV['openai']}" in first.stdout
+    assert f"created {DEV['slack']}" in first.stdout
+    assert "stdin is not a terminal" in first.stderr
+    assert "warning: the" not in first.stderr  # both values are shaped as expected
+    assert_no_value_shown(first, OPENAI_VALUE, SLACK_VALUE)
+    for name, value in ((DEV["openai"], OPENAI_VALUE), (DEV["slack"], SLACK_VALUE)):
+        parameter = stored(ssm, name)
+        assert parameter is not None
+        assert parameter["Type"] == "SecureString"
+        assert parameter["Value"] == value
+        assert parameter["Version"] == 1
+
+    new_openai, new_slack = OPENAI_VALUE + "-rotated", "fedcba9876543210fedcba9876543210"
+    second = run_secrets(script_env(moto_url), "dev", stdin=f"  {new_openai}  \n{new_slack}\n")
+
+    assert second.returncode == 0, second.stderr
+    assert f"updated {DEV['openai']}" in second.stdout
+    assert f"updated {DEV['slack']}" in second.stdout
+    assert "created" not in second.stdout
+    assert_no_value_shown(second, new_openai, new_slack, OPENAI_VALUE, SLACK_VALUE)
+    assert stored(ssm, DEV["openai"])["Value"] == new_openai  # stripped of the pasted spaces
+    assert stored(ssm, DEV["slack"])["Value"] == new_slack
+    assert stored(ssm, DEV["slack"])["Version"] == 2
+
+
+def test_one_secret_can_be_stored_alone_under_the_stages_name(moto_url: str, ssm: Any) -> None:
+    result = run_secrets(script_env(moto_url), "prod", "slack", stdin=f"{SLACK_VALUE}\n")
+
+    assert result.returncode == 0, result.stderr
+    assert f"created {PROD['slack']}" in result.stdout
+    assert stored(ssm, PROD["slack"])["Value"] == SLACK_VALUE
+    assert stored(ssm, PROD["openai"]) is None
+    assert stored(ssm, DEV["slack"]) is None
+
+
+def test_an_unusual_value_is_stored_with_a_warning(moto_url: str, ssm: Any) -> None:
+    result = run_secrets(script_env(moto_url), "dev", "slack", stdin="sk-this-is-the-wrong-one-not-real\n")
+
+    assert result.returncode == 0, result.stderr
+    assert "Slack signing secret entered looks unusual" in result.stderr
+    assert_no_value_shown(result, "sk-this-is-the-wrong-one-not-real")
+
+
+@pytest.mark.parametrize("stdin", ["\n", f"{OPENAI_VALUE}\n   \n", f"{OPENAI_VALUE}\n", ""])
+def test_an_empty_value_is_refused_and_nothing_is_stored(moto_url: str, ssm: Any, stdin: str) -> None:
+    result = run_secrets(script_env(moto_url), "dev", stdin=stdin)
+
+    assert result.returncode == 1
+    assert "empty" in result.stderr and "nothing was stored" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert_no_value_shown(result, OPENAI_VALUE)
+    assert stored(ssm, DEV["openai"]) is None and stored(ssm, DEV["slack"]) is None
+
+
+@pytest.mark.parametrize(("args", "message"), [(("staging",), "stage 'staging' is not in"), ((), "usage:")])
+def test_unknown_stage_or_no_stage_exits_2(moto_url: str, args: tuple[str, ...], message: str) -> None:
+    result = run_secrets(script_env(moto_url), *args, stdin=f"{OPENAI_VALUE}\n{SLACK_VALUE}\n")
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "dev, prod" in result.stderr or not args
+
+
+def test_no_credentials_is_one_clear_line_before_any_value_is_asked(moto_url: str) -> None:
+    env = script_env(moto_url)
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    result = run_secrets(env, "dev", stdin=f"{OPENAI_VALUE}\n{SLACK_VALUE}\n")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: cannot use AWS: no AWS credentials found: set AWS_PROFILE, or run `aws configure` or "
+        "`aws sso login` first"
+    ]
+
+
+def access_denied(received: Received) -> Reply:
+    # An AWS message may quote the request; the value in it must not reach the terminal.
+    value = received.json().get("Value", "")
+    message = f"User: arn:aws:iam::123456789012:user/dev is not authorized to perform: ssm:PutParameter ({value})"
+    return Reply(400, {"__type": "AccessDeniedException", "message": message})
+
+
+def test_access_denied_is_one_clear_line_without_the_value(moto_url: str, ssm: Any) -> None:
+    with FakeServer(access_denied) as denying_ssm:
+        env = script_env(moto_url, AWS_ENDPOINT_URL_SSM=denying_ssm.url)  # STS stays on moto
+        result = run_secrets(env, "dev", stdin=f"{OPENAI_VALUE}\n{SLACK_VALUE}\n")
+
+    assert result.returncode == 1
+    assert denying_ssm.received[0].headers["x-amz-target"] == "AmazonSSM.PutParameter"
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1
+    assert f"could not store {DEV['openai']}: AccessDeniedException: User:" in error_lines[0]
+    assert "(***)" in error_lines[0]
+    assert "Traceback" not in result.stderr
+    assert_no_value_shown(result, OPENAI_VALUE, SLACK_VALUE)
+    assert "created" not in result.stdout
+
+
+def load_script() -> ModuleType:
+    # Under its own name: a module called `secrets` would shadow the standard library's.
+    spec = importlib.util.spec_from_file_location("mameka_scripts_secrets", SCRIPT)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_parameter_names_are_merged_as_chalice_merges_environments() -> None:
+    script = load_script()
+    openai, slack = script.SECRETS
+    config = {
+        "environment_variables": {"OPENAI_API_KEY_PARAMETER": "/top/openai"},
+        "stages": {
+            "a": {
+                "environment_variables": {"SLACK_SIGNING_SECRET_PARAMETER": "/a/slack"},
+                "lambda_functions": {"worker": {"environment_variables": {"OPENAI_API_KEY_PARAMETER": "/a/worker"}}},
+            },
+            "b": {"lambda_functions": {"api_handler": {"environment_variables": {"OPENAI_API_KEY_PARAMETER": "/x"}}}},
+            "c": {"environment_variables": {"OPENAI_API_KEY_PARAMETER": " "}},
+        },
+    }
+    config_without_top = {"stages": {"c": {}}}
+
+    assert script.parameter_name(config, "a", openai) == "/a/worker"  # the worker reads the key
+    assert script.parameter_name(config, "a", slack) == "/a/slack"
+    assert script.parameter_name(config, "b", openai) == "/top/openai"  # the HTTP function's value is not the worker's
+    assert script.parameter_name(config, "c", openai) == "/openai/api-key"  # blank: the default, as Settings does
+    assert script.parameter_name(config_without_top, "c", slack) == "/slack/signing-secret"
+    real = script.load_config()
+    assert script.parameter_name(real, "dev", openai) == DEV["openai"]
+    assert script.parameter_name(real, "prod", slack) == PROD["slack"]
