@@ -11,6 +11,7 @@ stage's variables only for the duration of a call.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,12 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        # Parsing and checking every variable was a fifth of a warm request's own time, and a
+        # Lambda container's environment never changes: build once per distinct set of values.
+        return _from_values(tuple(environ.get(name) for name in ENV_NAMES))
+
+    @classmethod
+    def _build(cls, environ: Mapping[str, str]) -> Settings:
         def text(name: str, default: str | None) -> str | None:
             value = environ.get(name, "").strip()
             return value or default
@@ -81,6 +88,30 @@ class Settings:
             log_level=_choice("LOG_LEVEL", text("LOG_LEVEL", "INFO").upper(), LOG_LEVELS),
             log_message_text=_flag("LOG_MESSAGE_TEXT", text("LOG_MESSAGE_TEXT", "false")),
         )
+
+
+ENV_NAMES = (
+    "SLACK_SIGNING_SECRET",
+    "SLACK_SIGNING_SECRET_PARAMETER",
+    "OPENAI_API_KEY",
+    "OPENAI_API_KEY_PARAMETER",
+    "OPENAI_MODEL",
+    "OPENAI_TEMPERATURE",
+    "OPENAI_BASE_URL",
+    "OPENAI_TIMEOUT_SECONDS",
+    "SYSTEM_PROMPT",
+    "SLACK_RESPONSE_TYPE",
+    "MAX_INPUT_CHARS",
+    "WORKER_FUNCTION_NAME",
+    "LOG_LEVEL",
+    "LOG_MESSAGE_TEXT",
+)
+
+
+@functools.lru_cache(maxsize=16)
+def _from_values(values: tuple[str | None, ...]) -> Settings:
+    """Settings for these values of ``ENV_NAMES``; a ``SettingsError`` is raised, not cached."""
+    return Settings._build({name: value for name, value in zip(ENV_NAMES, values, strict=True) if value is not None})
 
 
 def _number(name: str, raw: str, *, low: float, high: float, whole: bool = False) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.settings import DEFAULT_SYSTEM_PROMPT, Settings, SettingsError
+from chalicelib.settings import DEFAULT_SYSTEM_PROMPT, ENV_NAMES, Settings, SettingsError
 
 
 def test_defaults() -> None:
@@ -89,3 +89,22 @@ def test_bad_values_name_the_variable(name: str, value: str, message: str) -> No
     with pytest.raises(SettingsError) as error:
         Settings.from_env({name: value})
     assert str(error.value) == message
+
+
+def test_env_names_are_exactly_the_variables_read() -> None:
+    # from_env caches on the values of ENV_NAMES: a variable read but not listed would be ignored.
+    read: set[str] = set()
+
+    class Recording(dict):
+        def get(self, key: str, default: object = None) -> object:
+            read.add(key)
+            return super().get(key, default)
+
+    Settings._build(Recording())
+    assert read == set(ENV_NAMES)
+
+
+def test_settings_follow_the_environment_after_caching() -> None:
+    assert Settings.from_env({"OPENAI_MODEL": "a"}).openai_model == "a"
+    assert Settings.from_env({"OPENAI_MODEL": "b"}).openai_model == "b"
+    assert Settings.from_env({"OPENAI_MODEL": "a"}).openai_model == "a"

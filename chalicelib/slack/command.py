@@ -8,7 +8,7 @@ short, client-safe reason. Text is returned as the user typed it: Slack escapes 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 
 class MalformedCommand(ValueError):
@@ -25,14 +25,29 @@ class SlashCommand:
     team_id: str
 
 
+# The fields the bot uses; Slack sends thirteen.
+FIELDS = frozenset({"command", "text", "response_url", "user_id", "channel_id", "team_id"})
+
+
 def parse(body: bytes) -> SlashCommand:
     try:
-        fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
-    except (UnicodeDecodeError, ValueError):
+        form = body.decode("utf-8")
+    except UnicodeDecodeError:
         raise MalformedCommand("body is not a form") from None
+    # As parse_qs(form, keep_blank_values=True, strict_parsing=True)[name][0], but only the
+    # fields used are unquoted: unquoting all thirteen cost as much as the rest of parse.
+    fields: dict[str, str] = {}
+    for pair in form.split("&") if form else ():
+        name, equals, value = pair.partition("=")
+        if not equals:
+            raise MalformedCommand("body is not a form")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
+        if name in FIELDS and name not in fields:
+            fields[name] = unquote_plus(value)
 
     def field(name: str) -> str:
-        return fields.get(name, [""])[0]
+        return fields.get(name, "")
 
     response_url = field("response_url")
     if not response_url:
