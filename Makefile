@@ -40,7 +40,7 @@ package: $(STAMP)
 deploy: $(STAMP)
 	rm -rf out/prebuild
 	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(BIN)/chalice package --stage $(STAGE) out/prebuild
-	$(BIN)/python scripts/compile_bytecode.py .chalice/deployments/*.zip
+	$(BIN)/python scripts/compile_bytecode.py "$$(ls -t .chalice/deployments/*.zip | head -n 1)"
 	$(BIN)/chalice deploy --stage $(STAGE)
 	$(BIN)/python scripts/deployment.py configure-worker $(STAGE)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from chalicelib import gateway, local_server
+from chalicelib import chalice_local, gateway
 from chalicelib.deadline import Deadline
 
 app = Chalice(app_name="mameka")
-local_server.widen_backlog(os.environ)  # `chalice local` only: take 50+ simultaneous commands
+chalice_local.widen_backlog(os.environ)  # `chalice local` only: take 50+ simultaneous commands
 
 
 @app.route("/slack/commands", methods=["POST"], content_types=["application/x-www-form-urlencoded"])

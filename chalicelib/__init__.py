@@ -10,7 +10,8 @@ Modules, one concept each:
 - ``dispatch``: the only place that knows how a job travels to the worker.
 - ``worker``: the worker's job (ask the LLM, reply exactly once, never raise).
 - ``llm``: the one seam to the OpenAI API, with a hard deadline.
-- ``deadline`` and ``logs``: small shared helpers.
+- ``aws``, ``deadline``, ``logs``: small shared helpers (boto3 clients, a monotonic deadline,
+  JSON log lines); ``chalice_local``: lets ``chalice local`` take bursts as API Gateway does.
 
 The HTTP function imports neither ``openai`` nor ``slack_sdk`` (nor ``requests``): its cold
 start is what Slack's 3 seconds measure.

@@ -21,9 +21,6 @@ class Deadline:
     def remaining(self) -> float:
         return max(0.0, self.expires_at - time.monotonic())
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0.0
-
     def shortened(self, by: float) -> Deadline:
         return Deadline(self.expires_at - by)
 

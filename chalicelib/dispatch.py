@@ -88,7 +88,7 @@ def _invoke_worker(job: Job, function_name: str | None) -> None:
         # Reading the empty body hands the connection back to the pool for the next request.
         response["Payload"].read()
     except Exception as error:
-        reason = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+        reason = aws.error_code(error)
         logger.error("could not invoke worker %s: %s", function_name, reason)
         raise DispatchError(reason) from None
     if response.get("StatusCode") != 202:
@@ -105,7 +105,11 @@ def _start_local_worker(job: Job, environ: dict[str, str]) -> None:
         worker.run(payload, Deadline.in_seconds(local_worker_timeout()), environ)
 
     # Not a daemon: a job in flight finishes even if the process is asked to exit.
-    threading.Thread(target=work, name=f"{LOCAL_THREAD_PREFIX}-{job.user_id}", daemon=False).start()
+    try:
+        threading.Thread(target=work, name=f"{LOCAL_THREAD_PREFIX}-{job.user_id}", daemon=False).start()
+    except RuntimeError as error:  # "can't start new thread"
+        logger.error("could not start a local worker thread: %s", error)
+        raise DispatchError("no thread for the worker") from None
 
 
 @functools.cache

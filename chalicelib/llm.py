@@ -3,13 +3,15 @@
 Contract: ``ask(question, settings, api_key, deadline)`` returns an ``Answer`` or raises
 ``LLMError`` whose ``kind`` is one of ``rate_limited``, ``quota_exhausted``, ``invalid_key``,
 ``too_long``, ``timeout``, ``unreadable`` or ``service_error``. It does not return or raise
-later than ``deadline`` (plus at most one backoff of the SDK's, under a second, when a
-connection fails just before the deadline).
+later than ``deadline``, give or take one backoff of the SDK's (at most a second) when an
+attempt times out or fails to connect right at the deadline.
 
-The SDK's own retries are used, and kept inside the deadline by ``_DeadlineTransport``: each
-attempt's timeouts are cut to the time left, an attempt is refused once the time is up, and
-a retryable answer whose wait (``Retry-After`` or the SDK's backoff) would pass the deadline
-is marked ``x-should-retry: false``, the SDK's own header for "do not retry".
+The SDK's own retries are used, kept inside the deadline by two httpx event hooks on the
+SDK's client: each attempt's timeouts are cut to the time left, an attempt is refused once
+less than ``MIN_ATTEMPT_SECONDS`` is left, and a retryable answer whose wait (``Retry-After``
+or the SDK's backoff) would pass the deadline is marked ``x-should-retry: false``, the SDK's
+own header for "do not retry". httpx's timeouts are per network operation, so a server that
+trickles its answer a byte at a time could still hold an attempt past the deadline.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import json
+import math
 import time
 from dataclasses import dataclass
 
@@ -105,55 +108,45 @@ def _client(api_key: str, base_url: str | None) -> openai.OpenAI:
         api_key=api_key,
         base_url=base_url,
         max_retries=MAX_RETRIES,
-        http_client=openai.DefaultHttpx2Client(transport=_DeadlineTransport(httpx2.HTTPTransport())),
+        http_client=openai.DefaultHttpx2Client(
+            event_hooks={"request": [_fit_attempt_to_deadline], "response": [_no_retry_past_deadline]}
+        ),
     )
 
 
-class _DeadlineTransport(httpx2.BaseTransport):
-    """Keeps every attempt, and every wait between attempts, inside the current deadline."""
+def _fit_attempt_to_deadline(request: httpx2.Request) -> None:
+    """Before each attempt: refuse it when too little time is left, else cut its timeouts to fit."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return
+    remaining = deadline.remaining()
+    if remaining < MIN_ATTEMPT_SECONDS:
+        # An OpenAIError is passed through by the SDK without a retry.
+        raise openai.APITimeoutError(request=request)
+    timeouts = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {
+        phase: min(timeouts.get(phase) or remaining, remaining) for phase in ("connect", "read", "write", "pool")
+    }
 
-    def __init__(self, inner: httpx2.BaseTransport) -> None:
-        self._inner = inner
 
-    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
-        deadline = _deadline.get()
-        if deadline is None:
-            return self._inner.handle_request(request)
-        remaining = deadline.remaining()
-        if remaining <= 0:
-            # An OpenAIError is passed through by the SDK without a retry.
-            raise openai.APITimeoutError(request=request)
-        timeouts = request.extensions.get("timeout") or {}
-        request.extensions["timeout"] = {
-            phase: min(timeouts.get(phase) or remaining, remaining) for phase in ("connect", "read", "write", "pool")
-        }
-        try:
-            response = self._inner.handle_request(request)
-        except httpx2.TimeoutException:
-            if deadline.remaining() < MIN_ATTEMPT_SECONDS:
-                raise openai.APITimeoutError(request=request) from None
-            raise
-        except httpx2.TransportError:
-            if deadline.remaining() < MIN_ATTEMPT_SECONDS:
-                raise openai.APIConnectionError(request=request) from None
-            raise
-        if response.status_code in RETRYABLE_STATUSES:
-            wait = _retry_wait(response.headers, request.headers)
-            if deadline.remaining() < wait + MIN_ATTEMPT_SECONDS:
-                response.headers["x-should-retry"] = "false"
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
+def _no_retry_past_deadline(response: httpx2.Response) -> None:
+    """After each answer: tell the SDK not to retry when its wait would not fit before the deadline."""
+    deadline = _deadline.get()
+    if deadline is None or response.status_code not in RETRYABLE_STATUSES:
+        return
+    if deadline.remaining() < _retry_wait(response.headers, response.request.headers) + MIN_ATTEMPT_SECONDS:
+        response.headers["x-should-retry"] = "false"
 
 
 def _retry_wait(response_headers: httpx2.Headers, request_headers: httpx2.Headers) -> float:
     """The longest the SDK would sleep before its next attempt (see its _calculate_retry_timeout)."""
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        if name not in response_headers:
+            continue
         try:
             wait = float(response_headers[name]) / divisor
-        except (KeyError, ValueError):
-            continue
+        except ValueError:
+            return math.inf  # an HTTP date the SDK may wait up to 2 minutes for: do not let it
         if wait > 0:  # the SDK ignores a zero or negative wait and backs off instead
             return wait
     try:

@@ -45,12 +45,13 @@ def _parameter(name: str) -> str:
 def _fetch(name: str) -> str:
     try:
         response = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)
-        value = response["Parameter"]["Value"]
+        # Stripped like a variable's value: a pasted trailing newline would fail every request.
+        value = response["Parameter"]["Value"].strip()
     except Exception as error:  # botocore's errors, no credentials, no network: all mean the same here
-        # A ClientError's code (ParameterNotFound, AccessDeniedException) says what to fix.
-        reason = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+        reason = aws.error_code(error)
         logger.error("could not read SSM parameter %s: %s", name, reason)
         raise SecretUnavailable(f"SSM parameter {name} could not be read ({reason})") from None
     if not value:
+        logger.error("SSM parameter %s is empty", name)
         raise SecretUnavailable(f"SSM parameter {name} is empty")
     return value

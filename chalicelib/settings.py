@@ -24,6 +24,9 @@ DEFAULT_SYSTEM_PROMPT = """美少女キャラとしてフレンドリーに話�
 - Userは友達として会話する"""
 
 DEFAULT_MODEL = "gpt-4.1-mini"
+# Escaped for Slack, a question can grow fivefold (& -> &amp;); it must still fit in a reply
+# under Slack's 40,000 characters, and its job in Lambda's 256 KB async payload.
+MAX_INPUT_CHARS_LIMIT = 7000
 RESPONSE_TYPES = ("ephemeral", "in_channel")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -82,7 +85,9 @@ class Settings:
                 "SLACK_RESPONSE_TYPE", text("SLACK_RESPONSE_TYPE", "ephemeral").lower(), RESPONSE_TYPES
             ),
             max_input_chars=int(
-                _number("MAX_INPUT_CHARS", text("MAX_INPUT_CHARS", "4000"), low=1, high=40000, whole=True)
+                _number(
+                    "MAX_INPUT_CHARS", text("MAX_INPUT_CHARS", "4000"), low=1, high=MAX_INPUT_CHARS_LIMIT, whole=True
+                )
             ),
             worker_function_name=text("WORKER_FUNCTION_NAME", None),
             log_level=_choice("LOG_LEVEL", text("LOG_LEVEL", "INFO").upper(), LOG_LEVELS),

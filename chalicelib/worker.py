@@ -25,9 +25,9 @@ from chalicelib.slack.messages import Message
 
 logger = logging.getLogger(__name__)
 
-# Time kept back from the LLM for the reply: three attempts with backoff, on a slow day. A
-# short-lived run (a 3 s test context) keeps a quarter of what it has instead of nothing for the LLM.
-REPLY_RESERVE_SECONDS = 10.0
+# Time kept back from the LLM for the reply: its worst case. A short-lived run (a 3 s test
+# context) keeps a quarter of what it has instead, rather than leave nothing for the LLM.
+REPLY_RESERVE_SECONDS = response_url.WORST_CASE_SECONDS
 
 
 def run(payload: Any, deadline: Deadline, environ: Mapping[str, str]) -> None:

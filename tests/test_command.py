@@ -37,6 +37,7 @@ def test_undoes_slacks_escaping_of_text() -> None:
         (b"text=hi&response_url=", "response_url is missing"),
         (b"text=hi&response_url=ftp%3A%2F%2Fexample.com%2Fx", "response_url is not an http(s) URL"),
         (b"text=hi&response_url=https%3A%2F%2F", "response_url is not an http(s) URL"),
+        (b"text=hi&response_url=http%3A%2F%2F%5B%3A%3A1", "response_url is not an http(s) URL"),  # urlsplit raises
     ],
 )
 def test_malformed_bodies_give_a_reason(body: bytes, reason: str) -> None:

@@ -45,6 +45,14 @@ def test_invokes_reuse_one_connection(lambda_endpoint: FakeServer) -> None:
     assert lambda_endpoint.connections == 1
 
 
+def test_a_slow_invoke_is_not_retried(lambda_endpoint: FakeServer) -> None:
+    # Lambda may have accepted it already: a retry could run the worker twice.
+    lambda_endpoint.script = [Reply(202, b"", delay=4)]  # past the client's 2 s read timeout
+    with pytest.raises(DispatchError, match="ReadTimeoutError"):
+        dispatch.dispatch(JOB, Settings(worker_function_name="w"), LAMBDA_ENV)
+    assert len(lambda_endpoint.received) == 1
+
+
 def test_in_lambda_without_a_worker_name_dispatch_fails_clearly(lambda_endpoint: FakeServer, caplog) -> None:
     with pytest.raises(DispatchError, match="WORKER_FUNCTION_NAME is not set"):
         dispatch.dispatch(JOB, Settings(), LAMBDA_ENV)

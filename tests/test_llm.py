@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import socket
 import time
 
@@ -96,6 +97,15 @@ def test_retries_stay_inside_the_deadline(openai_server: FakeServer) -> None:
 
 def test_a_retry_after_beyond_the_deadline_is_not_waited_for(openai_server: FakeServer) -> None:
     openai_server.script = [Reply(429, {"error": {"code": "rate_limit_exceeded"}}, {"retry-after": "60"})] * 3
+    started = time.monotonic()
+    assert kind_of_failure(openai_server, seconds=10) == "rate_limited"
+    assert time.monotonic() - started < 8
+    assert len(openai_server.received) == 1
+
+
+def test_a_retry_after_date_is_not_waited_for(openai_server: FakeServer) -> None:
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)  # the SDK would sleep until then
+    openai_server.script = [Reply(429, {"error": {"code": "rate_limit_exceeded"}}, {"retry-after": soon})] * 3
     started = time.monotonic()
     assert kind_of_failure(openai_server, seconds=10) == "rate_limited"
     assert time.monotonic() - started < 8

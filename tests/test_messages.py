@@ -53,3 +53,9 @@ def test_ack_usage_and_too_long_are_ephemeral() -> None:
     )
     for message in (messages.acknowledgement("hi"), messages.usage("/ask"), messages.too_long(2, 1)):
         assert message["response_type"] == "ephemeral"
+
+
+def test_a_long_question_is_echoed_in_part_so_the_answer_fits() -> None:
+    text = messages.answer("&" * 7000, "the answer", "ephemeral")["text"]
+    assert text.endswith("\nthe answer")
+    assert text.startswith("```" + "&amp;" * messages.MAX_ECHOED_QUESTION_CHARS + "…```")

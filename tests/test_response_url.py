@@ -45,3 +45,10 @@ def test_connection_refused_returns_false_without_raising() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert response_url.post(f"http://127.0.0.1:{port}/x", MESSAGE) is False
+
+
+def test_a_rate_limit_with_retry_after_is_not_retried(slack_server: FakeServer) -> None:
+    path = response_path()
+    slack_server.script = [Reply(429, "rate_limited", {"Retry-After": "0"})]
+    assert response_url.post(slack_server.url + path, MESSAGE) is False
+    assert len(slack_server.requests_to(path)) == 1

@@ -48,3 +48,12 @@ def test_a_missing_parameter_names_itself_not_a_secret(ssm, caplog) -> None:
     # Failures are not cached: once the parameter exists, the next request succeeds.
     ssm.put_parameter(Name="/nope", Value="now-here", Type="SecureString")
     assert secrets.openai_api_key(settings) == "now-here"
+
+
+def test_a_pasted_newline_is_stripped_and_an_empty_value_is_reported(ssm, caplog) -> None:
+    ssm.put_parameter(Name="/openai/api-key", Value="sk-fake-with-newline\n", Type="SecureString")
+    assert secrets.openai_api_key(Settings.from_env({})) == "sk-fake-with-newline"
+    ssm.put_parameter(Name="/blank", Value=" \n", Type="SecureString")
+    with pytest.raises(secrets.SecretUnavailable, match=r"^SSM parameter /blank is empty$"):
+        secrets.openai_api_key(Settings.from_env({"OPENAI_API_KEY_PARAMETER": "/blank"}))
+    assert "SSM parameter /blank is empty" in caplog.text

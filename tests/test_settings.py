@@ -79,7 +79,7 @@ def test_secrets_are_not_in_repr() -> None:
         ("OPENAI_TEMPERATURE", "warm", "OPENAI_TEMPERATURE must be a number, got 'warm'"),
         ("OPENAI_TEMPERATURE", "3", "OPENAI_TEMPERATURE must be a number from 0 to 2, got '3'"),
         ("OPENAI_TIMEOUT_SECONDS", "nan", "OPENAI_TIMEOUT_SECONDS must be a number from 1 to 900, got 'nan'"),
-        ("MAX_INPUT_CHARS", "10.5", "MAX_INPUT_CHARS must be a whole number from 1 to 40000, got '10.5'"),
+        ("MAX_INPUT_CHARS", "10.5", "MAX_INPUT_CHARS must be a whole number from 1 to 7000, got '10.5'"),
         ("SLACK_RESPONSE_TYPE", "public", "SLACK_RESPONSE_TYPE must be one of ephemeral, in_channel, got 'public'"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"),
         ("LOG_MESSAGE_TEXT", "maybe", "LOG_MESSAGE_TEXT must be true or false, got 'maybe'"),

@@ -93,6 +93,7 @@ def test_agrees_with_slack_sdk_on_generated_requests() -> None:
         ("-5", "v0=ab", b"", "X-Slack-Request-Timestamp is not an integer"),
         ("１２３", "v0=ab", b"", "X-Slack-Request-Timestamp is not an integer"),  # non-ASCII digits
         ("1_531_420_618", "v0=ab", b"", "X-Slack-Request-Timestamp is not an integer"),
+        ("9" * 5000, "v0=ab", b"", "X-Slack-Request-Timestamp is not an integer"),  # int() would raise
         (str(NOW - 301), "v0=ab", b"", "request timestamp is more than 5 minutes from now"),
         (str(NOW), "v0=ab", b"\xff\xfe", "request body is not UTF-8"),
         (str(NOW), "v0=ab", b"text=hi", "signature does not match"),

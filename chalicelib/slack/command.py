@@ -52,8 +52,12 @@ def parse(body: bytes) -> SlashCommand:
     response_url = field("response_url")
     if not response_url:
         raise MalformedCommand("response_url is missing")
-    url = urlsplit(response_url)
-    if url.scheme not in ("http", "https") or not url.hostname:
+    try:
+        url = urlsplit(response_url)
+        usable = url.scheme in ("http", "https") and bool(url.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        usable = False
+    if not usable:
         raise MalformedCommand("response_url is not an http(s) URL")
     return SlashCommand(
         command=field("command") or "/mameka",

@@ -17,6 +17,7 @@ Message = dict[str, Any]
 # Slack truncates text above 40,000 characters; stay clear of it with room for the question.
 MAX_TEXT_CHARS = 39_000
 TRUNCATED = "\n…(the answer was too long for Slack and was cut here)"
+MAX_ECHOED_QUESTION_CHARS = 3000
 
 ERROR_TEXTS = {
     "rate_limited": "The AI service is busy right now (rate limited). Please try again in a minute.",
@@ -58,6 +59,8 @@ def not_configured() -> Message:
 
 def answer(question: str, answer_markdown: str, response_type: str) -> Message:
     body = to_mrkdwn(answer_markdown)
+    if len(question) > MAX_ECHOED_QUESTION_CHARS:  # the answer matters more than the echo
+        question = question[:MAX_ECHOED_QUESTION_CHARS] + "…"
     head = code_block(question) + "\n"
     if len(head) + len(body) > MAX_TEXT_CHARS:
         body = body[: MAX_TEXT_CHARS - len(head) - len(TRUNCATED)] + TRUNCATED

@@ -1,9 +1,9 @@
 """The one seam that POSTs a message to a slash command's ``response_url``.
 
 Contract: ``post(url, message)`` sends the message as JSON and returns ``True`` if Slack
-accepted it. It never raises. It retries at most twice, only on a 5xx answer or a
-connection that could not be made (Slack allows five uses of a URL); a 4xx, or a timeout
-after the request was sent, is not retried, so the user never sees a reply twice.
+accepted it, within ``WORST_CASE_SECONDS``. It never raises. It retries at most twice, only on
+a 5xx answer or a connection that could not be made (Slack allows five uses of a URL); a 4xx,
+or a timeout after the request was sent, is not retried, so the user never sees a reply twice.
 One ``requests.Session`` per container keeps connections to Slack warm.
 """
 
@@ -19,7 +19,9 @@ from urllib3.util.retry import Retry
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT = (3.05, 10.0)  # (connect, read) seconds for each attempt
+TIMEOUT = (3.05, 5.0)  # (connect, read) seconds for each attempt
+# The longest a post can take: three attempts and urllib3's backoff between them (0 s, then 1 s).
+WORST_CASE_SECONDS = 3 * sum(TIMEOUT) + 1.0
 
 
 @functools.cache
@@ -34,7 +36,8 @@ def _session() -> requests.Session:
         status_forcelist=range(500, 600),
         allowed_methods=frozenset({"POST"}),
         backoff_factor=0.5,
-        retry_after_max=5,
+        # Otherwise urllib3 also retries a 413 or 429 that carries Retry-After: 4xx are final.
+        respect_retry_after_header=False,
         raise_on_status=False,
     )
     session = requests.Session()
