@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +20,8 @@ import requests
 from chalice.local import LambdaContext
 
 from app import app
-from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, command_form, response_path, signed_headers
+from tests import chalice_local
+from tests.conftest import OPENAI_KEY, SIGNING_SECRET, command_form, response_path, signed_headers
 from tests.fakes import FakeServer, Received, Reply
 
 
@@ -49,42 +48,14 @@ class LocalServer:
         return requests.post(self.url + "/slack/commands", data=body, headers=signed_headers(body, **sign), timeout=30)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_chalice_local(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[LocalServer]:
-    port = free_port()
     log = tmp_path / "chalice-local.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "SLACK_"))}
     env.update(
         {"SLACK_SIGNING_SECRET": SIGNING_SECRET, "OPENAI_API_KEY": OPENAI_KEY, "PYTHONUNBUFFERED": "1", **extra_env}
     )
-    chalice = str(Path(os.sys.executable).parent / "chalice")
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [chalice, "local", "--stage", "dev", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"chalice local exited:\n{log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"chalice local did not listen:\n{log.read_text()}"
-                time.sleep(0.1)
-        yield LocalServer(f"http://127.0.0.1:{port}", log)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with chalice_local.running(env, log) as url:
+        yield LocalServer(url, log)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import importlib.util
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -20,7 +19,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,18 +27,14 @@ import pytest
 from chalicelib.slack import messages
 from chalicelib.slack.command import parse
 from chalicelib.slack.signature import verify
+from tests import chalice_local
+from tests.chalice_local import free_port
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET
 from tests.fakes import FakeServer, Received, Reply, echo_llm, fake_openai, openai_error
 
 SCRIPT = ROOT / "scripts" / "ask.py"
 # Whatever the environment of the test run, the script sees only what a test gives it.
 SCRIPT_VARIABLES = ("URL", "TIMEOUT", "RESPONSE_URL", "LISTEN_PORT", "STAGE", "NO_COLOR")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -78,7 +72,6 @@ def llm(llm_server: FakeServer) -> Iterator[FakeServer]:
 @pytest.fixture(scope="module")
 def bot_url(llm_server: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make run`: chalice local for stage dev, its secrets in the environment, its LLM the fake."""
-    port = free_port()
     log = tmp_path_factory.mktemp("chalice-local") / "chalice-local.log"
     env = clean_env(
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
@@ -86,28 +79,8 @@ def bot_url(llm_server: FakeServer, tmp_path_factory: pytest.TempPathFactory) ->
         OPENAI_BASE_URL=llm_server.url + "/v1",
         OPENAI_TIMEOUT_SECONDS="20",
     )
-    chalice = str(Path(sys.executable).parent / "chalice")
-    command = [chalice, "local", "--stage", "dev", "--host", "127.0.0.1", "--port", str(port), "--no-autoreload"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"chalice local exited:\n{log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"chalice local did not listen:\n{log.read_text()}"
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/slack/commands"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+    with chalice_local.running(env, log) as url:
+        yield url + "/slack/commands"
 
 
 def run_ask(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
