@@ -482,3 +482,32 @@ def test_configure_worker_turns_off_async_retries(deployment: Deployment) -> Non
     with pytest.raises(ClientError) as http_function:
         lambda_.get_function_event_invoke_config(FunctionName=deployed_name(DEPLOY_STAGE, "api_handler"))
     assert http_function.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+def test_make_deploy_ships_bytecode_and_turns_off_async_retries(
+    moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory, deployments_cache: Path
+) -> None:
+    """`make deploy STAGE=dev` as a user runs it (in a project copy, against moto): chalice
+    package builds the zip, bytecode is added to it, chalice deploy reuses that zip, and the
+    worker's async retries are turned off."""
+    moto_server.reset()
+    work = tmp_path_factory.mktemp("make-deploy")
+    project = copy_project(work, deployments_cache)
+    shutil.copy2(ROOT / "Makefile", project)
+    shutil.copy2(ROOT / "requirements-dev.txt", project)
+    shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)  # installed, stamp newer
+    env = subprocess_env(moto_server.url, work)
+    try:
+        result = run_ok(["make", "deploy", "STAGE=dev"], project, env)
+        compiled = re.search(r"added \d{3,} \.pyc \(unchecked-hash", result.stdout)
+        assert compiled, result.stdout
+        # chalice deploy, which runs after the bytecode step, took the zip that now holds it.
+        assert "Reusing existing deployment package" in result.stdout[compiled.end() :], result.stdout
+        stored = moto_server.client("lambda").get_function_event_invoke_config(
+            FunctionName=deployed_name(DEPLOY_STAGE, "worker")
+        )
+        assert stored["MaximumRetryAttempts"] == 0
+    finally:
+        moto_server.reset()
+        shutil.rmtree(work, ignore_errors=True)
