@@ -157,7 +157,7 @@ def command_form(question: str, response_url: str, user_id: str) -> bytes:
     """The body Slack would POST for ``/mameka question``; every id is a visible fake."""
     return urlencode(
         {
-            "token": "ask-script-no-verification-token",
+            "token": "unused-verification-token",
             "team_id": "T0ASKSCRIPT",
             "team_domain": "ask-script",
             "channel_id": "C0ASKSCRIPT",
