@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/deployment.py`
+
+from chalicelib.dispatch import WORKER  # noqa: E402  (the @app.lambda_function name)
+
 API_LOGICAL_ID = "APIHandler"
 API_ROLE_LOGICAL_ID = "ApiHandlerRole"
 WORKER_LOGICAL_ID = "Worker"
-WORKER = "worker"  # the @app.lambda_function name
 MAXIMUM_RETRY_ATTEMPTS = 0
 MAXIMUM_EVENT_AGE_SECONDS = 600
 

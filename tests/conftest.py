@@ -6,12 +6,15 @@ moto. The fakes are real HTTP servers (see ``fakes.py``).
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlencode
 
 import pytest
@@ -93,6 +96,16 @@ def bot_env(openai_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> dict[
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+def import_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module (scripts/ is not a package), under a name that shadows nothing."""
+    spec = importlib.util.spec_from_file_location(f"mameka_scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module
 
 
 def response_path() -> str:

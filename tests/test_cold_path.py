@@ -12,7 +12,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import ROOT, SIGNING_SECRET, command_form, signed_headers
+from bench.events import slash_command_event
+from tests.conftest import ROOT, SIGNING_SECRET
 from tests.fakes import FakeServer
 
 HANDLE_ONE_EVENT = textwrap.dedent(
@@ -34,32 +35,8 @@ HANDLE_ONE_EVENT = textwrap.dedent(
 )
 
 
-def api_gateway_event(body: bytes, headers: dict[str, str]) -> dict:
-    return {
-        "resource": "/slack/commands",
-        "path": "/slack/commands",
-        "httpMethod": "POST",
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": "/slack/commands",
-            "httpMethod": "POST",
-            "requestId": "req-1",
-            "stage": "api",
-            "path": "/api/slack/commands",
-        },
-        "body": body.decode(),
-        "isBase64Encoded": False,
-    }
-
-
 def test_http_path_leaves_openai_and_slack_sdk_unimported(lambda_server: FakeServer, tmp_path) -> None:
-    body = command_form("hi", "https://hooks.slack.com/commands/T/1/x")
-    event = api_gateway_event(body, signed_headers(body))
+    event = slash_command_event(SIGNING_SECRET, "hi")  # the benchmark's API Gateway event, as Lambda gets it
     env = {
         "PATH": "/usr/bin:/bin",
         "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev",

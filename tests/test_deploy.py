@@ -22,7 +22,6 @@ fresh machine; each has a generous timeout for the cold case.
 from __future__ import annotations
 
 import fnmatch
-import importlib.util
 import json
 import os
 import re
@@ -32,13 +31,12 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_script
 from tests.moto_server import ACCOUNT_ID, REGION, MotoServer, running_moto_server
 
 pytestmark = pytest.mark.timeout(600)
@@ -56,16 +54,7 @@ RESPONSE_URL_LIFETIME_SECONDS = 30 * 60
 NO_SERVER = "http://127.0.0.1:9"  # the discard port: nothing listens, so any AWS call is refused
 
 
-def load_deployment_script() -> ModuleType:
-    """``scripts/deployment.py`` (not a package), for its constants."""
-    spec = importlib.util.spec_from_file_location("mameka_deployment_script", ROOT / "scripts" / "deployment.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-DEPLOYMENT = load_deployment_script()
+DEPLOYMENT = import_script("deployment")  # for its constants
 
 
 def configured(stage: str, function: str, key: str) -> Any:

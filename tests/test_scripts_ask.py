@@ -8,7 +8,6 @@ fake bot, with ``chalice logs`` replaced by a stub that prints what CloudWatch w
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -29,7 +28,7 @@ from chalicelib.slack.command import parse
 from chalicelib.slack.signature import verify
 from tests import chalice_local
 from tests.chalice_local import free_port
-from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET
+from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, import_script
 from tests.fakes import FakeServer, Received, Reply, echo_llm, fake_openai, openai_error
 
 SCRIPT = ROOT / "scripts" / "ask.py"
@@ -188,12 +187,7 @@ def test_usage_errors_exit_2(args: list[str], env: dict[str, str], message: str)
 
 @pytest.fixture(scope="module")
 def ask() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mameka_scripts_ask", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module
+    return import_script("ask")
 
 
 def acknowledging_bot(received: Received) -> Reply:

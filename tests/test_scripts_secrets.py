@@ -6,7 +6,6 @@ values from a piped stdin (not a terminal), as it does in any non-interactive us
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_script
 from tests.fakes import FakeServer, Received, Reply
 
 SCRIPT = ROOT / "scripts" / "store_secrets.py"
@@ -195,13 +194,7 @@ def test_access_denied_is_one_clear_line_without_the_value(moto_url: str, ssm: A
 
 
 def load_script() -> ModuleType:
-    # Under its own name: a module called `secrets` would shadow the standard library's.
-    spec = importlib.util.spec_from_file_location("mameka_scripts_secrets", SCRIPT)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module
+    return import_script("store_secrets")
 
 
 def test_parameter_names_are_merged_as_chalice_merges_environments() -> None:
