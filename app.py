@@ -1,8 +1,9 @@
-"""mameka: a Slack slash command answered by an LLM, as two Lambda functions.
+"""mameka: an LLM in Slack, as two Lambda functions.
 
-- ``POST /slack/commands`` (the HTTP function) verifies Slack's signature, hands the job to
-  the worker and acknowledges within Slack's 3 seconds.
-- ``worker`` (invoked asynchronously) asks the LLM and replies through ``response_url``.
+- ``POST /slack/commands`` and ``POST /slack/events`` (the HTTP function) verify Slack's
+  signature, hand the job to the worker and acknowledge within Slack's 3 seconds.
+- ``worker`` (invoked asynchronously) asks the LLM and answers: through ``response_url`` for
+  a slash command, streamed into the thread for a mention or a DM.
 
 The work lives in ``chalicelib``; this file only declares.
 """
@@ -27,6 +28,13 @@ def slash_command() -> Response:
     status, body = gateway.handle_slash_command(
         request.headers, request.raw_body, os.environ, request.context.get("requestId")
     )
+    return Response(body=body, status_code=status)
+
+
+@app.route("/slack/events", methods=["POST"], content_types=["application/json"])
+def slack_event() -> Response:
+    request = app.current_request
+    status, body = gateway.handle_event(request.headers, request.raw_body, os.environ, request.context.get("requestId"))
     return Response(body=body, status_code=status)
 
 

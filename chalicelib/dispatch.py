@@ -1,6 +1,7 @@
 """How a job travels from the HTTP function to the worker: the only module that knows.
 
-Contract: ``dispatch(job, settings, environ)`` hands the job over and returns at once, or
+Contract: ``dispatch(payload, settings, environ)`` hands a job's payload (a JSON-ready dict,
+opaque here: ``chalicelib.jobs`` knows what is in it) to the worker and returns at once, or
 raises ``DispatchError``; it never waits for the answer.
 
 - In AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME`` is set) it invokes the worker function,
@@ -16,11 +17,11 @@ raises ``DispatchError``; it never waits for the answer.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,49 +34,22 @@ logger = logging.getLogger(__name__)
 WORKER = "worker"  # the worker's name in app.py, .chalice/config.json and the merge template
 CHALICE_DEFAULT_TIMEOUT = 60
 LOCAL_THREAD_PREFIX = "mameka-job"
+_thread_numbers = itertools.count(1)
 
 
 class DispatchError(RuntimeError):
     """The job could not be handed to the worker."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """What the worker needs, and nothing more: the signature was checked before dispatch."""
-
-    text: str
-    response_url: str
-    user_id: str
-    channel_id: str
-    team_id: str
-
-    def to_payload(self) -> dict[str, str]:
-        return asdict(self)
-
-    @classmethod
-    def from_payload(cls, payload: Any) -> Job:
-        """Raises ``ValueError`` unless ``payload`` is a dict of strings with every field."""
-        if not isinstance(payload, dict):
-            raise ValueError("payload is not an object")
-        try:
-            job = cls(**{name: payload[name] for name in cls.__dataclass_fields__})
-        except KeyError as missing:
-            raise ValueError(f"payload has no {missing}") from None
-        if not all(isinstance(value, str) for value in asdict(job).values()):
-            raise ValueError("payload fields must be strings")
-        if not job.response_url:
-            raise ValueError("payload has an empty response_url")
-        return job
-
-
-def dispatch(job: Job, settings: Settings, environ: Mapping[str, str]) -> None:
+def dispatch(payload: dict[str, Any], settings: Settings, environ: Mapping[str, str]) -> None:
+    """Hand ``payload`` (a job's ``to_payload()``, opaque here) to the worker."""
     if environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-        _invoke_worker(job, settings.worker_function_name)
+        _invoke_worker(payload, settings.worker_function_name)
     else:
-        _start_local_worker(job, dict(environ))
+        _start_local_worker(payload, dict(environ))
 
 
-def _invoke_worker(job: Job, function_name: str | None) -> None:
+def _invoke_worker(payload: dict[str, Any], function_name: str | None) -> None:
     if not function_name:
         logger.error("WORKER_FUNCTION_NAME is not set; cannot invoke the worker")
         raise DispatchError("WORKER_FUNCTION_NAME is not set")
@@ -83,7 +57,7 @@ def _invoke_worker(job: Job, function_name: str | None) -> None:
         response = aws.client("lambda").invoke(
             FunctionName=function_name,
             InvocationType="Event",
-            Payload=json.dumps(job.to_payload()).encode(),
+            Payload=json.dumps(payload, ensure_ascii=False).encode(),
         )
         # Reading the empty body hands the connection back to the pool for the next request.
         response["Payload"].read()
@@ -96,8 +70,8 @@ def _invoke_worker(job: Job, function_name: str | None) -> None:
         raise DispatchError(f"invoke answered {response.get('StatusCode')}")
 
 
-def _start_local_worker(job: Job, environ: dict[str, str]) -> None:
-    payload = json.loads(json.dumps(job.to_payload()))
+def _start_local_worker(payload: dict[str, Any], environ: dict[str, str]) -> None:
+    payload = json.loads(json.dumps(payload))  # what the worker gets in Lambda: JSON, not our objects
 
     def work() -> None:
         from chalicelib import worker  # here, not at the top: it imports openai
@@ -106,7 +80,7 @@ def _start_local_worker(job: Job, environ: dict[str, str]) -> None:
 
     # Not a daemon: a job in flight finishes even if the process is asked to exit.
     try:
-        threading.Thread(target=work, name=f"{LOCAL_THREAD_PREFIX}-{job.user_id}", daemon=False).start()
+        threading.Thread(target=work, name=f"{LOCAL_THREAD_PREFIX}-{next(_thread_numbers)}", daemon=False).start()
     except RuntimeError as error:  # "can't start new thread"
         logger.error("could not start a local worker thread: %s", error)
         raise DispatchError("no thread for the worker") from None

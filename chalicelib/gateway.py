@@ -1,14 +1,29 @@
-"""The HTTP function's job: take a slash command, hand it to the worker, acknowledge at once.
+"""The HTTP function's job: take a Slack request, hand its job to the worker, acknowledge at once.
 
-Contract: ``handle_slash_command(headers, body, environ, request_id)`` returns
-``(status, json_body)`` and never raises for any input:
+Contract: ``handle_slash_command(headers, body, environ, request_id)`` and
+``handle_event(...)`` return ``(status, json_body)`` and never raise for any input. Both
+check Slack's signature first: 401 ``{"error": reason}`` unless the request carries a valid,
+fresh one, and nothing is dispatched.
 
-- 401 ``{"error": reason}`` unless the request carries a valid, fresh Slack signature;
+Slash commands (``application/x-www-form-urlencoded``):
+
 - 400 ``{"error": reason}`` for a signed body that is not a slash command;
 - 200 with an ephemeral message in every other case: a usage hint for empty text, "too
   long" above ``MAX_INPUT_CHARS``, "couldn't start" if dispatch fails, "not set up" if
   settings or the signing secret are unusable, or else the acknowledgement (the job is
   dispatched only in this last case).
+
+Events (``application/json``):
+
+- 400 ``{"error": reason}`` for signed JSON that is not a usable envelope;
+- 200 ``{"challenge": ...}`` for ``url_verification``;
+- 200 ``{}`` once a mention, DM message or opened assistant pane is dispatched, and for every
+  event the bot ignores; a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first
+  delivery, and the worker's claims drop it if the first one got through;
+- 503 ``{"error": ...}`` when the job could not be handed to the worker: the one answer that
+  makes Slack deliver the event again, which is then the user's only chance of an answer;
+- 200 ``{}`` when settings or the signing secret are unusable (logged): there is no one to tell,
+  and a retry would fail the same way.
 
 It writes one JSON log line per request. It imports neither ``openai`` nor ``slack_sdk``.
 """
@@ -17,13 +32,15 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import logs, secrets
-from chalicelib.dispatch import DispatchError, Job, dispatch
+from chalicelib.dispatch import DispatchError, dispatch
+from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import Settings, SettingsError
-from chalicelib.slack import messages, signature
+from chalicelib.slack import events, messages, signature
 from chalicelib.slack.command import MalformedCommand, SlashCommand, parse
 
 logger = logging.getLogger(__name__)
@@ -38,15 +55,7 @@ def handle_slash_command(
     command: SlashCommand | None = None
     settings: Settings | None = None
     try:
-        settings = Settings.from_env(environ)
-        logs.configure(settings.log_level)
-        signature.verify(
-            secrets.slack_signing_secret(settings),
-            headers.get("x-slack-request-timestamp"),
-            headers.get("x-slack-signature"),
-            body,
-            time.time(),
-        )
+        settings = _verified(headers, body, environ)
         command = parse(body)
         status, message, outcome = _answer(command, settings, environ)
     except SettingsError as error:
@@ -78,7 +87,8 @@ def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str
         return 200, messages.usage(command.command), "usage"
     if len(command.text) > settings.max_input_chars:
         return 200, messages.too_long(len(command.text), settings.max_input_chars), "too_long"
-    job = Job(
+    job = SlashCommandJob(
+        id=str(uuid.uuid4()),
         text=command.text,
         response_url=command.response_url,
         user_id=command.user_id,
@@ -86,7 +96,66 @@ def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str
         team_id=command.team_id,
     )
     try:
-        dispatch(job, settings, environ)
+        dispatch(job.to_payload(), settings, environ)
     except DispatchError:
         return 200, messages.could_not_start(), "dispatch_failed"
     return 200, messages.acknowledgement(command.text), "dispatched"
+
+
+def handle_event(headers: Mapping[str, str], body: bytes, environ: Mapping[str, str], request_id: str | None) -> Result:
+    started = time.perf_counter()
+    info = events.EventInfo()
+    try:
+        settings = _verified(headers, body, environ)
+        decision, info = events.parse(body)
+        status, message, outcome = _route_event(decision, settings, environ)
+    except (SettingsError, secrets.SecretUnavailable) as error:
+        if isinstance(error, SettingsError):
+            logger.error("invalid setting: %s", error)
+        status, message, outcome = 200, {}, "not_configured"
+    except signature.InvalidSignature as error:
+        status, message, outcome = 401, {"error": str(error)}, "invalid_signature"
+    except events.MalformedEvent as error:
+        status, message, outcome = 400, {"error": str(error)}, "malformed"
+    logs.emit(
+        "slack_event",
+        request_id=request_id,
+        event_type=info.type,
+        event_id=info.event_id,
+        team_id=info.team_id,
+        channel_id=info.channel_id,
+        user_id=info.user_id,
+        retry_num=headers.get("x-slack-retry-num"),
+        outcome=outcome,
+        status=status,
+        ack_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+    return status, message
+
+
+def _route_event(
+    decision: events.Decision, settings: Settings, environ: Mapping[str, str]
+) -> tuple[int, dict[str, Any], str]:
+    if isinstance(decision, events.UrlVerification):
+        return 200, {"challenge": decision.challenge}, "url_verification"
+    if isinstance(decision, events.Ignored):
+        return 200, {}, "ignored"
+    try:
+        dispatch(decision.to_payload(), settings, environ)
+    except DispatchError:
+        return 503, {"error": "could not start working on this event"}, "dispatch_failed"
+    return 200, {}, "dispatched"
+
+
+def _verified(headers: Mapping[str, str], body: bytes, environ: Mapping[str, str]) -> Settings:
+    """The settings, once the request is proven to come from Slack; raises otherwise."""
+    settings = Settings.from_env(environ)
+    logs.configure(settings.log_level)
+    signature.verify(
+        secrets.slack_signing_secret(settings),
+        headers.get("x-slack-request-timestamp"),
+        headers.get("x-slack-signature"),
+        body,
+        time.time(),
+    )
+    return settings

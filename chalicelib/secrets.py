@@ -1,10 +1,10 @@
 """Secrets: from an environment variable if set, else from SSM Parameter Store.
 
-Contract: ``slack_signing_secret(settings)`` and ``openai_api_key(settings)`` return the
-secret, or raise ``SecretUnavailable`` with a message that names the variable or parameter
-but never contains a secret. A set variable always wins over a parameter name. A parameter
-is read once per container (SecureString, decrypted) and cached; failures are not cached,
-so the next request tries again.
+Contract: ``slack_signing_secret(settings)``, ``openai_api_key(settings)`` and
+``slack_bot_token(settings)`` return the secret, or raise ``SecretUnavailable`` with a
+message that names the variable or parameter but never contains a secret. A set variable
+always wins over a parameter name. A parameter is read once per container (SecureString,
+decrypted) and cached; failures are not cached, so the next request tries again.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def slack_signing_secret(settings: Settings) -> str:
 
 def openai_api_key(settings: Settings) -> str:
     return settings.openai_api_key or _parameter(settings.openai_api_key_parameter)
+
+
+def slack_bot_token(settings: Settings) -> str:
+    return settings.slack_bot_token or _parameter(settings.slack_bot_token_parameter)
 
 
 def _parameter(name: str) -> str:

@@ -12,6 +12,7 @@ stage's variables only for the duration of a call.
 from __future__ import annotations
 
 import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,15 @@ DEFAULT_MODEL = "gpt-4.1-mini"
 # under Slack's 40,000 characters, and its job in Lambda's 256 KB async payload.
 MAX_INPUT_CHARS_LIMIT = 7000
 RESPONSE_TYPES = ("ephemeral", "in_channel")
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+# Shown when a user opens the assistant pane; in the persona's language.
+DEFAULT_SUGGESTED_PROMPTS: tuple[tuple[str, str], ...] = (
+    ("東京の散歩道", "東京でおすすめの散歩道は？"),
+    ("今日の夕飯", "冷蔵庫に卵と玉ねぎとトマトがあるよ。今日の夕飯、何にしよう？"),
+    ("要約して", "次の文章を3行で要約して："),
+    ("英語にして", "次の文章を自然な英語にして："),
+)
+MAX_SUGGESTED_PROMPTS = 4  # Slack's limit for assistant.threads.setSuggestedPrompts
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -41,6 +51,12 @@ class Settings:
     slack_signing_secret_parameter: str = "/slack/signing-secret"
     openai_api_key: str | None = field(default=None, repr=False)
     openai_api_key_parameter: str = "/openai/api-key"
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_bot_token_parameter: str = "/slack/bot-token"
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    suggested_prompts: tuple[tuple[str, str], ...] = DEFAULT_SUGGESTED_PROMPTS
+    max_history_messages: int = 50
+    max_context_tokens: int = 16_000
     openai_model: str = DEFAULT_MODEL
     openai_temperature: float | None = 0.9
     openai_base_url: str | None = None
@@ -70,6 +86,16 @@ class Settings:
             slack_signing_secret_parameter=text("SLACK_SIGNING_SECRET_PARAMETER", cls.slack_signing_secret_parameter),
             openai_api_key=text("OPENAI_API_KEY", None),
             openai_api_key_parameter=text("OPENAI_API_KEY_PARAMETER", cls.openai_api_key_parameter),
+            slack_bot_token=text("SLACK_BOT_TOKEN", None),
+            slack_bot_token_parameter=text("SLACK_BOT_TOKEN_PARAMETER", cls.slack_bot_token_parameter),
+            slack_api_url=_api_url(text("SLACK_API_URL", DEFAULT_SLACK_API_URL)),
+            suggested_prompts=_prompts(text("SUGGESTED_PROMPTS", None)),
+            max_history_messages=int(
+                _number("MAX_HISTORY_MESSAGES", text("MAX_HISTORY_MESSAGES", "50"), low=1, high=1000, whole=True)
+            ),
+            max_context_tokens=int(
+                _number("MAX_CONTEXT_TOKENS", text("MAX_CONTEXT_TOKENS", "16000"), low=500, high=2_000_000, whole=True)
+            ),
             openai_model=text("OPENAI_MODEL", DEFAULT_MODEL),
             # "none" leaves the temperature out: reasoning models reject any value but their own.
             openai_temperature=None
@@ -100,6 +126,12 @@ ENV_NAMES = (
     "SLACK_SIGNING_SECRET_PARAMETER",
     "OPENAI_API_KEY",
     "OPENAI_API_KEY_PARAMETER",
+    "SLACK_BOT_TOKEN",
+    "SLACK_BOT_TOKEN_PARAMETER",
+    "SLACK_API_URL",
+    "SUGGESTED_PROMPTS",
+    "MAX_HISTORY_MESSAGES",
+    "MAX_CONTEXT_TOKENS",
     "OPENAI_MODEL",
     "OPENAI_TEMPERATURE",
     "OPENAI_BASE_URL",
@@ -143,3 +175,30 @@ def _flag(name: str, raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _api_url(raw: str) -> str:
+    if not raw.startswith(("https://", "http://")):
+        raise SettingsError(f"SLACK_API_URL must be an http(s) URL, got {raw!r}")
+    # slack_sdk joins the method name onto base_url as a string: it needs the trailing slash.
+    return raw if raw.endswith("/") else raw + "/"
+
+
+def _prompts(raw: str | None) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return DEFAULT_SUGGESTED_PROMPTS
+    problem = f"SUGGESTED_PROMPTS must be a JSON list of at most {MAX_SUGGESTED_PROMPTS} {{title, message}} objects"
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise SettingsError(f"{problem}; it is not JSON") from None
+    if not isinstance(value, list) or len(value) > MAX_SUGGESTED_PROMPTS:
+        raise SettingsError(problem)
+    prompts = []
+    for item in value:
+        title = item.get("title") if isinstance(item, dict) else None
+        message = item.get("message") if isinstance(item, dict) else None
+        if not (isinstance(title, str) and title.strip() and isinstance(message, str) and message.strip()):
+            raise SettingsError(f"{problem}, each with a non-empty title and message")
+        prompts.append((title.strip(), message.strip()))
+    return tuple(prompts)

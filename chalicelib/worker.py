@@ -1,11 +1,19 @@
-"""The worker's job: answer one dispatched slash command, with exactly one reply.
+"""The worker's job: take one dispatched job, claim it, and answer it exactly once.
 
-Contract: ``run(payload, deadline, environ)`` asks the LLM and POSTs the answer, or one
-plain-language error, to the job's ``response_url``, then returns. It never raises: in
-Lambda a raise makes the async invocation run again and the user sees duplicates. Every
-part of it is done before it returns (Lambda freezes the sandbox after the handler), and
-the LLM step ends early enough to leave time for the reply: ``REPLY_RESERVE_SECONDS``, or a
-quarter of the time left when that is shorter.
+Contract: ``run(payload, deadline, environ)`` validates the payload (``chalicelib.jobs``),
+claims the job's keys (``chalicelib.claims``: a job already claimed, such as Slack's
+redelivery of an event, is dropped with a log line), and hands it to its kind's handler:
+
+- a slash command is answered here: the LLM's answer, or one plain-language error, is
+  POSTed once to its ``response_url`` (Slack allows only five uses: no interim posts);
+- a message (mention, DM, assistant pane) is answered in its thread by
+  ``chalicelib.conversation``, streamed as it is written;
+- an opened assistant pane gets its suggested prompts (``chalicelib.conversation``).
+
+It never raises: in Lambda a raise makes the async invocation run again and the user sees
+duplicates. Every part of it is done before it returns (Lambda freezes the sandbox after the
+handler). For a slash command the LLM step ends early enough to leave time for the reply:
+``REPLY_RESERVE_SECONDS``, or a quarter of the time left when that is shorter.
 It writes one JSON log line per job.
 """
 
@@ -16,9 +24,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import llm, logs, secrets
+from chalicelib import claims, conversation, jobs, llm, logs, secrets
 from chalicelib.deadline import Deadline
-from chalicelib.dispatch import Job
+from chalicelib.jobs import Job, SlashCommandJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import messages, response_url
 from chalicelib.slack.messages import Message
@@ -32,16 +40,43 @@ REPLY_RESERVE_SECONDS = response_url.WORST_CASE_SECONDS
 
 def run(payload: Any, deadline: Deadline, environ: Mapping[str, str]) -> None:
     try:
-        job = Job.from_payload(payload)
+        job = jobs.from_payload(payload)
     except ValueError as error:
-        # Without a response_url there is no one to tell; the log is all we can do.
+        # Without a valid job there is no one to tell; the log is all we can do.
         logger.error("dropping a job with a bad payload: %s", error)
         logs.emit("answer", outcome="bad_payload")
         return
-    fields: dict[str, Any] = {"team_id": job.team_id, "channel_id": job.channel_id, "user_id": job.user_id}
+    try:
+        _run(job, deadline, environ)
+    except Exception:  # a last guard for the handlers, which answer their own failures
+        logger.exception("unexpected error while handling a %s job", job.kind)
+        logs.emit("answer", kind=job.kind, job_id=job.id, outcome="internal_error")
+
+
+def _run(job: Job, deadline: Deadline, environ: Mapping[str, str]) -> None:
+    if not claims.store().claim(job.claim_keys):
+        logger.info("dropping %s job %s: already claimed", job.kind, job.id)
+        logs.emit("answer", kind=job.kind, job_id=job.id, outcome="duplicate")
+        return
+    if isinstance(job, SlashCommandJob):
+        answer_command(job, deadline, environ)
+    elif isinstance(job, jobs.MessageJob):
+        conversation.answer(job, deadline, environ)
+    else:
+        conversation.offer_prompts(job, deadline, environ)
+
+
+def answer_command(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+    fields: dict[str, Any] = {
+        "kind": job.kind,
+        "job_id": job.id,
+        "team_id": job.team_id,
+        "channel_id": job.channel_id,
+        "user_id": job.user_id,
+    }
     try:
         message, outcome = _compose(job, deadline, environ, fields)
-    except Exception:  # a last guard: the worker must not raise, and the user must hear back
+    except Exception:  # the user must hear back whatever went wrong
         logger.exception("unexpected error while answering a job")
         message, outcome = messages.error("service_error"), "internal_error"
     started = time.perf_counter()
@@ -50,7 +85,7 @@ def run(payload: Any, deadline: Deadline, environ: Mapping[str, str]) -> None:
     logs.emit("answer", **fields)
 
 
-def _compose(job: Job, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]) -> tuple[Message, str]:
+def _compose(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]) -> tuple[Message, str]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
     try:
         settings = Settings.from_env(environ)

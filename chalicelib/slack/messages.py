@@ -1,7 +1,9 @@
 """Every message the bot shows in Slack, as pure functions returning JSON-ready dicts.
 
 Contract: each function returns a Slack message payload (``text`` plus ``response_type``),
-usable both as an HTTP response body and as a ``response_url`` POST body. User and LLM text
+usable both as an HTTP response body and as a ``response_url`` POST body, except
+``notice``, ``cut_short`` and ``mention_usage``, which return the mrkdwn ``text`` of a
+message in a thread. User and LLM text
 is escaped for Slack's mrkdwn; the LLM's Markdown is converted to mrkdwn; nothing here ever
 contains an exception's text or a secret.
 """
@@ -28,7 +30,18 @@ ERROR_TEXTS = {
     "unreadable": "The AI service sent an answer I couldn't read. Please try again.",
     "service_error": "The AI service had a problem answering. Please try again later.",
     "not_configured": "The bot is not set up correctly, so it can't answer. Please tell the bot's admin.",
+    "cut_off": "The AI service stopped answering part-way. Please try again.",
 }
+# Why an answer that was already streaming stopped early, said after what the user has.
+CUT_SHORT_REASONS = {
+    "timeout": "the AI service took too long",
+    "cut_off": "the AI service stopped sending it",
+    "length": "it reached the AI model's length limit",
+    "rate_limited": "the AI service is busy (rate limited)",
+    "quota_exhausted": "the AI service's usage quota is used up",
+    "unreadable": "the AI service sent something I couldn't read",
+}
+THINKING_STATUS = "is thinking…"
 
 
 def ephemeral(text: str) -> Message:
@@ -69,6 +82,21 @@ def answer(question: str, answer_markdown: str, response_type: str) -> Message:
 
 def error(kind: str) -> Message:
     return ephemeral(":warning: " + ERROR_TEXTS.get(kind, ERROR_TEXTS["service_error"]))
+
+
+def notice(kind: str) -> str:
+    """One plain-language error line for a thread (mrkdwn ``text``)."""
+    return error(kind)["text"]
+
+
+def cut_short(kind: str) -> str:
+    """The line that follows a streamed answer which stopped before its end."""
+    reason = CUT_SHORT_REASONS.get(kind, "the AI service had a problem")
+    return f":warning: The answer above was cut short because {reason}. Please ask again if you need the rest."
+
+
+def mention_usage(bot_user_id: str) -> str:
+    return f"Ask me anything, for example: <@{bot_user_id}> 東京でおすすめの散歩道は？"
 
 
 def escape(text: str) -> str:

@@ -1,0 +1,120 @@
+"""The jobs the HTTP function hands to the worker: one small typed record per kind.
+
+Contract: every job is a frozen dataclass of strings (``None`` where its type says so) with an ``id`` that keys its claim, and ``to_payload()`` gives a JSON-ready dict
+tagged with ``"kind"``. ``from_payload(payload)`` returns the job that payload describes, or
+raises ``ValueError`` saying what is wrong: an unknown kind, a missing field, a field of the
+wrong type, or an empty required field. A job carries ids and the message text, never a
+thread: the worker reads history itself (Lambda's async payload limit, and small is fast).
+
+Standard library only: the HTTP function imports this module on its cold path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+
+@dataclass(frozen=True)
+class SlashCommandJob:
+    """``/mameka <text>``: answered once through ``response_url``."""
+
+    kind: ClassVar[str] = "slash_command"
+    id: str  # a uuid4 the HTTP function makes: trigger_id is not unique in tests and tools
+    text: str
+    response_url: str
+    user_id: str
+    channel_id: str
+    team_id: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return _payload(self)
+
+    @property
+    def claim_keys(self) -> tuple[str, ...]:
+        return (self.id,)
+
+
+@dataclass(frozen=True)
+class MessageJob:
+    """A mention of the bot, or a message in a DM with it (the assistant pane included)."""
+
+    kind: ClassVar[str] = "message"
+    may_be_empty: ClassVar[frozenset[str]] = frozenset({"text"})  # a file shared without a word
+    id: str  # the envelope's event_id
+    team_id: str
+    channel_id: str
+    channel_type: str  # "im" for DMs and the assistant pane; "channel", "group", "mpim" otherwise
+    user_id: str
+    text: str
+    ts: str
+    thread_ts: str | None  # None when the message starts a thread of its own
+    bot_user_id: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return _payload(self)
+
+    @property
+    def reply_thread_ts(self) -> str:
+        """Where the answer goes: the message's thread, or a new one under the message."""
+        return self.thread_ts or self.ts
+
+    @property
+    def in_thread(self) -> bool:
+        """Whether there are earlier messages to read: a message that starts a thread has none."""
+        return self.thread_ts is not None and self.thread_ts != self.ts
+
+    @property
+    def claim_keys(self) -> tuple[str, ...]:
+        # Slack has sent one message twice under two event_ids: the message itself is a key too.
+        return (self.id, f"{self.channel_id}:{self.ts}")
+
+
+@dataclass(frozen=True)
+class AssistantThreadStartedJob:
+    """The user opened the bot's assistant pane: offer the suggested prompts."""
+
+    kind: ClassVar[str] = "assistant_thread_started"
+    id: str  # the envelope's event_id
+    team_id: str
+    channel_id: str
+    thread_ts: str
+    user_id: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return _payload(self)
+
+    @property
+    def claim_keys(self) -> tuple[str, ...]:
+        return (self.id,)
+
+
+Job = SlashCommandJob | MessageJob | AssistantThreadStartedJob
+KINDS: dict[str, type[Job]] = {cls.kind: cls for cls in (SlashCommandJob, MessageJob, AssistantThreadStartedJob)}
+
+
+def from_payload(payload: Any) -> Job:
+    if not isinstance(payload, dict):
+        raise ValueError("payload is not an object")
+    cls = KINDS.get(payload.get("kind"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"payload has an unknown kind {str(payload.get('kind'))[:40]!r}")
+    values: dict[str, Any] = {}
+    may_be_empty: frozenset[str] = getattr(cls, "may_be_empty", frozenset())
+    for field in dataclasses.fields(cls):
+        value = payload.get(field.name)
+        if value is None and "None" in str(field.type):  # an optional field, e.g. thread_ts
+            values[field.name] = None
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"payload field {field.name!r} is missing or not a string")
+        if not value and field.name not in may_be_empty:
+            raise ValueError(f"payload field {field.name!r} is empty")
+        values[field.name] = value
+    return cls(**values)
+
+
+def _payload(job: Job) -> dict[str, Any]:
+    return {"kind": job.kind, **dataclasses.asdict(job)}

@@ -1,0 +1,152 @@
+"""Parse an Events API request body into what the bot should do with it.
+
+Contract: ``parse(body)`` is pure and returns one of:
+
+- ``UrlVerification(challenge)``: Slack checking the request URL; echo the challenge;
+- a ``MessageJob``: a mention of the bot, or a message in a DM with it (``channel_type``
+  ``im``, which is also what the assistant pane sends);
+- an ``AssistantThreadStartedJob``: the user opened the assistant pane;
+- ``Ignored(reason)``: everything else, answered 200 and not dispatched: any event with a
+  ``bot_id``, any ``subtype`` but ``file_share`` and ``thread_broadcast`` (edits, deletions,
+  joins...), the bot's own messages (its user id is ``authorizations[0].user_id``), and every
+  other event or envelope type.
+
+It raises ``MalformedEvent`` with a short, client-safe reason for a body that is not a JSON
+object, or an envelope or event without the fields that its type needs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
+
+ANSWERED_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
+
+
+class MalformedEvent(ValueError):
+    """The body is not a usable Events API request. ``str(error)`` is safe to send back."""
+
+
+@dataclass(frozen=True)
+class UrlVerification:
+    challenge: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    reason: str
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    """What the HTTP function logs about an event, whatever became of it."""
+
+    type: str | None = None
+    event_id: str | None = None
+    team_id: str | None = None
+    channel_id: str | None = None
+    user_id: str | None = None
+
+
+Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob
+
+
+def parse(body: bytes) -> tuple[Decision, EventInfo]:
+    try:
+        envelope = json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        raise MalformedEvent("body is not JSON") from None
+    if not isinstance(envelope, dict):
+        raise MalformedEvent("body is not a JSON object")
+    kind = envelope.get("type")
+    if kind == "url_verification":
+        challenge = envelope.get("challenge")
+        if not isinstance(challenge, str) or not challenge:
+            raise MalformedEvent("url_verification has no challenge")
+        return UrlVerification(challenge), EventInfo(type=kind)
+    if kind != "event_callback":
+        return Ignored(f"envelope type {str(kind)[:40]}"), EventInfo(type=_text(kind))
+    event = envelope.get("event")
+    if not isinstance(event, dict):
+        raise MalformedEvent("event_callback has no event object")
+    event_id = _required(envelope, "event_id", "event_callback")
+    team_id = _required(envelope, "team_id", "event_callback")
+    event_type = _text(event.get("type"))
+    info = EventInfo(
+        type=event_type,
+        event_id=event_id,
+        team_id=team_id,
+        channel_id=_text(event.get("channel")),
+        user_id=_text(event.get("user")),
+    )
+    if event_type == "assistant_thread_started":
+        return _assistant_thread_started(event, event_id, team_id), info
+    if event_type == "app_mention" or (event_type == "message" and event.get("channel_type") == "im"):
+        return _message(envelope, event, event_id, team_id), info
+    return Ignored(f"event type {str(event_type)[:40]}"), info
+
+
+def _message(envelope: dict[str, Any], event: dict[str, Any], event_id: str, team_id: str) -> MessageJob | Ignored:
+    # The bot's own streamed answers come back as message.im events with a bot_id and no subtype.
+    if event.get("bot_id"):
+        return Ignored("bot message")
+    subtype = event.get("subtype")
+    if subtype is not None and subtype not in ANSWERED_SUBTYPES:
+        return Ignored(f"subtype {str(subtype)[:40]}")
+    bot_user_id = _bot_user_id(envelope)
+    user = _required(event, "user", "event")
+    if user == bot_user_id:
+        return Ignored("own message")
+    thread_ts = event.get("thread_ts")
+    if thread_ts is not None and not (isinstance(thread_ts, str) and thread_ts):
+        raise MalformedEvent("event.thread_ts is not a string")
+    text = event.get("text")
+    channel = _required(event, "channel", "event")
+    return MessageJob(
+        id=event_id,
+        # In a Slack Connect channel the asker's team is not the envelope's; streams go to the asker.
+        team_id=_text(event.get("user_team")) or _text(event.get("team")) or team_id,
+        channel_id=channel,
+        channel_type=_text(event.get("channel_type")) or ("im" if channel.startswith("D") else "channel"),
+        user_id=user,
+        text=text if isinstance(text, str) else "",
+        ts=_required(event, "ts", "event"),
+        thread_ts=thread_ts,
+        bot_user_id=bot_user_id,
+    )
+
+
+def _assistant_thread_started(event: dict[str, Any], event_id: str, team_id: str) -> AssistantThreadStartedJob:
+    thread = event.get("assistant_thread")
+    if not isinstance(thread, dict):
+        raise MalformedEvent("assistant_thread_started has no assistant_thread")
+    return AssistantThreadStartedJob(
+        id=event_id,
+        team_id=team_id,
+        channel_id=_required(thread, "channel_id", "assistant_thread"),
+        thread_ts=_required(thread, "thread_ts", "assistant_thread"),
+        user_id=_required(thread, "user_id", "assistant_thread"),
+    )
+
+
+def _bot_user_id(envelope: dict[str, Any]) -> str:
+    authorizations = envelope.get("authorizations")
+    first = authorizations[0] if isinstance(authorizations, list) and authorizations else None
+    user_id = first.get("user_id") if isinstance(first, dict) else None
+    if not isinstance(user_id, str) or not user_id:
+        raise MalformedEvent("event_callback has no authorizations[0].user_id")
+    return user_id
+
+
+def _required(container: dict[str, Any], name: str, where: str) -> str:
+    value = container.get(name)
+    if not isinstance(value, str) or not value:
+        raise MalformedEvent(f"{where} has no {name}")
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

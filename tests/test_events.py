@@ -1,0 +1,120 @@
+"""Events API parsing: what is answered, what is ignored, and what is refused as malformed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
+from chalicelib.slack.events import Ignored, MalformedEvent, UrlVerification, parse
+
+BOT = "UBOT0001"
+
+
+def envelope(content: Any, **overrides: Any) -> bytes:
+    body = {
+        "token": "deprecated",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event": content,
+        "type": "event_callback",
+        "event_id": "Ev1",
+        "event_time": 1700000000,
+        "authorizations": [{"enterprise_id": None, "team_id": "T1", "user_id": BOT, "is_bot": True}],
+        **overrides,
+    }
+    return json.dumps(body).encode()
+
+
+MENTION = {"type": "app_mention", "user": "U1", "text": f"<@{BOT}> hi", "ts": "1.000200", "channel": "C1"}
+DM = {"type": "message", "channel_type": "im", "user": "U1", "text": "hi", "ts": "1.000300", "channel": "D1"}
+
+
+def test_url_verification_echoes_the_challenge() -> None:
+    decision, _ = parse(json.dumps({"type": "url_verification", "challenge": "abc", "token": "t"}).encode())
+    assert decision == UrlVerification("abc")
+
+
+def test_a_mention_becomes_a_message_job() -> None:
+    job, info = parse(envelope(MENTION))
+    assert job == MessageJob(
+        id="Ev1",
+        team_id="T1",
+        channel_id="C1",
+        channel_type="channel",
+        user_id="U1",
+        text=f"<@{BOT}> hi",
+        ts="1.000200",
+        thread_ts=None,
+        bot_user_id=BOT,
+    )
+    assert (info.type, info.event_id, info.channel_id, info.user_id) == ("app_mention", "Ev1", "C1", "U1")
+
+
+def test_a_dm_in_a_thread_keeps_its_thread_and_the_askers_team() -> None:
+    job, _ = parse(envelope({**DM, "thread_ts": "1.000100", "user_team": "T2"}))
+    assert isinstance(job, MessageJob)
+    assert (job.channel_type, job.thread_ts, job.team_id) == ("im", "1.000100", "T2")
+
+
+@pytest.mark.parametrize("subtype", ["file_share", "thread_broadcast"])
+def test_messages_with_answered_subtypes_are_jobs(subtype: str) -> None:
+    assert isinstance(parse(envelope({**DM, "subtype": subtype}))[0], MessageJob)
+
+
+def test_assistant_thread_started_becomes_a_job() -> None:
+    event = {
+        "type": "assistant_thread_started",
+        "assistant_thread": {"user_id": "U1", "channel_id": "D1", "thread_ts": "1.000500", "context": {}},
+        "event_ts": "1.000501",
+    }
+    job, _ = parse(envelope(event))
+    assert job == AssistantThreadStartedJob(id="Ev1", team_id="T1", channel_id="D1", thread_ts="1.000500", user_id="U1")
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({**DM, "bot_id": "B1"}, "bot message"),  # our own streamed answers come back like this
+        ({**MENTION, "bot_id": "B2", "subtype": "bot_message"}, "bot message"),
+        ({**DM, "subtype": "message_changed"}, "subtype message_changed"),
+        ({**DM, "subtype": "message_deleted"}, "subtype message_deleted"),
+        ({**DM, "user": BOT}, "own message"),
+        ({**DM, "channel_type": "channel"}, "event type message"),  # not a DM
+        ({"type": "reaction_added", "user": "U1"}, "event type reaction_added"),
+    ],
+)
+def test_ignored_events(event: dict[str, Any], reason: str) -> None:
+    assert parse(envelope(event))[0] == Ignored(reason)
+
+
+def test_other_envelope_types_are_ignored() -> None:
+    assert parse(json.dumps({"type": "app_rate_limited", "minute_rate_limited": 1}).encode())[0] == Ignored(
+        "envelope type app_rate_limited"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "body is not JSON"),
+        (b"\xff\xfe", "body is not JSON"),
+        (b"[1, 2]", "body is not a JSON object"),
+        (json.dumps({"type": "url_verification"}).encode(), "url_verification has no challenge"),
+        (envelope(MENTION, event="x"), "event_callback has no event object"),
+        (envelope(MENTION, event_id=None), "event_callback has no event_id"),
+        (envelope(MENTION, team_id=7), "event_callback has no team_id"),
+        (envelope(MENTION, authorizations=[]), r"no authorizations\[0\].user_id"),
+        (envelope({**MENTION, "ts": None}), "event has no ts"),
+        (envelope({**MENTION, "channel": ""}), "event has no channel"),
+        (envelope({k: v for k, v in MENTION.items() if k != "user"}), "event has no user"),
+        (envelope({**MENTION, "thread_ts": 5}), "thread_ts is not a string"),
+        (envelope({"type": "assistant_thread_started"}), "has no assistant_thread"),
+        (envelope({"type": "assistant_thread_started", "assistant_thread": {"user_id": "U"}}), "no channel_id"),
+    ],
+)
+def test_malformed_envelopes_are_refused_with_a_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedEvent, match=reason):
+        parse(body)
