@@ -1,0 +1,164 @@
+"""Thread history into a chat: roles, authors, order, the current message, and the token trim."""
+
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.slack import history
+
+BOT = "UBOT0001"
+SYSTEM = "You are 豆香."
+
+
+def slack_message(ts: str, text: str, user: str = "U111", bot: bool = False) -> dict[str, str]:
+    message = {"type": "message", "ts": ts, "text": text, "user": BOT if bot else user}
+    if bot:
+        message["bot_id"] = "BBOT0001"
+    return message
+
+
+def test_strip_mention() -> None:
+    assert history.strip_mention("<@UBOT0001> 散歩道は？", BOT) == "散歩道は？"
+    assert history.strip_mention("hi <@UBOT0001> there <@UBOT0001|mameka>!", BOT) == "hi there !"
+    assert history.strip_mention("  <@UBOT0001|mameka>\nline two  ", BOT) == "line two"
+    assert history.strip_mention("ask <@U222> about it", BOT) == "ask <@U222> about it"  # others stay
+    assert history.strip_mention("<@UBOT00011> not us", BOT) == "<@UBOT00011> not us"
+    assert history.strip_mention("<@UBOT0001>", BOT) == ""
+    assert history.strip_mention(" plain ", "") == "plain"
+
+
+def test_a_thread_becomes_turns_with_authors_and_the_current_message_last() -> None:
+    thread = [
+        slack_message("1700000000.000100", "<@UBOT0001> おすすめの散歩道は？", user="U111"),
+        slack_message("1700000001.000200", "代々木公園がおすすめです。", bot=True),
+        slack_message("1700000002.000300", "I'd add the Meguro river", user="U222"),
+        slack_message("1700000003.000400", "<@UBOT0001> 朝と夜ならどっち？", user="U111"),  # the current one
+    ]
+    current = {"ts": "1700000003.000400", "text": "<@UBOT0001> 朝と夜ならどっち？", "user": "U111"}
+    assert history.to_chat(thread, current, BOT, SYSTEM) == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "<@U111>: おすすめの散歩道は？"},
+        {"role": "assistant", "content": "代々木公園がおすすめです。"},
+        {"role": "user", "content": "<@U222>: I'd add the Meguro river"},
+        {"role": "user", "content": "<@U111>: 朝と夜ならどっち？"},  # once, though the thread has it too
+    ]
+
+
+def test_the_current_message_is_added_when_the_thread_does_not_hold_it() -> None:
+    thread = [slack_message("1700000000.000100", "root")]
+    current = {"ts": "1700000000.000200", "text": "<@UBOT0001> and?", "user": "U333"}
+    assert history.to_chat(thread, current, BOT, SYSTEM)[1:] == [
+        {"role": "user", "content": "<@U111>: root"},
+        {"role": "user", "content": "<@U333>: and?"},
+    ]
+    assert history.to_chat([], current, BOT, SYSTEM) == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "<@U333>: and?"},
+    ]
+
+
+def test_messages_newer_than_the_current_one_are_not_history() -> None:
+    thread = [
+        slack_message("1700000000.000100", "root"),
+        slack_message("1700000000.000200", "current"),
+        slack_message("1700000000.000300", "written while we read the thread"),
+        slack_message("1700000001.000000", "later still", bot=True),
+    ]
+    current = {"ts": "1700000000.000200", "text": "current", "user": "U111"}
+    assert [m["content"] for m in history.to_chat(thread, current, BOT, SYSTEM)] == [
+        SYSTEM,
+        "<@U111>: root",
+        "<@U111>: current",
+    ]
+
+
+def test_ts_is_compared_as_a_decimal_not_a_float() -> None:
+    # As floats, the current one and the later one are the same number (and would be history).
+    thread = [
+        slack_message("1700000000.0000001", "earlier"),
+        slack_message("1700000000.00000020", "the current one, with a trailing zero"),
+        slack_message("1700000000.0000003", "later"),
+        slack_message("999999999.999999", "much earlier, one digit fewer"),
+        slack_message("not-a-ts", "unreadable ts"),
+    ]
+    current = {"ts": "1700000000.0000002", "text": "now", "user": "U111"}
+    contents = [m["content"] for m in history.to_chat(thread, current, BOT, SYSTEM)]
+    assert contents == [SYSTEM, "<@U111>: earlier", "<@U111>: much earlier, one digit fewer", "<@U111>: now"]
+    with pytest.raises(ValueError):
+        history.to_chat(thread, {"ts": 1700000000.0, "text": "x", "user": "U1"}, BOT, SYSTEM)
+
+
+def test_empty_messages_are_skipped_but_the_current_one_stays() -> None:
+    thread = [
+        slack_message("1700000000.000100", "<@UBOT0001>"),
+        slack_message("1700000000.000200", ""),
+        {"ts": "1700000000.000300", "user": "U111", "files": [{"id": "F1"}]},  # a file, no text
+        slack_message("1700000000.000400", "what do you think?"),
+    ]
+    current = {"ts": "1700000000.000500", "text": "<@UBOT0001>", "user": "U111"}
+    assert [m["content"] for m in history.to_chat(thread, current, BOT, SYSTEM)] == [
+        SYSTEM,
+        "<@U111>: what do you think?",
+        "<@U111>: ",  # just a mention: the model answers the thread
+    ]
+
+
+def test_other_apps_are_users_named_as_slack_shows_them() -> None:
+    thread = [
+        {"ts": "1.000001", "text": "Build passed", "bot_id": "B999", "username": "CI"},
+        {"ts": "1.000002", "text": "Deploy done", "bot_id": "B998", "bot_profile": {"name": "Deployer"}},
+        {"ts": "1.000003", "text": "Also me", "bot_id": "B997", "user": "U997"},
+    ]
+    current = {"ts": "1.000004", "text": "ok", "user": "U111"}
+    assert history.to_chat(thread, current, BOT, SYSTEM)[1:4] == [
+        {"role": "user", "content": "CI: Build passed"},
+        {"role": "user", "content": "Deployer: Deploy done"},
+        {"role": "user", "content": "<@U997>: Also me"},
+    ]
+
+
+def test_estimate_errs_on_the_safe_side() -> None:
+    japanese = "今日は代々木公園を散歩しましょう。朝の光がきれいです。"
+    assert history.estimate_tokens(japanese) >= len(japanese)
+    assert history.estimate_tokens(japanese) == len(japanese) + history.MESSAGE_OVERHEAD_TOKENS
+    assert history.estimate_tokens("abcdefg") == 3 + 4  # ceil(7 / 3), plus the message's overhead
+    assert history.estimate_tokens("") == 4
+    assert history.estimate_tokens("a 日本") == 1 + 2 + 4
+    english = "The quick brown fox jumps over the lazy dog. " * 10
+    assert history.estimate_tokens(english) >= len(english) / 4  # English runs about 4 characters a token
+
+
+def chat(history_count: int, size: int = 100) -> list[dict[str, str]]:
+    turns = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i:03d} " + "x" * (size - 9)}
+        for i in range(history_count)
+    ]
+    return [{"role": "system", "content": "s" * size}, *turns, {"role": "user", "content": "current " + "q" * 92}]
+
+
+def test_fit_drops_the_oldest_turns_until_the_estimate_fits() -> None:
+    messages = chat(10)  # each message estimates at ceil(100 / 3) + 4 = 38 tokens
+    assert history.fit(messages, 10_000) == messages
+    assert history.fit(messages, 12 * 38) == messages
+    fitted = history.fit(messages, 12 * 38 - 1)
+    assert fitted == [messages[0], *messages[2:]]
+    fitted = history.fit(messages, 5 * 38)
+    assert fitted == [messages[0], *messages[-4:]]
+    assert sum(history.estimate_tokens(m["content"]) for m in fitted) <= 5 * 38
+
+
+def test_fit_keeps_system_and_current_even_when_they_alone_are_too_big() -> None:
+    messages = chat(10)
+    assert history.fit(messages, 1) == [messages[0], messages[-1]]
+    assert history.fit(messages[:1] + messages[-1:], 1) == [messages[0], messages[-1]]
+
+
+def test_halve_history_keeps_the_newer_half() -> None:
+    messages = chat(10)
+    assert history.halve_history(messages) == [messages[0], *messages[6:]]
+    messages = chat(5)
+    assert history.halve_history(messages) == [messages[0], *messages[4:]]  # 2 of 5 turns
+    messages = chat(1)
+    assert history.halve_history(messages) == [messages[0], messages[-1]]  # a retry must be smaller
+    messages = chat(0)
+    assert history.halve_history(messages) == messages
