@@ -1,27 +1,50 @@
-"""The one seam to the LLM: ask a question through the official openai SDK.
+"""The one seam to the LLM: chat completions through the official openai SDK, whole or streamed.
 
-Contract: ``ask(question, settings, api_key, deadline)`` returns an ``Answer`` or raises
-``LLMError`` whose ``kind`` is one of ``rate_limited``, ``quota_exhausted``, ``invalid_key``,
-``too_long``, ``timeout``, ``unreadable`` or ``service_error``. It does not return or raise
-later than ``deadline``, give or take one backoff of the SDK's (at most a second) when an
-attempt times out or fails to connect right at the deadline.
+Contract:
+
+- ``ask(question, settings, api_key, deadline)`` asks one question (the system prompt, then
+  ``question``: see ``messages_for``) and returns an ``Answer``; ``complete(messages, ...)``
+  does the same for a whole chat (``[{"role": ..., "content": ...}, ...]``, system first).
+  Either raises ``LLMError`` whose ``kind`` is one of ``rate_limited``, ``quota_exhausted``,
+  ``invalid_key``, ``too_long``, ``timeout``, ``unreadable`` or ``service_error`` (which
+  includes a refused or failed connection).
+- ``stream(messages, settings, api_key, deadline)`` opens a streamed completion (with
+  ``stream_options.include_usage``) and returns a ``ChatStream``, or raises ``LLMError`` with
+  the same kinds when the request fails before the stream starts. Iterating the ``ChatStream``
+  yields non-empty text deltas and fills in ``result`` (a ``StreamResult``: model, token counts,
+  finish_reason, seconds, first_token_seconds). It raises ``LLMError`` too: ``timeout`` when the
+  deadline passes while it runs (a stall or a trickle), ``cut_off`` when the stream ends,
+  cleanly or not, without a finish_reason, ``unreadable`` for data that is not a chunk, and
+  ``service_error`` for an error event in the stream. ``finish_reason == "length"`` (or any
+  other) is not an error: the caller reads it from ``result``. ``close()`` (from any thread)
+  drops the response; an iteration in progress then ends quietly. Streams are not retried.
+
+Nothing returns or raises later than ``deadline``, give or take one backoff of the SDK's (at
+most a second) when an attempt times out or fails to connect right at the deadline, and the
+time a stream's watchdog needs to wake its reader (milliseconds).
 
 The SDK's own retries are used, kept inside the deadline by two httpx event hooks on the
 SDK's client: each attempt's timeouts are cut to the time left, an attempt is refused once
 less than ``MIN_ATTEMPT_SECONDS`` is left, and a retryable answer whose wait (``Retry-After``
 or the SDK's backoff) would pass the deadline is marked ``x-should-retry: false``, the SDK's
 own header for "do not retry". httpx's timeouts are per network operation, so a server that
-trickles its answer a byte at a time could still hold an attempt past the deadline.
+trickles a whole (non-streamed) answer a byte at a time could still hold an attempt past the
+deadline; a stream has a watchdog for that (see ``ChatStream``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import json
 import math
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import httpx2
 import openai
@@ -32,6 +55,8 @@ from chalicelib.settings import Settings
 MAX_RETRIES = 2
 # The least time worth starting an attempt with; less than this and the SDK is told to stop.
 MIN_ATTEMPT_SECONDS = 1.0
+# Once a stream's text is complete (finish_reason seen), how long to wait for its usage and [DONE].
+USAGE_GRACE_SECONDS = 2.0
 RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
 _deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("llm_deadline", default=None)
@@ -52,21 +77,26 @@ class Answer:
     seconds: float
 
 
+def messages_for(question: str, settings: Settings) -> list[dict[str, str]]:
+    """The chat for a single question: the system prompt, then the question (the slash command's)."""
+    return [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": question}]
+
+
 def ask(question: str, settings: Settings, api_key: str, deadline: Deadline) -> Answer:
+    return complete(messages_for(question, settings), settings, api_key, deadline)
+
+
+def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline) -> Answer:
     started = time.monotonic()
     if deadline.remaining() < MIN_ATTEMPT_SECONDS:
         raise LLMError("timeout")
-    extra = {} if settings.openai_temperature is None else {"temperature": settings.openai_temperature}
     token = _deadline.set(deadline)
     try:
         completion = _client(api_key, settings.openai_base_url).chat.completions.create(
             model=settings.openai_model,
-            messages=[
-                {"role": "system", "content": settings.system_prompt},
-                {"role": "user", "content": question},
-            ],
+            messages=messages,
             timeout=deadline.remaining(),
-            **extra,
+            **_temperature(settings),
         )
         text = completion.choices[0].message.content
         usage = completion.usage
@@ -87,6 +117,241 @@ def ask(question: str, settings: Settings, api_key: str, deadline: Deadline) -> 
         tokens_out=getattr(usage, "completion_tokens", None),
         seconds=time.monotonic() - started,
     )
+
+
+def _temperature(settings: Settings) -> dict[str, float]:
+    return {} if settings.openai_temperature is None else {"temperature": settings.openai_temperature}
+
+
+@dataclass
+class StreamResult:
+    """What is known about a streamed answer; filled in as the stream is read."""
+
+    model: str
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    finish_reason: str | None = None
+    seconds: float = 0.0  # from the request until the stream ended (set when it ends)
+    first_token_seconds: float | None = None  # from the request until the first text arrived
+
+
+def stream(messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline) -> ChatStream:
+    """Open a streamed chat completion; iterate the result for its text.
+
+    Raises ``LLMError`` as ``complete`` does when the request fails before the stream starts.
+    """
+    started = time.monotonic()
+    if deadline.remaining() < MIN_ATTEMPT_SECONDS:
+        raise LLMError("timeout")
+    token = _deadline.set(deadline)
+    try:
+        chunks = _client(api_key, settings.openai_base_url).chat.completions.create(
+            model=settings.openai_model,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            timeout=deadline.remaining(),
+            # The connection is ours alone while the stream runs and is never pooled afterwards,
+            # so ChatStream may shut its socket down from another thread (a watchdog, close())
+            # without touching a request that reuses it. Nothing is lost: the SDK stops reading
+            # at [DONE], before the chunked terminator, which already keeps it out of the pool.
+            extra_headers={"Connection": "close"},
+            **_temperature(settings),
+        )
+    except openai.APIError as error:
+        raise LLMError(_kind(error)) from None
+    finally:
+        _deadline.reset(token)
+    return ChatStream(chunks, StreamResult(model=settings.openai_model), deadline, started)
+
+
+class ChatStream:
+    """Text deltas of one streamed answer, read from the SDK's ``Stream`` of chunks.
+
+    Iterating yields non-empty strings and ends when the answer is complete (``finish_reason``
+    seen). It raises ``LLMError``: "timeout" once the deadline passes (a stall or a trickle),
+    "cut_off" when the stream ends, cleanly or not, without a ``finish_reason``, "unreadable"
+    for data that is not a chat-completion chunk, or a kind from ``_kind`` for an error event.
+    After a ``finish_reason`` the text is complete: a failure while waiting for the usage chunk
+    (at most ``USAGE_GRACE_SECONDS``) only leaves the token counts unknown.
+
+    The deadline is kept by a watchdog timer that shuts the connection's socket down: httpcore
+    fixes a response's read timeout when the body starts, so a stall that begins late would
+    otherwise run past the deadline by as long as the stream had already run. ``close()`` uses
+    the same cut, so a reader blocked in another thread wakes at once and ends quietly.
+    """
+
+    def __init__(self, chunks: openai.Stream[Any], result: StreamResult, deadline: Deadline, started: float) -> None:
+        self.result = result
+        self._sdk_stream = chunks
+        self._chunks = iter(chunks)
+        self._deadline = deadline
+        self._started = started
+        self._socket = _socket_of(chunks.response)
+        self._lock = threading.Lock()
+        self._reading = False  # a thread is inside the SDK's iterator (possibly blocked on the socket)
+        self._closed = False  # close() was called: end quietly
+        self._expired = False  # the watchdog cut the connection
+        self._finished = False  # ended one way or another; nothing left to cut
+        self._saw_chunk = False  # something that looked like a chat-completion chunk arrived
+        self._timer: threading.Timer | None = None
+        self._arm(deadline.remaining())
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        while True:
+            with self._lock:
+                done = self._finished or self._closed
+                self._reading = not done
+            if done:
+                self._finish()
+                raise StopIteration
+            try:
+                if self._deadline.remaining() <= 0:
+                    # A server that trickles chunks never lets a read time out: check between them.
+                    self._expired = True
+                    raise LLMError("timeout")
+                chunk = next(self._chunks)
+            except StopIteration:
+                self._end(self._end_of_stream())
+            except LLMError as error:
+                self._end(error.kind)
+            except openai.APITimeoutError:
+                self._end("timeout")
+            except (openai.APIConnectionError, httpx2.HTTPError, httpx2.StreamError):
+                # The SDK wraps httpx2's transport errors (RemoteProtocolError for a body cut short)
+                # in APIConnectionError: the peer dropped the connection, or our watchdog or close()
+                # shut it down (told apart in _end). httpx2's own are caught in case one slips by.
+                self._end("cut_off")
+            except openai.APIError as error:  # an {"error": ...} event in the stream
+                self._end(_kind(error))
+            except (ValueError, AttributeError, TypeError):
+                # The SDK raises a bare JSONDecodeError (a ValueError) for data that is not JSON,
+                # and UnicodeDecodeError (also one) for bytes that are not UTF-8.
+                self._end("unreadable")
+            finally:
+                with self._lock:
+                    self._reading = False
+            text = self._take(chunk)
+            if text:
+                return text
+
+    def close(self) -> None:
+        """Drop the HTTP response; safe from any thread. A reader blocked in ``next`` ends quietly."""
+        with self._lock:
+            if self._finished or self._closed:
+                return
+            self._closed = True
+            if self._reading:
+                self._cut()  # the reading thread wakes, sees _closed and finishes
+                return
+        self._finish()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _take(self, chunk: Any) -> str:
+        """Record what a chunk says about the answer; return its text."""
+        choices = getattr(chunk, "choices", None)
+        if not isinstance(choices, list):
+            return ""
+        self._saw_chunk = True
+        model = getattr(chunk, "model", None)
+        if isinstance(model, str) and model:
+            self.result.model = model
+        usage = getattr(chunk, "usage", None)  # the last chunk, with empty choices (include_usage)
+        if usage is not None:
+            self.result.tokens_in = _count(getattr(usage, "prompt_tokens", None))
+            self.result.tokens_out = _count(getattr(usage, "completion_tokens", None))
+        text = ""
+        for choice in choices:
+            if getattr(choice, "index", 0) != 0:
+                continue  # one answer was asked for (n=1)
+            content = getattr(getattr(choice, "delta", None), "content", None)
+            if isinstance(content, str):
+                text += content
+            finish_reason = getattr(choice, "finish_reason", None)
+            if isinstance(finish_reason, str) and finish_reason and self.result.finish_reason is None:
+                self.result.finish_reason = finish_reason
+                # The text is complete; only the usage chunk and [DONE] are still to come.
+                self._arm(min(self._deadline.remaining(), USAGE_GRACE_SECONDS))
+        if text and self.result.first_token_seconds is None:
+            self.result.first_token_seconds = time.monotonic() - self._started
+        return text
+
+    def _end_of_stream(self) -> str | None:
+        """The kind of failure, if any, when the body ended without an error."""
+        if self.result.finish_reason is not None:
+            return None
+        return "cut_off" if self._saw_chunk else "unreadable"
+
+    def _end(self, kind: str | None) -> NoReturn:
+        """Finish, then stop iterating or raise ``LLMError(kind)``."""
+        if self._closed or self.result.finish_reason is not None:
+            kind = None  # the consumer gave up, or the answer is complete: nothing to report
+        elif self._expired and kind is not None:
+            kind = "timeout"  # the watchdog's cut looks like a dropped connection
+        self._finish()
+        if kind is None:
+            raise StopIteration
+        raise LLMError(kind) from None
+
+    def _finish(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            if self._timer is not None:
+                self._timer.cancel()
+        self.result.seconds = time.monotonic() - self._started
+        self._sdk_stream.close()
+
+    def _arm(self, seconds: float) -> None:
+        """(Re)start the watchdog that cuts the connection in ``seconds``."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._finished:
+                return
+            self._timer = threading.Timer(seconds, self._expire)
+            self._timer.daemon = True  # never keeps a process alive
+            self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._finished or self._closed:
+                return
+            self._expired = True
+            self._cut()
+
+    def _cut(self) -> None:
+        """Shut the socket down (called with the lock held): a read blocked on it returns at once.
+
+        shutdown(), unlike close(), leaves the file descriptor to its owner, so it is safe while
+        another thread reads. socket.socket.shutdown is called directly because SSLSocket's own
+        override also drops its SSL object, after which recv() returns the raw encrypted bytes.
+        """
+        if self._socket is None:
+            return  # no socket to reach: the read timeout and the check between chunks remain
+        with contextlib.suppress(OSError):  # already closed: nothing left to wake
+            socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+
+
+def _socket_of(response: httpx2.Response) -> socket.socket | None:
+    """The response's socket, from httpcore's documented ``network_stream`` extension (HTTP/1.1)."""
+    network_stream = response.extensions.get("network_stream")
+    get_extra_info = getattr(network_stream, "get_extra_info", None)
+    sock = get_extra_info("socket") if callable(get_extra_info) else None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) else None
 
 
 def _kind(error: openai.APIError) -> str:

@@ -8,6 +8,9 @@ boto3); nothing of the project's own code is mocked.
 from __future__ import annotations
 
 import json
+import select
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -44,26 +47,96 @@ class Reply:
         return self.body, "application/octet-stream"
 
 
+@dataclass
+class StreamReply:
+    """One scripted streamed answer: OpenAI's chat-completion SSE over HTTP/1.1 chunked encoding.
+
+    The body is a first chunk with the role, one chunk per delta (``delay`` seconds apart), a
+    chunk with ``finish_reason`` (left out when it is None), a usage chunk with empty
+    ``choices`` when the request asked for ``stream_options.include_usage``, then
+    ``data: [DONE]`` and the chunked terminator. These change the stream once that many deltas
+    have been sent (``len(deltas) + 1`` meaning after the finish_reason chunk); use one cut
+    (break, close or stall) at a time:
+
+    - ``break_after``: the connection drops mid-body (no chunked terminator), as a network
+      failure or a crashed proxy looks to the client;
+    - ``close_cleanly_after``: the body ends properly, without finish_reason or [DONE];
+    - ``stall_after``: nothing more is sent until the client hangs up (or the server stops);
+    - ``garbage_after``: an event whose data is not JSON, then the stream carries on;
+    - ``error_after``: an ``{"error": ...}`` event, as OpenAI sends for a failure mid-stream.
+
+    ``outcome`` says how the answer ended on the server's side ("done", "broken", "closed",
+    "client_gone", "server_stopped"); ``ended`` is set then, so tests can wait on it.
+    """
+
+    deltas: list[str] = field(default_factory=lambda: ["Hello", ", ", "world", "!"])
+    delay: float = 0.0  # seconds between deltas: 0.02 paces like a real model, 0 (tests) sends at once
+    finish_reason: str | None = "stop"  # None: no finish_reason chunk, though usage and [DONE] still come
+    break_after: int | None = None
+    close_cleanly_after: int | None = None
+    stall_after: int | None = None
+    garbage_after: int | None = None
+    error_after: int | None = None
+    model: str = "fake-model"
+    usage: tuple[int, int] = (11, 7)  # prompt_tokens, completion_tokens
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    outcome: str | None = field(default=None, compare=False)
+    ended: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+
+    def chunk(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-stream-test",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+            "usage": usage,
+        }
+
+    def delta_chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        return self.chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}])
+
+    def usage_chunk(self) -> dict[str, Any]:
+        prompt, completion = self.usage
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+        return self.chunk([], usage)
+
+
+def split_deltas(text: str, pieces: int = 4) -> list[str]:
+    """``text`` cut into about ``pieces`` deltas that join back to it, as a model streams an answer."""
+    size = max(1, -(-len(text) // pieces))
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # read when the socket starts listening: many clients connect at once
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (a timeout or a dropped stream under test) is expected: no traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeServer:
     """A threaded HTTP server that records requests and answers from a script.
 
-    ``script`` is a list of ``Reply`` used in order, one per request; when it is empty,
-    ``default(received)`` answers.
+    ``script`` is a list of ``Reply`` or ``StreamReply`` used in order, one per request; when
+    it is empty, ``default(received)`` answers.
     """
 
-    def __init__(self, default: Callable[[Received], Reply]) -> None:
+    def __init__(self, default: Callable[[Received], Reply | StreamReply]) -> None:
         self.default = default
-        self.script: list[Reply] = []
+        self.script: list[Reply | StreamReply] = []
         self.received: list[Received] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.connections = 0
         self._lock = threading.Condition()
+        # Set when the server stops: wakes streams that pace or stall, so none outlives its test.
+        self._stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,6 +158,9 @@ class FakeServer:
                     reply = server.script.pop(0) if server.script else None
                 try:
                     reply = reply or server.default(received)
+                    if isinstance(reply, StreamReply):
+                        self.stream(reply, received)
+                        return
                     if reply.delay:
                         time.sleep(reply.delay)
                     body, content_type = reply.encoded()
@@ -101,6 +177,82 @@ class FakeServer:
                     with server._lock:
                         server.in_flight -= 1
 
+            def stream(self, reply: StreamReply, received: Received) -> None:
+                try:
+                    reply.outcome = self.send_stream(reply, received)
+                except OSError:  # a broken pipe or a reset: the client hung up first
+                    reply.outcome = "client_gone"
+                    self.close_connection = True
+                finally:
+                    reply.ended.set()
+
+            def send_stream(self, reply: StreamReply, received: Received) -> str:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.send_header("Cache-Control", "no-cache")
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.event(reply.delta_chunk({"role": "assistant", "content": ""}))
+                # A pass per delta, one after the last and one after the finish_reason chunk: a cut
+                # counted as len(deltas) + 1 comes when the text is complete but usage and [DONE] are not.
+                for sent in range(len(reply.deltas) + 2):
+                    if sent == reply.break_after:
+                        return self.drop()
+                    if sent == reply.close_cleanly_after:
+                        return self.end("closed")
+                    if sent == reply.stall_after:
+                        return self.stall()
+                    if sent == len(reply.deltas) + 1:
+                        break
+                    if sent == len(reply.deltas):
+                        if reply.finish_reason is not None:
+                            self.event(reply.delta_chunk({}, reply.finish_reason))
+                        continue
+                    if sent == reply.garbage_after:
+                        self.chunked(b"data: <html>502 Bad Gateway</html>\n\n")
+                    if sent == reply.error_after:
+                        self.event({"error": {"message": "The server had an error", "type": "server_error"}})
+                    if sent and reply.delay and server._stopping.wait(reply.delay):
+                        return self.drop("server_stopped")
+                    self.event(reply.delta_chunk({"content": reply.deltas[sent]}))
+                if ((received.json() or {}).get("stream_options") or {}).get("include_usage"):
+                    self.event(reply.usage_chunk())
+                self.chunked(b"data: [DONE]\n\n")
+                return self.end("done")
+
+            def event(self, data: dict[str, Any]) -> None:
+                self.chunked(b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n")
+
+            def chunked(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def end(self, outcome: str) -> str:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+                return outcome
+
+            def drop(self, outcome: str = "broken") -> str:
+                """Cut the connection mid-body: the client sees EOF before the chunked terminator."""
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return outcome
+
+            def stall(self) -> str:
+                """Send nothing more until the client hangs up or the server stops.
+
+                The client's hang-up makes the socket readable (EOF); a short select lets the
+                stop event be seen without sleeping through the server's shutdown.
+                """
+                self.close_connection = True
+                while not server._stopping.is_set():
+                    readable, _, _ = select.select([self.connection], [], [], 0.05)
+                    if readable and not self.connection.recv(65536):
+                        return "client_gone"
+                return self.drop("server_stopped")
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -113,6 +265,7 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         self._server.shutdown()
         self._server.server_close()
 
@@ -151,10 +304,16 @@ def openai_error(status: int, code: str, message: str = "error from the fake ser
     return Reply(status, {"error": {"message": message, "type": "error", "code": code, "param": None}})
 
 
-def echo_llm(received: Received) -> Reply:
-    """By default the fake LLM answers with the user's question, so tests can match replies to jobs."""
-    question = received.json()["messages"][-1]["content"]
-    return Reply(200, chat_completion(f"**Answer** to: {question}"))
+def echo_llm(received: Received) -> Reply | StreamReply:
+    """By default the fake LLM answers with the user's question, so tests can match replies to jobs.
+
+    A request with ``"stream": true`` gets the same answer streamed, cut into a few deltas.
+    """
+    request = received.json()
+    answer = f"**Answer** to: {request['messages'][-1]['content']}"
+    if request.get("stream"):
+        return StreamReply(deltas=split_deltas(answer))
+    return Reply(200, chat_completion(answer))
 
 
 def fake_openai() -> FakeServer:

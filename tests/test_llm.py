@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import socket
+import threading
 import time
 
 import pytest
@@ -12,7 +13,7 @@ from chalicelib import llm
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 from tests.conftest import OPENAI_KEY
-from tests.fakes import FakeServer, Reply, chat_completion, openai_error
+from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, openai_error, split_deltas
 
 FAST_RETRY = {"retry-after-ms": "10"}  # keeps the SDK's retries quick in tests
 
@@ -124,4 +125,225 @@ def test_connection_refused_is_a_service_error() -> None:
     settings = Settings.from_env({"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
     with pytest.raises(llm.LLMError) as error:
         llm.ask("hi", settings, OPENAI_KEY, Deadline.in_seconds(10))
+    assert error.value.kind == "service_error"
+
+
+def test_complete_sends_the_whole_chat(openai_server: FakeServer) -> None:
+    chat = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "<@U1>: hello"},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "<@U1>: 散歩道は？"},
+    ]
+    answer = llm.complete(chat, settings_for(openai_server), OPENAI_KEY, Deadline.in_seconds(20))
+    assert answer.text == "**Answer** to: <@U1>: 散歩道は？"
+    assert openai_server.received[0].json()["messages"] == chat
+
+
+# Streaming: the real SDK reads server-sent events from the fake over HTTP/1.1 chunked encoding.
+
+CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "散歩道は？"}]
+
+
+def open_stream(server: FakeServer, seconds: float = 20, **overrides: object) -> llm.ChatStream:
+    return llm.stream(CHAT, settings_for(server, **overrides), OPENAI_KEY, Deadline.in_seconds(seconds))
+
+
+def read_all(chat_stream: llm.ChatStream) -> tuple[list[str], str | None]:
+    """The deltas that arrived, and the kind of the LLMError that ended the stream (None: it ended well)."""
+    deltas: list[str] = []
+    try:
+        for delta in chat_stream:
+            deltas.append(delta)
+    except llm.LLMError as error:
+        return deltas, error.kind
+    return deltas, None
+
+
+def test_a_stream_yields_the_deltas_in_order_and_its_usage(openai_server: FakeServer) -> None:
+    openai_server.script = [StreamReply(deltas=["**An", "swer**", " 散歩", "道", "は…"], usage=(21, 5))]
+    chat_stream = open_stream(openai_server, OPENAI_MODEL="gpt-test", OPENAI_TEMPERATURE="0.3")
+    assert read_all(chat_stream) == (["**An", "swer**", " 散歩", "道", "は…"], None)
+    result = chat_stream.result
+    assert (result.model, result.tokens_in, result.tokens_out, result.finish_reason) == ("fake-model", 21, 5, "stop")
+    assert result.first_token_seconds is not None and 0 < result.first_token_seconds <= result.seconds
+    body = openai_server.received[0].json()
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert (body["model"], body["temperature"], body["messages"]) == ("gpt-test", 0.3, CHAT)
+
+
+def test_the_fake_echoes_a_streamed_question_in_a_few_deltas(openai_server: FakeServer) -> None:
+    deltas, kind = read_all(open_stream(openai_server))
+    assert kind is None and len(deltas) > 1
+    assert "".join(deltas) == "**Answer** to: 散歩道は？"
+    assert split_deltas("**Answer** to: 散歩道は？") == deltas
+
+
+def test_a_length_finish_is_not_an_error(openai_server: FakeServer) -> None:
+    openai_server.script = [StreamReply(deltas=["long", " answ"], finish_reason="length")]
+    chat_stream = open_stream(openai_server)
+    assert read_all(chat_stream) == (["long", " answ"], None)
+    assert chat_stream.result.finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "deltas"),
+    [
+        (StreamReply(deltas=["a", "b", "c"], break_after=2), "cut_off", ["a", "b"]),
+        (StreamReply(deltas=["a", "b", "c"], break_after=0), "cut_off", []),
+        (StreamReply(deltas=["a", "b", "c"], close_cleanly_after=2), "cut_off", ["a", "b"]),
+        (StreamReply(deltas=["a", "b", "c"], finish_reason=None), "cut_off", ["a", "b", "c"]),  # [DONE] alone
+        (StreamReply(deltas=["a", "b", "c"], garbage_after=1), "unreadable", ["a"]),
+        (StreamReply(deltas=["a", "b", "c"], error_after=1), "service_error", ["a"]),
+        (Reply(200, "<html>gateway says hi</html>"), "unreadable", []),
+    ],
+)
+def test_a_broken_stream_maps_to_a_kind(
+    openai_server: FakeServer, reply: Reply | StreamReply, kind: str, deltas: list[str]
+) -> None:
+    openai_server.script = [reply]
+    chat_stream = open_stream(openai_server)
+    assert read_all(chat_stream) == (deltas, kind)
+    assert chat_stream.result.finish_reason is None
+    assert len(openai_server.received) == 1  # a stream is never re-sent
+
+
+@pytest.mark.parametrize("cut", ["break_after", "stall_after"])
+def test_a_failure_after_the_finish_reason_keeps_the_answer(openai_server: FakeServer, cut: str) -> None:
+    # The text is complete; only the usage chunk is lost. A stall is waited for briefly, not until the deadline.
+    openai_server.script = [StreamReply(deltas=["a", "b"], **{cut: 3})]
+    started = time.monotonic()
+    chat_stream = open_stream(openai_server, seconds=60)
+    assert read_all(chat_stream) == (["a", "b"], None)
+    assert time.monotonic() - started < llm.USAGE_GRACE_SECONDS + 5
+    result = chat_stream.result
+    assert (result.finish_reason, result.tokens_in, result.tokens_out) == ("stop", None, None)
+
+
+def test_a_stall_ends_at_the_deadline(openai_server: FakeServer) -> None:
+    reply = StreamReply(deltas=["a", "b", "c"], stall_after=2)
+    openai_server.script = [reply]
+    deadline = Deadline.in_seconds(3)
+    chat_stream = llm.stream(CHAT, settings_for(openai_server), OPENAI_KEY, deadline)
+    assert read_all(chat_stream) == (["a", "b"], "timeout")
+    assert time.monotonic() - deadline.expires_at < 3
+    assert reply.ended.wait(10) and reply.outcome == "client_gone"  # the connection was let go
+
+
+def test_a_stall_that_starts_late_still_ends_at_the_deadline(openai_server: FakeServer) -> None:
+    # The read timeout is fixed when the body starts (the time left then, 4 s), so the stall that
+    # starts 3.5 s in would last until 7.5 s without the stream's watchdog.
+    openai_server.script = [StreamReply(deltas=["."] * 8, delay=0.5, stall_after=8)]
+    deadline = Deadline.in_seconds(4)
+    chat_stream = llm.stream(CHAT, settings_for(openai_server), OPENAI_KEY, deadline)
+    deltas, kind = read_all(chat_stream)
+    assert kind == "timeout" and len(deltas) >= 5
+    assert time.monotonic() - deadline.expires_at < 2
+
+
+def test_a_trickle_past_the_deadline_times_out(openai_server: FakeServer) -> None:
+    openai_server.script = [StreamReply(deltas=["."] * 100, delay=0.2)]  # 20 s of answer
+    deadline = Deadline.in_seconds(2)
+    chat_stream = llm.stream(CHAT, settings_for(openai_server), OPENAI_KEY, deadline)
+    deltas, kind = read_all(chat_stream)
+    assert kind == "timeout" and 0 < len(deltas) < 100
+    assert time.monotonic() - deadline.expires_at < 3
+
+
+def test_close_from_another_thread_wakes_a_stalled_reader(openai_server: FakeServer) -> None:
+    reply = StreamReply(deltas=["a", "b"], stall_after=1)
+    openai_server.script = [reply]
+    chat_stream = open_stream(openai_server, seconds=60)
+    first = threading.Event()
+    outcome: list[object] = []
+
+    def reader() -> None:
+        try:
+            for delta in chat_stream:
+                outcome.append(delta)
+                first.set()
+        except BaseException as error:  # recorded for the assertion below
+            outcome.append(error)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    assert first.wait(10)
+    started = time.monotonic()
+    chat_stream.close()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 5
+    assert outcome == ["a"]  # ended quietly: the consumer gave up, nothing to report
+    assert chat_stream.result.finish_reason is None
+    assert reply.ended.wait(10) and reply.outcome == "client_gone"
+
+
+def test_close_after_reading_part_of_the_stream(openai_server: FakeServer) -> None:
+    reply = StreamReply(deltas=["a", "b", "c"], stall_after=2)
+    openai_server.script = [reply]
+    with open_stream(openai_server, seconds=60) as chat_stream:
+        assert next(chat_stream) == "a"
+    assert list(chat_stream) == []
+    chat_stream.close()  # a second close does nothing
+    assert reply.ended.wait(10) and reply.outcome == "client_gone"
+
+
+def test_close_after_the_end_does_nothing(openai_server: FakeServer) -> None:
+    chat_stream = open_stream(openai_server)
+    _, kind = read_all(chat_stream)
+    chat_stream.close()
+    assert kind is None and chat_stream.result.finish_reason == "stop"
+    assert list(chat_stream) == []
+
+
+def stream_failure(server: FakeServer, seconds: float = 20) -> str:
+    with pytest.raises(llm.LLMError) as error:
+        open_stream(server, seconds=seconds)
+    return error.value.kind
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "attempts"),
+    [
+        (openai_error(429, "rate_limit_exceeded"), "rate_limited", 3),
+        (openai_error(429, "insufficient_quota"), "quota_exhausted", 3),
+        (openai_error(401, "invalid_api_key"), "invalid_key", 1),
+        (openai_error(400, "context_length_exceeded"), "too_long", 1),
+        (openai_error(500, "server_error"), "service_error", 3),
+    ],
+)
+def test_a_stream_refused_before_it_starts_maps_like_ask(
+    openai_server: FakeServer, reply: Reply, kind: str, attempts: int
+) -> None:
+    reply.headers.update(FAST_RETRY)
+    openai_server.script = [reply] * 3
+    assert stream_failure(openai_server) == kind
+    assert len(openai_server.received) == attempts
+
+
+def test_a_stream_request_is_retried_before_it_starts(openai_server: FakeServer) -> None:
+    openai_server.script = [Reply(503, {"error": {"message": "busy"}}, FAST_RETRY), StreamReply(deltas=["ok"])]
+    assert read_all(open_stream(openai_server)) == (["ok"], None)
+    assert len(openai_server.received) == 2
+
+
+def test_a_stream_that_never_starts_times_out_at_the_deadline(openai_server: FakeServer) -> None:
+    openai_server.script = [Reply(200, "{}", delay=30)] * 3
+    started = time.monotonic()
+    assert stream_failure(openai_server, seconds=3) == "timeout"
+    assert time.monotonic() - started < 15
+    assert len(openai_server.received) == 1
+
+
+def test_no_time_left_means_no_stream(openai_server: FakeServer) -> None:
+    assert stream_failure(openai_server, seconds=0.5) == "timeout"
+    assert openai_server.received == []
+
+
+def test_a_refused_stream_connection_is_a_service_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings.from_env({"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
+    with pytest.raises(llm.LLMError) as error:
+        llm.stream(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(10))
     assert error.value.kind == "service_error"
