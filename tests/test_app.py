@@ -14,6 +14,7 @@ from tests.conftest import (
     command_form,
     response_path,
     signed_headers,
+    slash_payload,
     wait_for_local_jobs,
 )
 from tests.fakes import FakeServer, Reply
@@ -142,21 +143,17 @@ def test_fifty_commands_at_once_are_all_answered(
     assert openai_server.max_in_flight == 50
 
 
-def job_payload(response_url: str, text: str = "hi") -> dict[str, str]:
-    return {"text": text, "response_url": response_url, "user_id": "U1", "channel_id": "C1", "team_id": "T1"}
-
-
 def test_worker_function_replies_before_returning(slack_server: FakeServer) -> None:
     path = response_path()
     context = LambdaContext("worker", memory_size=512, max_runtime_ms=120_000)
-    assert app.handler_map["worker"](job_payload(slack_server.url + path), context) is None
+    assert app.handler_map["worker"](slash_payload(slack_server.url + path), context) is None
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == ["```hi```\n*Answer* to: hi"]
 
 
 def test_worker_in_a_short_lived_context_still_answers(client: Client, slack_server: FakeServer) -> None:
     # chalice.test gives every invoke a 3-second context; a quarter of it is kept for the reply.
     path = response_path()
-    client.lambda_.invoke("worker", job_payload(slack_server.url + path))
+    client.lambda_.invoke("worker", slash_payload(slack_server.url + path))
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == ["```hi```\n*Answer* to: hi"]
 
 
@@ -165,7 +162,7 @@ def test_worker_says_it_timed_out_before_its_time_is_up(
 ) -> None:
     openai_server.script = [Reply(200, "{}", delay=30)]
     path = response_path()
-    client.lambda_.invoke("worker", job_payload(slack_server.url + path))
+    client.lambda_.invoke("worker", slash_payload(slack_server.url + path))
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == [
         ":warning: The AI service took too long to answer, so I gave up. Please try again."
     ]

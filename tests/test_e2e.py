@@ -163,6 +163,8 @@ def test_in_lambda_mode_the_worker_is_invoked_and_replies_before_returning(
         [result] = results
         assert result["type"] == "Event"
         assert result["payload"] == {
+            "kind": "slash_command",
+            "id": result["payload"]["id"],
             "text": "hi",
             "response_url": slack_server.url + path,
             "user_id": "U2147483697",

@@ -6,7 +6,8 @@ import json
 
 from moto import mock_aws
 
-from chalicelib.gateway import handle_slash_command
+from chalicelib.gateway import handle_event, handle_slash_command
+from devkit import slack_requests
 from tests.conftest import SIGNING_SECRET, command_form, signed_headers
 from tests.fakes import FakeServer
 
@@ -89,3 +90,47 @@ def test_debug_logging_never_shows_the_secret_from_ssm(caplog) -> None:
             status, message = call({"LOG_LEVEL": "DEBUG"}, text="")  # empty: a usage hint, nothing dispatched
     assert status == 200 and "Ask me anything" in message["text"]
     assert SIGNING_SECRET not in caplog.text
+
+
+def call_event(env: dict[str, str], body: bytes, **headers: str) -> tuple[int, dict]:
+    signed = signed_headers_for_json(body)
+    signed.update(headers)
+    return handle_event({k.lower(): v for k, v in signed.items()}, body, env, "req-2")
+
+
+def signed_headers_for_json(body: bytes) -> dict[str, str]:
+    return slack_requests.signed_headers(SIGNING_SECRET, body, content_type=slack_requests.JSON)
+
+
+def test_an_event_that_cannot_be_dispatched_is_a_503_so_that_slack_delivers_it_again(
+    lambda_server: FakeServer, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    env = {**ENV, "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev"}  # no WORKER_FUNCTION_NAME
+    status, body = call_event(env, slack_requests.mention_event("hi"))
+    assert (status, body) == (503, {"error": "could not start working on this event"})
+    assert log_line(capsys.readouterr().out)["outcome"] == "dispatch_failed"
+
+
+def test_an_event_with_a_broken_setup_is_acknowledged_and_logged(capsys, caplog) -> None:
+    status, body = call_event({**ENV, "MAX_HISTORY_MESSAGES": "many"}, slack_requests.mention_event("hi"))
+    assert (status, body) == (200, {})
+    assert "MAX_HISTORY_MESSAGES must be a number" in caplog.text
+    assert log_line(capsys.readouterr().out)["outcome"] == "not_configured"
+
+
+def test_one_log_line_per_event_with_ids_and_no_text(lambda_server: FakeServer, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    env = {**ENV, "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", "WORKER_FUNCTION_NAME": "w"}
+    body = slack_requests.mention_event("秘密の質問", event_id="Ev42")
+    assert call_event(env, body, **{"X-Slack-Retry-Num": "1"})[0] == 200
+    output = capsys.readouterr().out
+    line = log_line(output)
+    assert line["event"] == "slack_event" and line["outcome"] == "dispatched"
+    assert (line["event_type"], line["event_id"], line["retry_num"]) == ("app_mention", "Ev42", "1")
+    assert (line["team_id"], line["user_id"], line["request_id"]) == ("T0001", "U2147483697", "req-2")
+    assert isinstance(line["ack_ms"], float)
+    assert "秘密" not in output
+    # The retry was dispatched like a first delivery: the worker's claims decide.
+    [invoke] = lambda_server.received
+    assert invoke.json()["kind"] == "message" and invoke.json()["id"] == "Ev42"

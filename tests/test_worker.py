@@ -10,21 +10,14 @@ from moto import mock_aws
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from tests.conftest import OPENAI_KEY, response_path
+from tests.conftest import OPENAI_KEY, response_path, slash_payload
 from tests.fakes import FakeServer, Reply, openai_error
 
 
 def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", seconds: float = 60) -> list[dict]:
     """Run one job to completion and return every message posted to its response_url."""
     path = response_path()
-    payload = {
-        "text": text,
-        "response_url": slack_server.url + path,
-        "user_id": "U1",
-        "channel_id": "C1",
-        "team_id": "T1",
-    }
-    assert worker.run(payload, Deadline.in_seconds(seconds), env) is None
+    assert worker.run(slash_payload(slack_server.url + path, text), Deadline.in_seconds(seconds), env) is None
     return [r.json() for r in slack_server.requests_to(path)]
 
 
@@ -107,9 +100,19 @@ def test_a_reply_that_fails_is_retried_then_given_up_without_raising(bot_env, sl
     assert log_lines(capsys.readouterr().out)[0]["delivered"] is False
 
 
-def test_a_payload_without_response_url_is_dropped_without_raising(capsys) -> None:
+def test_a_bad_payload_is_dropped_without_raising(capsys) -> None:
     assert worker.run({"text": "hi"}, Deadline.in_seconds(60), {}) is None
     assert log_lines(capsys.readouterr().out) == [{"event": "answer", "outcome": "bad_payload"}]
+
+
+def test_a_job_delivered_twice_is_answered_once(bot_env, slack_server: FakeServer, capsys) -> None:
+    path = response_path()
+    payload = slash_payload(slack_server.url + path)
+    for _ in range(2):  # Lambda's async invoke is at-least-once
+        assert worker.run(payload, Deadline.in_seconds(60), bot_env) is None
+    assert len(slack_server.requests_to(path)) == 1
+    outcomes = [line["outcome"] for line in log_lines(capsys.readouterr().out)]
+    assert outcomes == ["answered", "duplicate"]
 
 
 def test_the_reply_is_kept_time_for(bot_env, openai_server: FakeServer, slack_server: FakeServer) -> None:
