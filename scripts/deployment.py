@@ -51,7 +51,9 @@ def merge_template(stage: str) -> dict[str, Any]:
     """Point the HTTP function at the worker CloudFormation names, and configure async invokes.
 
     A list in a merge template replaces the original, so the role's whole policy is restated,
-    with the invoke permission narrowed to the worker's real ARN.
+    with the invoke permission narrowed to the worker's real ARN. The worker's role is left as
+    `chalice package` writes it, from its policy file word for word: its grants (the OpenAI key
+    and the Slack bot token parameters, and logs) name nothing that only CloudFormation knows.
     """
     document = policy(stage, "api_handler")
     invoke = [s for s in document["Statement"] if s["Action"] in ("lambda:InvokeFunction", ["lambda:InvokeFunction"])]

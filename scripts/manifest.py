@@ -1,4 +1,4 @@
-"""Print the Slack app manifest for a deployed stage, with its Request URL filled in. Not deployed.
+"""Print the Slack app manifest for a deployed stage, with its Request URLs filled in. Not deployed.
 
     make manifest STAGE=prod                                  # after `make deploy STAGE=prod`
     URL=https://bot.example.com/ make manifest STAGE=prod     # a custom domain (base or full URL)
@@ -9,12 +9,17 @@ Contract:
 
 - stdout is the manifest and nothing else: ``slack/manifest.yml`` with its placeholders
   filled in and its comments kept. Messages go to stderr.
-- The command URL is the stage's REST API base URL, as ``chalice url --stage STAGE`` prints
-  it (``https://{id}.execute-api.{region}.amazonaws.com/api/``), plus ``slack/commands``.
-  ``URL=`` overrides it: a URL ending in ``/slack/commands`` is used as it is, any other is
-  taken as the base.
+- The slash command's URL is the stage's REST API base URL, as ``chalice url --stage STAGE``
+  prints it (``https://{id}.execute-api.{region}.amazonaws.com/api/``), plus
+  ``slack/commands``; the Events API Request URL is the same base plus ``slack/events``.
+  ``URL=`` overrides the base: a URL whose path ends in ``/slack/commands`` or
+  ``/slack/events`` stands for both routes (its query, if any, is kept on both); any other
+  is taken as the base.
 - The app is called ``mameka`` for the ``prod`` stage and ``mameka (STAGE)`` otherwise, so
   two installed stages can be told apart.
+- Before printing, it checks the filled-in manifest for what Slack would refuse: the app
+  name's length, a URL that is not http(s), and a bot event or feature without the bot scope
+  it requires (``EVENT_SCOPES``, ``FEATURE_SCOPES``).
 - Exit status: 0 printed; 1 the stage is not deployed (the message says to run
   ``make deploy STAGE=...``), ``chalice url`` failed, or the result is not a valid manifest;
   2 usage error or a stage that is not in ``.chalice/config.json``.
@@ -30,11 +35,24 @@ import sys
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "slack" / "manifest.yml"
-COMMAND_PATH = "slack/commands"  # the route in app.py
+COMMAND_PATH = "slack/commands"  # the routes in app.py
+EVENTS_PATH = "slack/events"
+ROUTES = (COMMAND_PATH, EVENTS_PATH)
+# The bot scope Slack requires before it accepts a subscription to each bot event, or a feature.
+EVENT_SCOPES = {
+    "app_mention": "app_mentions:read",
+    "message.im": "im:history",
+    "message.channels": "channels:history",
+    "message.groups": "groups:history",
+    "message.mpim": "mpim:history",
+    "assistant_thread_started": "assistant:write",
+    "assistant_thread_context_changed": "assistant:write",
+}
+FEATURE_SCOPES = {"slash_commands": "commands", "assistant_view": "assistant:write"}
 PRODUCTION_STAGE = "prod"
 NOT_DEPLOYED_MARK = "Could not find a record of a Rest API"  # what `chalice url` says
 
@@ -43,11 +61,23 @@ class ManifestError(Exception):
     """The manifest cannot be printed; ``str(error)`` says why and what to do."""
 
 
+def route_url(url: str, route: str) -> str:
+    """The URL of ``route`` (one of ``ROUTES``) for ``url``: the API's base URL, or any route's URL."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    for known in ROUTES:
+        if path.endswith("/" + known):
+            path = path[: -len(known) - 1]
+            break
+    return urlunsplit(parts._replace(path=f"{path}/{route}"))
+
+
 def command_url(url: str) -> str:
-    """The slash-command URL for ``url``, which is either that URL or the API's base URL."""
-    if urlsplit(url).path.rstrip("/").endswith("/" + COMMAND_PATH):
-        return url
-    return url.rstrip("/") + "/" + COMMAND_PATH
+    return route_url(url, COMMAND_PATH)
+
+
+def events_url(url: str) -> str:
+    return route_url(url, EVENTS_PATH)
 
 
 def chalice_command() -> str:
@@ -90,11 +120,13 @@ def bot_name(stage: str) -> str:
 
 
 def render(stage: str, url: str) -> str:
+    """The manifest for ``stage``, whose routes are at ``url`` (the base URL or a route's URL)."""
     # Values go in as JSON strings, which YAML reads as double-quoted scalars: any URL is safe.
     return Template(TEMPLATE.read_text()).substitute(
         app_name=json.dumps(display_name(stage)),
         bot_name=json.dumps(bot_name(stage)),
-        command_url=json.dumps(url),
+        command_url=json.dumps(command_url(url)),
+        events_url=json.dumps(events_url(url)),
     )
 
 
@@ -110,8 +142,12 @@ def check(manifest_text: str) -> dict[str, Any]:
         raise ManifestError(f"slack/manifest.yml is not valid YAML after filling it in: {error}") from None
     try:
         name = manifest["display_information"]["name"]
-        commands = manifest["features"]["slash_commands"]
+        features = manifest["features"]
+        commands = features["slash_commands"]
         scopes = manifest["oauth_config"]["scopes"]["bot"]
+        events = manifest["settings"]["event_subscriptions"]
+        request_url = events["request_url"]
+        bot_events = events["bot_events"]
     except (KeyError, TypeError) as missing:
         raise ManifestError(f"slack/manifest.yml lacks {missing}") from None
     # Limits from Slack's manifest schema (github.com/slackapi/manifest-schema, v1).
@@ -120,8 +156,15 @@ def check(manifest_text: str) -> dict[str, Any]:
     for command in commands:
         if not str(command.get("url", "")).startswith(("https://", "http://")):
             raise ManifestError(f"{command.get('command')} has no http(s) url")
-    if "commands" not in scopes:
-        raise ManifestError("a slash command needs the `commands` bot scope")
+    if not str(request_url).startswith(("https://", "http://")):
+        raise ManifestError("the event subscriptions have no http(s) request_url")
+    if "assistant_view" in features and not (features["assistant_view"] or {}).get("assistant_description"):
+        raise ManifestError("the assistant view needs an assistant_description")
+    needed = [(f"the {event} event", EVENT_SCOPES.get(event)) for event in bot_events]
+    needed += [(f"features.{feature}", scope) for feature, scope in FEATURE_SCOPES.items() if feature in features]
+    for what, scope in needed:
+        if scope and scope not in scopes:
+            raise ManifestError(f"{what} needs the `{scope}` bot scope")
     return manifest
 
 
@@ -136,7 +179,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         override = os.environ.get("URL", "").strip()
-        url = command_url(override or deployed_base_url(stage))
+        url = override or deployed_base_url(stage)
         if not url.startswith("https://"):
             print(f"warning: {url} is not https://; Slack expects a TLS Request URL.", file=sys.stderr)
         manifest_text = render(stage, url)
@@ -145,7 +188,12 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     sys.stdout.write(manifest_text)
-    print(f"Slash command /mameka → {url}", file=sys.stderr)
+    print(f"Slash command /mameka → {command_url(url)}", file=sys.stderr)
+    print(
+        f"Events Request URL → {events_url(url)}: after saving the manifest, click Verify on the app's "
+        "App Manifest page (Slack sends it a challenge; the deployed stage answers it).",
+        file=sys.stderr,
+    )
     return 0
 
 

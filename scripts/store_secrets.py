@@ -1,18 +1,19 @@
-"""Store the bot's two secrets in SSM Parameter Store for one stage. Not deployed.
+"""Store the bot's three secrets in SSM Parameter Store for one stage. Not deployed.
 
-    make secrets STAGE=prod                              # both secrets
-    .venv/bin/python scripts/store_secrets.py prod openai     # only one: `openai` or `slack`
+    make secrets STAGE=prod                                   # all three, in this order:
+    .venv/bin/python scripts/store_secrets.py prod openai     # `openai`, `slack` (signing secret), `bot`
 
 Contract:
 
-- It asks for the OpenAI API key and the Slack signing secret with hidden input, so no value
-  is ever on a command line (or in shell history). It refuses an empty value, and it reads
-  every value before it stores any, so a refusal leaves SSM as it was.
+- It asks for the OpenAI API key, the Slack signing secret and the Slack bot token with
+  hidden input, so no value is ever on a command line (or in shell history). It refuses an
+  empty value and a bot token that does not start with ``xoxb-`` (asking again on a
+  terminal), and it reads every value before it stores any, so a refusal leaves SSM as it was.
 - It stores each value as a ``SecureString`` (``Overwrite=True``) under the parameter name
-  the deployed function reads: ``OPENAI_API_KEY_PARAMETER`` as the worker sees it and
-  ``SLACK_SIGNING_SECRET_PARAMETER`` as the HTTP function sees it, merged from
-  ``.chalice/config.json`` as Chalice merges it (top level, stage, then stage function),
-  falling back to ``chalicelib.settings``' defaults.
+  the deployed function reads: ``OPENAI_API_KEY_PARAMETER`` and ``SLACK_BOT_TOKEN_PARAMETER``
+  as the worker sees them and ``SLACK_SIGNING_SECRET_PARAMETER`` as the HTTP function sees it,
+  merged from ``.chalice/config.json`` as Chalice merges it (top level, stage, then stage
+  function), falling back to ``chalicelib.settings``' defaults.
 - It says, per parameter, whether it was created or updated. It never prints a value.
 - When stdin is not a terminal (a pipe, a test) it reads one value per line from stdin, with
   a warning, instead of asking the terminal.
@@ -41,7 +42,16 @@ from chalicelib.settings import Settings  # noqa: E402
 
 HTTP_FUNCTION = "api_handler"  # Chalice's name for the function that serves the routes
 WORKER_FUNCTION = "worker"  # the @app.lambda_function name in app.py
-MAX_EMPTY_ANSWERS = 3
+MAX_ANSWERS = 3  # tries at the hidden prompt before giving up
+BOT_TOKEN_PREFIX = "xoxb-"
+# What a wrong Slack token is, by its prefix: the one part of a value that is safe to name.
+OTHER_SLACK_TOKENS = {
+    "xoxp-": "a user token (User OAuth Token)",
+    "xapp-": "an app-level token (Basic Information → App-Level Tokens)",
+    "xoxe.": "a rotating token, and this app has token rotation off",
+    "xoxe-": "a refresh token",
+    "xoxc-": "a browser session token",
+}
 
 
 class Refused(Exception):
@@ -55,8 +65,26 @@ class Secret:
     variable: str  # the setting that names the parameter
     function: str  # the function that reads it, whose merged environment decides the name
     default_parameter: str
+    where: str  # where to find it, shown at the prompt
     looks_right: Callable[[str], bool]
     expected_shape: str
+    refuse: Callable[[str], str | None] = lambda value: None  # why the value cannot be right, or None
+
+
+def not_a_bot_token(value: str) -> str | None:
+    """Why ``value`` is not a bot token, naming at most its well-known prefix; None if it is one.
+
+    Any other token would fail every Web API call of the worker (``invalid_auth`` or
+    ``not_allowed_token_type``), so it is refused rather than stored with a warning.
+    """
+    if value.startswith(BOT_TOKEN_PREFIX):
+        return None
+    kind = next((what for prefix, what in OTHER_SLACK_TOKENS.items() if value.startswith(prefix)), None)
+    found = f"this is {kind}" if kind else f"this does not start with {BOT_TOKEN_PREFIX}"
+    return (
+        f"{found}; the bot token is the Bot User OAuth Token, which starts with {BOT_TOKEN_PREFIX}, "
+        "on the Slack app's OAuth & Permissions page"
+    )
 
 
 SECRETS = (
@@ -66,6 +94,7 @@ SECRETS = (
         variable="OPENAI_API_KEY_PARAMETER",
         function=WORKER_FUNCTION,
         default_parameter=Settings.openai_api_key_parameter,
+        where="platform.openai.com → API keys",
         looks_right=lambda value: value.startswith("sk-") and len(value) > 20,
         expected_shape="it usually starts with sk-",
     ),
@@ -75,8 +104,20 @@ SECRETS = (
         variable="SLACK_SIGNING_SECRET_PARAMETER",
         function=HTTP_FUNCTION,
         default_parameter=Settings.slack_signing_secret_parameter,
+        where="the Slack app's Basic Information → App Credentials → Signing Secret",
         looks_right=lambda value: re.fullmatch(r"[0-9a-f]{32}", value) is not None,
         expected_shape="it is usually 32 hexadecimal characters, from Basic Information → App Credentials",
+    ),
+    Secret(
+        key="bot",
+        label="Slack bot token",
+        variable="SLACK_BOT_TOKEN_PARAMETER",
+        function=WORKER_FUNCTION,
+        default_parameter=Settings.slack_bot_token_parameter,
+        where="the Slack app's OAuth & Permissions → Bot User OAuth Token, after Install to Workspace",
+        looks_right=lambda value: value.startswith(BOT_TOKEN_PREFIX),
+        expected_shape=f"it starts with {BOT_TOKEN_PREFIX}",
+        refuse=not_a_bot_token,
     ),
 )
 
@@ -104,13 +145,17 @@ def read_value(secret: Secret, interactive: bool, stdin: TextIO) -> str:
         value = stdin.readline().strip()
         if not value:
             raise Refused(f"the {secret.label} read from stdin is empty; nothing was stored")
+        problem = secret.refuse(value)
+        if problem:
+            raise Refused(f"the {secret.label} read from stdin is wrong: {problem}. Nothing was stored.")
         return value
-    for _ in range(MAX_EMPTY_ANSWERS):
+    for _ in range(MAX_ANSWERS):
         value = getpass.getpass(f"{secret.label} (input hidden): ").strip()
-        if value:
+        problem = "it cannot be empty" if not value else secret.refuse(value)
+        if not problem:
             return value
-        print(f"  The {secret.label} cannot be empty: paste it and press Enter, or Ctrl-C to stop.", file=sys.stderr)
-    raise Refused(f"no {secret.label} was entered; nothing was stored")
+        print(f"  Not stored: {problem}. Paste it and press Enter, or Ctrl-C to stop.", file=sys.stderr)
+    raise Refused(f"no usable {secret.label} was entered; nothing was stored")
 
 
 def scrub(text: str, values: list[str]) -> str:
@@ -188,7 +233,7 @@ def main(argv: list[str], stdin: TextIO = sys.stdin) -> int:
         for secret in chosen:
             name = parameter_name(config, stage, secret)
             if interactive:
-                print(f"{secret.label} → {name}", file=sys.stderr)
+                print(f"{secret.label} → {name}\n  (from {secret.where})", file=sys.stderr)
             value = read_value(secret, interactive, stdin)
             if not secret.looks_right(value):
                 print(

@@ -242,7 +242,8 @@ def test_package_points_the_http_function_at_the_worker(package: Package) -> Non
 
 def test_package_gives_each_function_only_its_own_permissions(package: Package) -> None:
     """The HTTP role may invoke only the worker and read only the signing secret; the worker role may
-    read only the OpenAI key; both may write logs; there are no other grants, roles or managed policies."""
+    read only the OpenAI key and the Slack bot token; both may write logs; there are no other grants,
+    roles or managed policies."""
     roles = {
         logical_id
         for logical_id, resource in package.template["Resources"].items()
@@ -265,9 +266,12 @@ def test_package_gives_each_function_only_its_own_permissions(package: Package) 
     assert is_parameter_arn(ssm_resource, signing_secret), ssm_resource
     assert len(api) == 2, api
 
-    [(action, resource)] = without_logs(allowed["worker"])
-    assert action == "ssm:GetParameter"
-    assert is_parameter_arn(resource, stage_variable(PACKAGE_STAGE, "OPENAI_API_KEY_PARAMETER")), resource
+    worker = without_logs(allowed["worker"])
+    assert {action for action, _ in worker} == {"ssm:GetParameter"}
+    assert len(worker) == 2, worker
+    for name in ("OPENAI_API_KEY_PARAMETER", "SLACK_BOT_TOKEN_PARAMETER"):
+        parameter = stage_variable(PACKAGE_STAGE, name)
+        assert any(is_parameter_arn(resource, parameter) for _, resource in worker), (parameter, worker)
 
 
 def test_package_turns_off_async_retries_for_the_worker(package: Package) -> None:
@@ -392,7 +396,10 @@ def test_deployed_http_function_can_reach_the_deployed_worker(deployment: Deploy
     assert allows("api_handler", "ssm:GetParameter", parameter_arn + variables["SLACK_SIGNING_SECRET_PARAMETER"])
     worker_variables = worker["Environment"]["Variables"]
     assert allows("worker", "ssm:GetParameter", parameter_arn + worker_variables["OPENAI_API_KEY_PARAMETER"])
+    assert allows("worker", "ssm:GetParameter", parameter_arn + worker_variables["SLACK_BOT_TOKEN_PARAMETER"])
     assert not allows("worker", "ssm:GetParameter", parameter_arn + variables["SLACK_SIGNING_SECRET_PARAMETER"])
+    # Only the worker calls Slack's Web API: the HTTP function may not read the bot token.
+    assert not allows("api_handler", "ssm:GetParameter", parameter_arn + worker_variables["SLACK_BOT_TOKEN_PARAMETER"])
 
 
 def test_redeploy_updates_in_place(deployment: Deployment) -> None:
@@ -410,8 +417,9 @@ def test_redeploy_updates_in_place(deployment: Deployment) -> None:
 
 
 def test_url_then_delete_removes_everything(deployment: Deployment) -> None:
-    """`chalice url` prints the deployed API's URL; the API routes POST /slack/commands to the HTTP
-    function; `chalice delete` then removes the functions, the roles and the REST API."""
+    """`chalice url` prints the deployed API's URL; the API routes POST /slack/commands and POST
+    /slack/events (the manifest's two URLs) to the HTTP function; `chalice delete` then removes the
+    functions, the roles and the REST API."""
     rest_api_id = deployment.recorded()["rest_api"]["rest_api_id"]
     url = deployment.chalice("url", "--stage", DEPLOY_STAGE)
     assert url.returncode == 0, url.stderr
@@ -421,11 +429,12 @@ def test_url_then_delete_removes_everything(deployment: Deployment) -> None:
     lambda_ = deployment.moto.client("lambda")
     iam = deployment.moto.client("iam")
     resources = {item["path"]: item for item in apigateway.get_resources(restApiId=rest_api_id)["items"]}
-    route = resources["/slack/commands"]
-    assert set(route["resourceMethods"]) == {"POST"}
-    integration = apigateway.get_integration(restApiId=rest_api_id, resourceId=route["id"], httpMethod="POST")
-    assert integration["type"].upper() == "AWS_PROXY"  # moto keeps the document's "aws_proxy"; AWS says AWS_PROXY
-    assert deployment.recorded()["api_handler"]["lambda_arn"] in integration["uri"]
+    for path in ("/slack/commands", "/slack/events"):
+        route = resources[path]
+        assert set(route["resourceMethods"]) == {"POST"}, path
+        integration = apigateway.get_integration(restApiId=rest_api_id, resourceId=route["id"], httpMethod="POST")
+        assert integration["type"].upper() == "AWS_PROXY"  # moto keeps the document's "aws_proxy"; AWS: AWS_PROXY
+        assert deployment.recorded()["api_handler"]["lambda_arn"] in integration["uri"]
 
     result = deployment.chalice("delete", "--stage", DEPLOY_STAGE)
     assert result.returncode == 0, f"chalice delete exited {result.returncode}\n{result.stdout}\n{result.stderr}"

@@ -3,7 +3,10 @@ each policy allows nothing beyond those calls and writing logs.
 
 The calls are recorded from botocore's ``before-parameter-build`` event while the real code runs
 against moto: the HTTP function in Lambda mode (signing secret from SSM, an Event invoke of
-the worker) and the worker (OpenAI key from SSM, then a real answer from the fake LLM).
+the worker) and the worker, once per kind of job, each the first job of a fresh container so
+that it reads every secret it needs itself: a slash command (OpenAI key from SSM, a real answer
+from the fake LLM), a DM (OpenAI key and Slack bot token from SSM, an answer streamed into the
+fake Slack Web API) and an opened assistant pane (bot token from SSM, its suggested prompts).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import uuid
 import zipfile
 from typing import Any
 
@@ -19,10 +23,14 @@ import pytest
 from chalice.config import Config
 from moto import mock_aws
 
-from chalicelib import gateway, worker
+from chalicelib import gateway, jobs, secrets, worker
 from chalicelib.deadline import Deadline
-from tests.conftest import ROOT, SIGNING_SECRET, command_form, response_path, signed_headers
-from tests.fakes import FakeServer
+from chalicelib.settings import Settings
+from devkit import slack_requests
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.slack_requests import JSON
+from tests.conftest import ROOT, SIGNING_SECRET, new_container, response_path, signed_headers
+from tests.fakes import FakeServer, StreamReply
 
 ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"
@@ -69,6 +77,11 @@ class CallRecorder:
         else:
             resource = f"unexpected service {service}"
         self.calls.add((action, resource))
+
+    def take(self) -> set[tuple[str, str]]:
+        """The calls recorded so far, and a fresh start."""
+        calls, self.calls = self.calls, set()
+        return calls
 
 
 @pytest.fixture
@@ -128,35 +141,118 @@ def test_http_function(stage: str, aws_calls: CallRecorder, slack_server: FakeSe
     )
     create_worker_function(env["WORKER_FUNCTION_NAME"])
     start_recording(aws_calls)
+    calls: dict[str, set[tuple[str, str]]] = {}
 
-    body = command_form("hi", slack_server.url + response_path())
+    body = slack_requests.command_form("hi", slack_server.url + response_path())
     headers = {k.lower(): v for k, v in signed_headers(body).items()}
     status, message = gateway.handle_slash_command(headers, body, env, "req-1")
-
     assert status == 200 and "Thinking" in message["text"]
-    assert aws_calls.calls == {
-        ("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/mameka/{stage}/slack-signing-secret"),
+    calls["slash command"] = aws_calls.take()
+
+    new_container()  # the events route as a fresh container's first request
+    body = slack_requests.mention_event("hi")
+    headers = {k.lower(): v for k, v in signed_headers(body, content_type=JSON).items()}
+    status, message = gateway.handle_event(headers, body, env, "req-2")
+    assert status == 200, message
+    calls["mention"] = aws_calls.take()
+
+    expected = {
+        ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-signing-secret")),
         ("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mameka-{stage}-worker"),
     }
-    assert_least_privilege(policy_for(stage, "api_handler"), aws_calls.calls)
+    assert calls == {"slash command": expected, "mention": expected}
+    assert_least_privilege(policy_for(stage, "api_handler"), expected)
+
+
+def parameter_arn(name: str) -> str:
+    return f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+
+
+def job_id() -> str:
+    return f"Ev{uuid.uuid4().hex[:10].upper()}"
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, slack_server: FakeServer) -> None:
     config = config_for(stage, "worker")
-    env = {**config.environment_variables, "OPENAI_BASE_URL": openai_server.url + "/v1"}
-    boto3.client("ssm").put_parameter(Name=env["OPENAI_API_KEY_PARAMETER"], Value="sk-fake", Type="SecureString")
+    with FakeSlackAPI() as slack_api:
+        env = {
+            **config.environment_variables,
+            "OPENAI_BASE_URL": openai_server.url + "/v1",
+            "SLACK_API_URL": slack_api.url,
+        }
+        openai_key, bot_token = env["OPENAI_API_KEY_PARAMETER"], env["SLACK_BOT_TOKEN_PARAMETER"]
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name=openai_key, Value="sk-fake", Type="SecureString")
+        # The fake Slack API refuses any other token: each Slack call below proves the SSM value was used.
+        ssm.put_parameter(Name=bot_token, Value=FAKE_BOT_TOKEN, Type="SecureString")
+        start_recording(aws_calls)
+        calls: dict[str, set[tuple[str, str]]] = {}
+
+        path = response_path()
+        command = jobs.SlashCommandJob(
+            id=str(uuid.uuid4()),
+            text="hi",
+            response_url=slack_server.url + path,
+            user_id="U1",
+            channel_id="C1",
+            team_id="T1",
+        )
+        worker.run(command.to_payload(), Deadline.in_seconds(60), env)
+        assert slack_server.requests_to(path)[0].json()["text"].endswith("*Answer* to: hi")
+        calls["slash command"] = aws_calls.take()
+
+        new_container()
+        channel = "D0001"
+        ts = slack_api.add_message(channel, "hi", user="U1")
+        openai_server.script.append(StreamReply(deltas=["Hello", " from ", "the worker"]))
+        message = jobs.MessageJob(
+            id=job_id(),
+            team_id="T1",
+            channel_id=channel,
+            channel_type="im",
+            user_id="U1",
+            text="hi",
+            ts=ts,
+            thread_ts=None,
+            bot_user_id=slack_api.bot_user_id,
+        )
+        worker.run(message.to_payload(), Deadline.in_seconds(60), env)
+        assert "Hello from the worker" in "".join(slack_api.visible_text(channel, ts))
+        calls["message"] = aws_calls.take()
+
+        new_container()
+        pane = jobs.AssistantThreadStartedJob(
+            id=job_id(), team_id="T1", channel_id="D0002", thread_ts="1700000000.000100", user_id="U1"
+        )
+        worker.run(pane.to_payload(), Deadline.in_seconds(60), env)
+        assert slack_api.calls_to("assistant.threads.setSuggestedPrompts"), "the prompts were not set"
+        calls["assistant pane"] = aws_calls.take()
+
+    read_key = ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/openai-api-key"))
+    read_token = ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-bot-token"))
+    assert calls == {
+        "slash command": {read_key},  # its reply goes to response_url: no Slack token needed
+        "message": {read_key, read_token},
+        "assistant pane": {read_token},
+    }
+    assert_least_privilege(policy_for(stage, "worker"), set().union(*calls.values()))
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_worker_reads_the_bot_token_from_its_stage_parameter(stage: str, aws_calls: CallRecorder) -> None:
+    """``secrets.slack_bot_token`` alone, with the worker's configured environment: one allowed read."""
+    env = config_for(stage, "worker").environment_variables
+    boto3.client("ssm").put_parameter(Name=env["SLACK_BOT_TOKEN_PARAMETER"], Value=FAKE_BOT_TOKEN, Type="SecureString")
     start_recording(aws_calls)
 
-    path = response_path()
-    payload = {"text": "hi", "response_url": slack_server.url + path, "user_id": "U", "channel_id": "C", "team_id": "T"}
-    worker.run(payload, Deadline.in_seconds(60), env)
+    assert secrets.slack_bot_token(Settings.from_env(env)) == FAKE_BOT_TOKEN
 
-    assert slack_server.requests_to(path)[0].json()["text"].endswith("*Answer* to: hi")
-    assert aws_calls.calls == {
-        ("ssm:GetParameter", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/mameka/{stage}/openai-api-key"),
-    }
-    assert_least_privilege(policy_for(stage, "worker"), aws_calls.calls)
+    assert aws_calls.calls == {("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-bot-token"))}
+    policy = policy_for(stage, "worker")
+    assert all(allows(policy, action, resource) for action, resource in aws_calls.calls)
+    # The HTTP function never needs it, and may not read it.
+    assert not any(allows(policy_for(stage, "api_handler"), a, r) for a, r in aws_calls.calls)
 
 
 def test_each_function_has_its_own_hand_written_policy() -> None:

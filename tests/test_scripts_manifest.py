@@ -18,10 +18,23 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, import_script
 
 API_BASE = "https://abc123defg.execute-api.us-east-1.amazonaws.com/api/"
 COMMAND_URL = API_BASE + "slack/commands"
+EVENTS_URL = API_BASE + "slack/events"
+BOT_SCOPES = [
+    "commands",
+    "app_mentions:read",
+    "chat:write",
+    "im:history",
+    "channels:history",
+    "groups:history",
+    "mpim:history",
+    "assistant:write",
+]
+BOT_EVENTS = ["app_mention", "message.im", "assistant_thread_started"]
+STRING_LIST = {"type": "array", "items": {"type": "string", "maxLength": 50}, "maxItems": 100, "uniqueItems": True}
 
 # The part of Slack's app manifest schema that this manifest uses, with its limits
 # (github.com/slackapi/manifest-schema, schemas/manifest.schema.1.0.0.json).
@@ -49,6 +62,32 @@ MANIFEST_SCHEMA = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
+                "app_home": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "home_tab_enabled": {"type": "boolean"},
+                        "messages_tab_enabled": {"type": "boolean"},
+                        "messages_tab_read_only_enabled": {"type": "boolean"},
+                    },
+                },
+                "assistant_view": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["assistant_description"],
+                    "properties": {
+                        "assistant_description": {"type": "string"},
+                        "suggested_prompts": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["title", "message"],
+                                "properties": {"title": {"type": "string"}, "message": {"type": "string"}},
+                            },
+                        },
+                    },
+                },
                 "bot_user": {
                     "type": "object",
                     "additionalProperties": False,
@@ -92,6 +131,15 @@ MANIFEST_SCHEMA = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
+                "event_subscriptions": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "request_url": {"type": "string", "pattern": "^https?://", "maxLength": 3500},
+                        "user_events": STRING_LIST,
+                        "bot_events": STRING_LIST,
+                    },
+                },
                 "org_deploy_enabled": {"type": "boolean"},
                 "socket_mode_enabled": {"type": "boolean"},
                 "token_rotation_enabled": {"type": "boolean"},
@@ -159,12 +207,19 @@ def test_manifest_for_a_deployed_stage_uses_chalice_url(project: Path) -> None:
     assert command["url"] == COMMAND_URL
     assert command["should_escape"] is False
     assert command["description"] and command["usage_hint"]
-    assert manifest["oauth_config"]["scopes"] == {"bot": ["commands"]}
+    assert manifest["oauth_config"]["scopes"] == {"bot": BOT_SCOPES}
     assert manifest["settings"]["socket_mode_enabled"] is False
-    # The template's comments (why only `commands`) survive; no placeholder is left.
-    assert "# Only `commands`" in result.stdout
+    assert manifest["settings"]["token_rotation_enabled"] is False  # the worker cannot refresh a token
+    assert manifest["settings"]["event_subscriptions"] == {"request_url": EVENTS_URL, "bot_events": BOT_EVENTS}
+    # Users can DM the bot: the Messages tab is on and writable.
+    assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
+    assert manifest["features"]["app_home"]["messages_tab_read_only_enabled"] is False
+    assert "豆香" in manifest["features"]["assistant_view"]["assistant_description"]
+    # The template's comments (why each scope) survive; no placeholder is left.
+    assert "# the /mameka slash command" in result.stdout
     assert "$" not in result.stdout
     assert COMMAND_URL in result.stderr
+    assert EVENTS_URL in result.stderr and "Verify" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -173,15 +228,17 @@ def test_manifest_for_a_deployed_stage_uses_chalice_url(project: Path) -> None:
         "https://bot.example.com",
         "https://bot.example.com/",
         "https://bot.example.com/slack/commands",
+        "https://bot.example.com/slack/events/",
     ],
 )
-def test_url_override_takes_a_base_or_the_command_url(project: Path, override: str) -> None:
+def test_url_override_takes_a_base_or_a_route_url(project: Path, override: str) -> None:
     result = run_manifest(project, "prod", url=override)  # no deployment needed
 
     assert result.returncode == 0, result.stderr
     manifest = yaml.safe_load(result.stdout)
     jsonschema.validate(manifest, MANIFEST_SCHEMA)
     assert manifest["features"]["slash_commands"][0]["url"] == "https://bot.example.com/slack/commands"
+    assert manifest["settings"]["event_subscriptions"]["request_url"] == "https://bot.example.com/slack/events"
     assert manifest["display_information"]["name"] == "mameka"
     assert manifest["features"]["bot_user"]["display_name"] == "mameka"
     assert "warning" not in result.stderr
@@ -192,15 +249,19 @@ def test_a_url_with_yaml_syntax_in_it_stays_one_string(project: Path) -> None:
     result = run_manifest(project, "dev", url=odd)
 
     assert result.returncode == 0, result.stderr
-    assert yaml.safe_load(result.stdout)["features"]["slash_commands"][0]["url"] == odd
+    manifest = yaml.safe_load(result.stdout)
+    assert manifest["features"]["slash_commands"][0]["url"] == odd
+    assert manifest["settings"]["event_subscriptions"]["request_url"] == odd.replace("/commands?", "/events?")
 
 
 def test_a_plain_http_url_is_printed_with_a_warning(project: Path) -> None:
     result = run_manifest(project, "dev", url="http://127.0.0.1:8000/")
 
     assert result.returncode == 0, result.stderr
-    [command] = yaml.safe_load(result.stdout)["features"]["slash_commands"]
+    manifest = yaml.safe_load(result.stdout)
+    [command] = manifest["features"]["slash_commands"]
     assert command["url"] == "http://127.0.0.1:8000/slack/commands"
+    assert manifest["settings"]["event_subscriptions"]["request_url"] == "http://127.0.0.1:8000/slack/events"
     assert "warning:" in result.stderr and "https" in result.stderr
 
 
@@ -230,3 +291,35 @@ def test_unknown_stage_or_no_stage_is_a_usage_error(project: Path, args: tuple[s
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def scoped_manifest(scopes: list[str]) -> str:
+    """The real template, filled in, with its bot scopes replaced."""
+    script = import_script("manifest")
+    manifest = yaml.safe_load(script.render("dev", API_BASE))
+    manifest["oauth_config"]["scopes"]["bot"] = scopes
+    return yaml.safe_dump(manifest, allow_unicode=True)
+
+
+@pytest.mark.parametrize(
+    ("missing", "needed_by"),
+    [
+        ("app_mentions:read", "app_mention event"),
+        ("im:history", "message.im event"),
+        ("assistant:write", "assistant_thread_started event"),
+        ("commands", "features.slash_commands"),
+    ],
+)
+def test_an_event_or_feature_without_its_scope_is_refused(missing: str, needed_by: str) -> None:
+    """Slack refuses a manifest that subscribes to an event without the scope behind it."""
+    script = import_script("manifest")
+    with pytest.raises(script.ManifestError, match=f"{needed_by} needs the `{missing}` bot scope"):
+        script.check(scoped_manifest([scope for scope in BOT_SCOPES if scope != missing]))
+
+
+def test_the_template_passes_its_own_check() -> None:
+    script = import_script("manifest")
+    manifest = script.check(scoped_manifest(BOT_SCOPES))
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    # Every event and feature the template uses is one whose scope the check knows.
+    assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) <= set(script.EVENT_SCOPES)
