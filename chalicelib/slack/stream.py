@@ -1,0 +1,423 @@
+"""Shows an answer in a Slack thread as its text arrives: streamed messages, or posted and updated.
+
+Contract: a ``Replier`` takes text deltas (``push``) and sends them through
+``chalicelib.slack.web`` (every Slack call raises ``web.SlackError`` on failure):
+
+- The first text goes out at once (``chat.startStream``). After that a message gets at most one
+  call every ``STREAM_INTERVAL_SECONDS`` (``chat.appendStream``); the caller keeps the timer:
+  it calls ``flush_if_due()`` when ``due_in()`` seconds have passed (``None``: nothing to send).
+  Nothing here sleeps; the clock is injectable.
+- In a channel (id not starting with ``D``) ``chat.startStream`` gets the recipient's user and
+  team ids, which Slack requires there; a DM has a single reader and gets none.
+- A streamed message is stopped before it passes ``STREAM_MAX_BYTES`` UTF-8 bytes (Slack caps
+  a streamed message's total near 11,000 bytes) and the text continues in a new streamed
+  message in the thread. The cut is made at a paragraph, line or sentence boundary when one is
+  near; a code fence open at the cut is closed at the end of the message and reopened (with
+  its info string) at the start of the next. No call carries more than 12,000 characters.
+- If Slack refuses ``chat.startStream`` (any Slack error code), this and every later message
+  is posted with ``chat.postMessage`` and then rewritten whole with ``chat.update`` at most
+  every ``UPDATE_INTERVAL_SECONDS``, rolling over to a new message before
+  ``markdown.MAX_MARKDOWN_CHARS`` (counted in UTF-16 units, the strictest reading).
+- ``message_not_in_streaming_state`` (Slack expired the stream) on an append or a stop: the
+  message is finished with ``chat.update`` of its whole text and later text goes to a new
+  message. ``msg_too_long`` on an append (Slack's cap lower than we thought): the message is
+  stopped where it is and the text goes to a new one. ``ratelimited`` on a send that is not the
+  last: the text stays buffered for the next turn.
+- ``finish()`` sends what is left and stops the open stream; it can be called again (no-op).
+  ``post_notice(text)`` finishes first, then posts one mrkdwn line in the thread.
+- Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
+  not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
+  nothing, ``finish()`` only tries to stop an open stream (quietly), ``post_notice`` still posts.
+- ``visible``: some answer text reached Slack; ``calls``: Slack calls made; ``posted_ts``: the
+  ts of every message it posted, oldest first; ``fallback``: streaming was refused.
+
+Not thread-safe: one job's thread drives it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.slack import markdown, web
+
+logger = logging.getLogger(__name__)
+
+STREAM_INTERVAL_SECONDS = 2.0  # chat.appendStream is Tier 4: several answers at once stay inside it
+UPDATE_INTERVAL_SECONDS = 3.0  # chat.update is Tier 3
+STREAM_MAX_BYTES = 9_000  # a streamed message's total; Slack refuses near 11,000 (doc §9)
+UPDATE_MAX_UNITS = markdown.MAX_MARKDOWN_CHARS  # a posted/updated message's whole text, per call
+# In the last quarter of its limit a message ends at the first line break, rather than fill up
+# with small deltas and be cut wherever the one that does not fit happens to be.
+ROLLOVER_ZONE = 0.25
+EXPIRED = "message_not_in_streaming_state"
+# Errors after which a write may have landed: sending it another way could show it twice.
+UNCERTAIN = frozenset({"connection", "timeout"})
+# Cut candidates, best first: a paragraph, a line, then a sentence or clause mark or a space
+# (Japanese has no spaces). A candidate is used only if it keeps the message at least half full.
+_CUT_TIERS = (("\n\n",), ("\n",), ("。", "！", "？", "．", ". ", "、", "，", ", ", " "))
+_TRIES_PER_TIER = 8  # enough to step back past a cut that would split a code block badly
+_FENCE_LINE = re.compile(r"[ \t]*(`{3,}|~{3,})")
+_FENCE_ONLY = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*")
+
+
+@dataclass
+class _Message:
+    ts: str
+    streamed: bool  # a stream (bytes cap, appends) or a posted message (chars cap, whole updates)
+    text: str  # everything Slack has for it so far
+    last_sent: float
+    limit: int  # in UTF-8 bytes when streamed, else in UTF-16 units
+    full: bool = False  # its last piece is in; it only needs closing
+
+
+class Replier:
+    """One answer's messages in one thread; see the module docstring."""
+
+    def __init__(
+        self,
+        client: Any,
+        channel: str,
+        thread_ts: str,
+        recipient_user_id: str | None = None,
+        recipient_team_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._channel = channel
+        self._thread_ts = thread_ts
+        in_dm = channel.startswith("D")  # a DM has one reader: Slack needs no recipient there
+        self._recipient_user_id = None if in_dm else recipient_user_id
+        self._recipient_team_id = None if in_dm else recipient_team_id
+        self._clock = clock
+        self._pending = ""  # pushed, not yet sent
+        self._reopen = ""  # a fence's opening line to start the next message with
+        self._current: _Message | None = None
+        self._hold_until = float("-inf")  # after a ratelimited send
+        self._streams_refused = False
+        self._failed: web.SlackError | None = None
+        self.visible = False
+        self.calls = 0
+        self.posted_ts: list[str] = []
+
+    @property
+    def fallback(self) -> bool:
+        return self._streams_refused
+
+    # --- the caller's side --------------------------------------------------------------------------------------------
+
+    def push(self, text: str) -> None:
+        if self._failed is not None:
+            return
+        self._pending += text
+        self.flush_if_due()
+
+    def due_in(self) -> float | None:
+        """Seconds until a send is allowed (0: now), or None when nothing is waiting to be sent."""
+        if self._failed is not None or not self._pending.strip():
+            return None
+        return max(0.0, self._ready_at() - self._clock())
+
+    def flush_if_due(self) -> None:
+        due = self.due_in()
+        if due is not None and due <= 0:
+            self._send(final=False)
+
+    def finish(self) -> None:
+        if self._failed is not None:
+            self._abandon()
+            return
+        self._send(final=True)
+
+    def post_notice(self, text: str) -> str:
+        """Posts one plain-language mrkdwn line in the thread, after the answer; returns its ts."""
+        try:
+            self.finish()
+        except web.SlackError as error:  # the notice matters more than a tidy stop
+            logger.warning("could not finish the answer before a notice: %s", error.code)
+        self.calls += 1
+        ts = web.post(self._client, self._channel, self._thread_ts, text=text)
+        self.posted_ts.append(ts)
+        return ts
+
+    # --- sending ------------------------------------------------------------------------------------------------------
+
+    def _send(self, final: bool) -> None:
+        try:
+            while self._pending.strip() or (self._current is not None and (final or self._current.full)):
+                if self._current is None:
+                    self._start(final)
+                elif final or self._clock() >= self._ready_at():
+                    self._extend(self._current, final)
+                else:
+                    return
+            if final:
+                self._pending, self._reopen = "", ""  # only whitespace was left
+        except web.SlackError as error:
+            if error.code == "ratelimited" and not final:
+                # Nothing changed: the text stays buffered and goes with the next turn.
+                self._hold_until = self._clock() + self._interval(self._current)
+                logger.warning("Slack rate-limited %s; holding the text back", error.method)
+                return
+            self._failed = error
+            raise
+
+    def _ready_at(self) -> float:
+        """When the next send may go: a message's cadence, or the wait after a rate limit."""
+        at = self._hold_until
+        message = self._current
+        if message is not None and not message.full:  # closing a full message is not an append
+            at = max(at, message.last_sent + self._interval(message))
+        return at
+
+    def _start(self, final: bool) -> None:
+        """Opens a message with as much pending text as fits (closing it at once if that is not all)."""
+        streamed = not self._streams_refused
+        limit = STREAM_MAX_BYTES if streamed else UPDATE_MAX_UNITS
+        piece, rest, reopen, full = _take(self._reopen, self._pending, limit, streamed, final)
+        if len(rest) == len(self._pending):
+            # An opening line too long to repeat left no room: drop it rather than loop.
+            self._reopen = ""
+            piece, rest, reopen, full = _take("", self._pending, limit, streamed, final)
+        text = self._reopen + piece
+        if streamed:
+            try:
+                ts = self._call(
+                    web.start_stream,
+                    self._client,
+                    self._channel,
+                    self._thread_ts,
+                    text,
+                    self._recipient_user_id,
+                    self._recipient_team_id,
+                )
+            except web.SlackError as error:
+                if error.code in UNCERTAIN:
+                    raise
+                logger.warning("Slack refused to stream (%s): posting and updating instead", error.code)
+                self._streams_refused = True
+                return  # the caller's loop starts the message again, as a posted one
+        else:
+            ts = self._call(web.post, self._client, self._channel, self._thread_ts, markdown_text=text)
+        self.visible = True
+        self.posted_ts.append(ts)
+        self._current = _Message(ts, streamed, text, self._clock(), limit, full=full)
+        self._pending, self._reopen = rest, reopen
+        if full and not streamed:
+            self._current = None  # a posted message is complete as soon as it is posted
+
+    def _extend(self, message: _Message, final: bool) -> None:
+        """Sends pending text into ``message``; closes it when it is full or this is the end."""
+        if message.full:
+            self._close(message, "")
+            return
+        piece, rest, reopen, full = _take(message.text, self._pending, message.limit, message.streamed, final)
+        closing = full or final
+        if not message.streamed:
+            if piece.strip():
+                self._call(web.update, self._client, self._channel, message.ts, markdown_text=message.text + piece)
+                message.text += piece
+            message.last_sent = self._clock()
+        elif closing:
+            self._close(message, piece)
+        else:
+            try:
+                self._call(web.append_stream, self._client, self._channel, message.ts, piece)
+            except web.SlackError as error:
+                if error.code == EXPIRED:
+                    self._finish_expired(message, piece)
+                    self._pending = rest
+                    return
+                if error.code == "msg_too_long":
+                    # Slack's cap is below ours: end the message where it is; the text goes on in a new one.
+                    logger.warning("Slack found a streamed message too long at %d bytes", _utf8_len(message.text))
+                    message.limit = _utf8_len(message.text)
+                    return
+                raise
+            message.text += piece
+            message.last_sent = self._clock()
+        self.visible = self.visible or bool(piece.strip())
+        self._pending = rest
+        if closing:
+            self._current = None
+            self._reopen = reopen
+
+    def _close(self, message: _Message, piece: str) -> None:
+        """Ends ``message`` with ``piece`` as its last text (a posted message needs nothing more)."""
+        if message.streamed:
+            try:
+                self._call(web.stop_stream, self._client, self._channel, message.ts, piece if piece.strip() else None)
+                message.text += piece
+            except web.SlackError as error:
+                if error.code != EXPIRED:
+                    raise
+                self._finish_expired(message, piece)
+        self._current = None
+
+    def _finish_expired(self, message: _Message, piece: str) -> None:
+        """Slack expired the stream (about 5 minutes): chat.update still sets the message's text."""
+        logger.info("a stream expired; finishing its message with chat.update")
+        text = message.text + piece
+        fence = markdown.open_fence(text)
+        if fence is not None:  # the text goes on in a new message: close the code block here, reopen it there
+            closing = markdown.closing_fence(fence)
+            text += closing if text.endswith("\n") else "\n" + closing
+            self._reopen = fence + "\n"
+        self._call(web.update, self._client, self._channel, message.ts, markdown_text=text)
+        message.text = text
+        self.visible = True
+        self._current = None
+
+    def _abandon(self) -> None:
+        """After a failure: stop an open stream if Slack lets us, so it does not spin for minutes."""
+        message, self._current = self._current, None
+        if message is None or not message.streamed:
+            return
+        try:
+            self._call(web.stop_stream, self._client, self._channel, message.ts, None)
+        except web.SlackError as error:
+            logger.warning("could not stop the stream after a failure: %s", error.code)
+
+    def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        return function(*args, **kwargs)
+
+    @staticmethod
+    def _interval(message: _Message | None) -> float:
+        if message is None or message.streamed:
+            return STREAM_INTERVAL_SECONDS
+        return UPDATE_INTERVAL_SECONDS
+
+
+# --- cutting ----------------------------------------------------------------------------------------------------------
+
+
+def _take(sent: str, pending: str, limit: int, streamed: bool, final: bool) -> tuple[str, str, str, bool]:
+    """What of ``pending`` goes after ``sent`` in a message of at most ``limit`` units.
+
+    Returns (piece, rest, reopen, full): ``piece`` to send (ending with a fence's closing line
+    when it cuts inside one), the ``rest`` left over, the line that reopens the fence in the
+    next message (or ""), and whether the message ends with this piece.
+    """
+    used = _size(sent, streamed)
+    total = used + _size(pending, streamed)
+    if total <= limit and (final or total <= limit * (1 - ROLLOVER_ZONE)):
+        return pending, "", "", False
+    early = total <= limit  # it fits, but the message is nearly full: end it at a line break if there is one
+    room = limit - used
+    while True:
+        cut = _cut(sent, pending, room, limit, streamed, early)
+        if cut < 0:
+            return pending, "", "", False  # no line break yet: keep filling
+        piece = pending[:cut]
+        fence = markdown.open_fence(sent + piece)
+        closing = ""
+        if fence is not None:
+            line = markdown.closing_fence(fence)
+            closing = line if (sent + piece).endswith("\n") or not (sent + piece) else "\n" + line
+        overflow = used + _size(piece + closing, streamed) - limit
+        if overflow <= 0 or cut == 0:
+            return piece + closing, pending[cut:], (fence + "\n") if fence else "", True
+        room -= overflow  # make room for the closing line
+
+
+def _cut(sent: str, pending: str, room: int, limit: int, streamed: bool, early: bool) -> int:
+    """Where to cut ``pending`` so that at most ``room`` units of it go out (0: none fits).
+
+    ``early``: all of it fits, and only a line break is worth ending the message at (-1: none).
+    """
+    end = _fitting(pending, room, streamed)
+    if end <= 0:
+        return -1 if early else 0
+    # A cut before this would leave the message less than half full.
+    lowest = min(end, max(1, _fitting(pending, limit // 2 - _size(sent, streamed), streamed)))
+    for tier in _CUT_TIERS[:2] if early else _CUT_TIERS:
+        for cut in _candidates(pending, tier, lowest, end):
+            if _good_cut(sent, pending, cut, forced=not early):
+                return cut
+    if early:
+        return -1
+    cut = end
+    text = sent + pending
+    if _inside_fence_line(text, len(sent) + cut):
+        # Half a fence line renders as text (or as a fence): cut before the line when we can.
+        line_start = text.rfind("\n", 0, len(sent) + cut) + 1 - len(sent)
+        if line_start > 0:
+            cut = line_start
+    return cut
+
+
+def _candidates(text: str, marks: tuple[str, ...], lowest: int, end: int) -> list[int]:
+    """Cut positions just after one of ``marks``, within [lowest, end], the furthest first."""
+    found: set[int] = set()
+    for mark in marks:
+        hi = end
+        for _ in range(_TRIES_PER_TIER):
+            at = text.rfind(mark, 0, hi)
+            if at < 0 or at + len(mark) < lowest:
+                break
+            if at + len(mark) <= end:
+                found.add(at + len(mark))
+            hi = at + len(mark) - 1
+    return sorted(found, reverse=True)[:_TRIES_PER_TIER]
+
+
+def _good_cut(sent: str, pending: str, cut: int, forced: bool) -> bool:
+    """Not inside a fence line, not just after a heading (it belongs with what follows), and in
+    a code block only when forced, and then not just before its closing line (the next message
+    would start with an empty code block)."""
+    text = sent + pending
+    at = len(sent) + cut
+    if _inside_fence_line(text, at):
+        return False
+    fence = markdown.open_fence(text[:at])
+    if fence is None:
+        last_line = text[:at].rstrip("\n").rpartition("\n")[2]
+        return not last_line.lstrip().startswith("#")
+    if not forced:
+        return False  # closing and reopening a code block is worth it only when the message is full
+    newline = pending.find("\n", cut)
+    if newline < 0:
+        return True  # the next line is not written yet: it may be the closing one, but the message is full
+    match = _FENCE_ONLY.fullmatch(pending[cut:newline])
+    closing = markdown.closing_fence(fence)
+    return not (match is not None and match.group(1)[0] == closing[0] and len(match.group(1)) >= len(closing))
+
+
+def _inside_fence_line(text: str, index: int) -> bool:
+    """Whether a cut at ``index`` falls inside a line that looks like a code fence."""
+    line_start = text.rfind("\n", 0, index) + 1
+    if line_start == index:
+        return False
+    return _FENCE_LINE.match(text, line_start) is not None
+
+
+def _fitting(text: str, room: int, streamed: bool) -> int:
+    """The length of the longest prefix of ``text`` that takes at most ``room`` units."""
+    used = 0
+    for index, char in enumerate(text):
+        used += _char_size(char, streamed)
+        if used > room:
+            return index
+    return len(text)
+
+
+def _char_size(char: str, streamed: bool) -> int:
+    code = ord(char)
+    if streamed:  # UTF-8 bytes (a lone surrogate, as "surrogatepass" writes it, takes 3)
+        return 1 if code < 0x80 else 2 if code < 0x800 else 3 if code < 0x10000 else 4
+    return 2 if code > 0xFFFF else 1  # UTF-16 units: what a JavaScript length counts
+
+
+def _size(text: str, streamed: bool) -> int:
+    if streamed:
+        return _utf8_len(text)
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))

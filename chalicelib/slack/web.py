@@ -1,0 +1,344 @@
+"""The one seam to the Slack Web API (worker side only: the HTTP function must never import this).
+
+Contract: ``client(token, base_url, deadline)`` makes a ``WebClient`` for one job. Every call
+made through it, and every helper here, either succeeds or raises ``SlackError(code)``, where
+``code`` is Slack's error code (``ratelimited``, ``channel_not_found``...), ``"timeout"`` or
+``"connection"``; no slack_sdk exception leaks out. A call is not started with less than
+``MIN_ATTEMPT_SECONDS`` left before the deadline, and each attempt's socket timeout is the time
+left (slack_sdk's timeout is per network operation, so a server that trickles its answer could
+still hold an attempt past the deadline).
+
+Retries (slack_sdk's own retry loop, with our handlers instead of its defaults), at most
+``MAX_RETRIES`` per call in all:
+
+- HTTP 429 (``ratelimited``): wait ``Retry-After`` only when that wait plus
+  ``MIN_ATTEMPT_SECONDS`` fits in the time left; otherwise raise ``SlackError("ratelimited")``
+  at once, without sleeping.
+- A connection error: retried when the request cannot have reached Slack (connection refused,
+  name not resolved), or when the method is idempotent (``IDEMPOTENT_METHODS``: reads, and the
+  assistant-thread setters, which only set a value). A ``chat.*`` write whose request may have
+  been sent is never sent again: a re-sent ``chat.postMessage`` is a duplicate the user sees.
+  Timeouts are never retried: the timeout is the time left, so nothing is left to retry with.
+"""
+
+from __future__ import annotations
+
+import collections
+import http.client
+import re
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlsplit
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
+
+from chalicelib.deadline import Deadline
+
+MAX_RETRIES = 2
+# The least time worth starting an attempt with (a Slack call usually takes 0.1-0.5 s).
+MIN_ATTEMPT_SECONDS = 0.5
+# Waits before retrying a connection error: a refused connection is often a restart in progress.
+CONNECTION_BACKOFF_SECONDS = (0.25, 0.5)
+# Used when a 429 comes without a readable Retry-After (Slack always sends one).
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+# Safe to send twice: reading, or setting a value to the same thing again.
+IDEMPOTENT_METHODS = frozenset(
+    {
+        "auth.test",
+        "conversations.replies",
+        "conversations.history",
+        "conversations.info",
+        "users.info",
+        "assistant.threads.setStatus",
+        "assistant.threads.setSuggestedPrompts",
+        "assistant.threads.setTitle",
+    }
+)
+REPLIES_PAGE_SIZE = 200  # conversations.replies: Slack suggests at most 200 per page
+_ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,80}$")
+
+
+class SlackError(Exception):
+    """A Slack call failed; ``code`` is Slack's error code, or ``"timeout"`` / ``"connection"``."""
+
+    def __init__(self, code: str, method: str = "", detail: str = "") -> None:
+        # Never the request or the response body: they can hold message text or the token.
+        super().__init__(f"{method or 'Slack call'} failed: {code}" + (f" ({detail})" if detail else ""))
+        self.code = code
+        self.method = method
+        self.detail = detail
+
+
+def client(token: str, base_url: str, deadline: Deadline) -> WebClient:
+    """A client for one job: its timeout and retries follow ``deadline`` (never share it between jobs)."""
+    return _DeadlineClient(token, base_url, deadline)
+
+
+class _DeadlineClient(WebClient):
+    def __init__(self, token: str, base_url: str, deadline: Deadline) -> None:
+        super().__init__(token=token, base_url=base_url, timeout=max(1, int(deadline.remaining())), retry_handlers=[])
+        self.deadline = deadline
+        self.retry_handlers = [_RateLimitRetry(self), _ConnectionRetry(self)]
+
+    def refresh_timeout(self) -> None:
+        # urllib reads the client's timeout at each attempt, so a retry after a wait gets less.
+        self.timeout = self.deadline.remaining()  # type: ignore[assignment]  # urllib takes a float
+
+    def api_call(self, api_method: str, **kwargs: Any) -> Any:  # every WebClient method comes through here
+        if self.deadline.remaining() < MIN_ATTEMPT_SECONDS:
+            raise SlackError("timeout", api_method, "no time left to start")
+        self.refresh_timeout()
+        with _translated(api_method):
+            return super().api_call(api_method, **kwargs)
+
+
+class _RateLimitRetry(RetryHandler):
+    """slack_sdk's RateLimitErrorRetryHandler, bounded by the job's deadline."""
+
+    def __init__(self, owner: _DeadlineClient) -> None:
+        super().__init__(max_retry_count=MAX_RETRIES)
+        self._owner = owner
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = _retry_after(response)
+        if wait + MIN_ATTEMPT_SECONDS > self._owner.deadline.remaining():
+            return False  # give up now rather than sleep into (or past) the deadline
+        state.custom_values = {"wait": wait}
+        return True
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        time.sleep((state.custom_values or {}).get("wait", DEFAULT_RETRY_AFTER_SECONDS))
+        state.increment_current_attempt()
+        self._owner.refresh_timeout()
+
+
+class _ConnectionRetry(RetryHandler):
+    """Retries a connection error only when sending the request again cannot duplicate anything."""
+
+    def __init__(self, owner: _DeadlineClient) -> None:
+        super().__init__(max_retry_count=MAX_RETRIES)
+        self._owner = owner
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if error is None or response is not None or isinstance(error, HTTPError) or _is_timeout(error):
+            return False
+        if not (_never_sent(error) or _method_of(request.url) in IDEMPOTENT_METHODS):
+            return False
+        if not isinstance(error, (URLError, ConnectionError, http.client.HTTPException)):
+            return False  # not a network failure (a bug, a bad URL): retrying changes nothing
+        backoff = CONNECTION_BACKOFF_SECONDS[min(state.current_attempt, len(CONNECTION_BACKOFF_SECONDS) - 1)]
+        return backoff + MIN_ATTEMPT_SECONDS <= self._owner.deadline.remaining()
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        time.sleep(CONNECTION_BACKOFF_SECONDS[min(state.current_attempt, len(CONNECTION_BACKOFF_SECONDS) - 1)])
+        state.increment_current_attempt()
+        self._owner.refresh_timeout()
+
+
+def _retry_after(response: HttpResponse) -> float:
+    for name, values in response.headers.items():
+        if name.lower() == "retry-after":
+            value = values[0] if isinstance(values, list) and values else values
+            try:
+                return max(0.0, float(str(value)))
+            except ValueError:
+                break
+    return DEFAULT_RETRY_AFTER_SECONDS
+
+
+def _never_sent(error: Exception) -> bool:
+    # urllib wraps errors raised while connecting and sending in URLError; a refused connection
+    # or an unresolved name means not one byte of the request left this machine.
+    return isinstance(error, URLError) and isinstance(error.reason, (ConnectionRefusedError, socket.gaierror))
+
+
+def _is_timeout(error: BaseException) -> bool:
+    return isinstance(error, TimeoutError) or (isinstance(error, URLError) and isinstance(error.reason, TimeoutError))
+
+
+def _ts(response: Any, method: str) -> str:
+    ts = response.get("ts")
+    if not isinstance(ts, str) or not ts:
+        raise SlackError("unreadable", method, "no ts in the answer")
+    return ts
+
+
+def _method_of(url: str) -> str:
+    return urlsplit(url).path.rsplit("/", 1)[-1]
+
+
+@contextmanager
+def _translated(method: str) -> Iterator[None]:
+    """Turns whatever slack_sdk or the network raises into a ``SlackError``."""
+    try:
+        yield
+    except SlackError:
+        raise
+    except SlackApiError as error:
+        raise SlackError(_api_error_code(error), method) from None
+    except (OSError, http.client.HTTPException, SlackClientError) as error:
+        # URLError and socket errors are OSErrors; SlackRequestError is a bad base URL.
+        code = "timeout" if _is_timeout(error) else "connection"
+        raise SlackError(code, method, type(error).__name__) from None
+
+
+def _api_error_code(error: SlackApiError) -> str:
+    response = error.response
+    data = getattr(response, "data", None)
+    code = data.get("error") if isinstance(data, dict) else None
+    if isinstance(code, str) and _ERROR_CODE.match(code):
+        return code
+    # A body that is not Slack's JSON (a proxy's HTML page...): the status says what happened.
+    status = getattr(response, "status_code", 200)
+    return f"http_{status}" if status != 200 else "unreadable"
+
+
+def set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> None:
+    """The thread's "is thinking…" line; ``""`` clears it."""
+    with _translated("assistant.threads.setStatus"):
+        client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
+
+
+def set_suggested_prompts(
+    client: WebClient,
+    channel: str,
+    thread_ts: str | None,
+    prompts: Sequence[tuple[str, str]],
+    title: str | None = None,
+) -> None:
+    """Up to 4 ``(title, message)`` prompts shown in the assistant pane."""
+    with _translated("assistant.threads.setSuggestedPrompts"):
+        client.assistant_threads_setSuggestedPrompts(
+            channel_id=channel,
+            thread_ts=thread_ts,
+            prompts=[{"title": prompt_title, "message": message} for prompt_title, message in prompts],
+            title=title,
+        )
+
+
+def thread_messages(client: WebClient, channel: str, thread_ts: str, max_messages: int) -> list[dict[str, Any]]:
+    """The thread's root and its newest ``max_messages - 1`` replies, oldest first.
+
+    ``conversations.replies`` answers oldest first, so every page is read (with the cursor) and
+    only the newest replies are kept: ``limit`` alone would keep the oldest.
+    """
+    if max_messages <= 0:
+        return []
+    root: dict[str, Any] | None = None
+    replies: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_messages - 1)
+    cursor: str | None = None
+    seen_cursors: set[str] = set()
+    while True:
+        with _translated("conversations.replies"):
+            response = client.conversations_replies(
+                channel=channel, ts=thread_ts, cursor=cursor, limit=1 if max_messages == 1 else REPLIES_PAGE_SIZE
+            )
+        for message in response.get("messages") or []:
+            if not isinstance(message, dict):
+                continue
+            if message.get("ts") == thread_ts:
+                root = root or dict(message)  # some pages repeat the root: keep it once
+            elif max_messages > 1:
+                replies.append(dict(message))
+        if max_messages == 1:
+            break  # only the root was wanted
+        metadata = response.get("response_metadata") or {}
+        cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
+        if not response.get("has_more") or not cursor or cursor in seen_cursors:
+            break  # a repeated cursor would loop for ever
+        seen_cursors.add(cursor)
+    return ([root] if root is not None else []) + list(replies)
+
+
+def post(
+    client: WebClient,
+    channel: str,
+    thread_ts: str | None,
+    markdown_text: str | None = None,
+    text: str | None = None,
+) -> str:
+    """Posts a message (standard Markdown in ``markdown_text``, or mrkdwn ``text``); returns its ts."""
+    with _translated("chat.postMessage"):
+        response = client.chat_postMessage(channel=channel, thread_ts=thread_ts, markdown_text=markdown_text, text=text)
+    return _ts(response, "chat.postMessage")
+
+
+def update(
+    client: WebClient,
+    channel: str,
+    ts: str,
+    markdown_text: str | None = None,
+    text: str | None = None,
+) -> None:
+    """Replaces a message's whole text."""
+    with _translated("chat.update"):
+        client.chat_update(channel=channel, ts=ts, markdown_text=markdown_text, text=text)
+
+
+def start_stream(
+    client: WebClient,
+    channel: str,
+    thread_ts: str,
+    markdown_text: str,
+    recipient_user_id: str | None = None,
+    recipient_team_id: str | None = None,
+) -> str:
+    """Starts a streamed message with its first text; returns its ts."""
+    with _translated("chat.startStream"):
+        response = client.chat_startStream(
+            channel=channel,
+            thread_ts=thread_ts,
+            markdown_text=markdown_text,
+            recipient_user_id=recipient_user_id,
+            recipient_team_id=recipient_team_id,
+        )
+    return _ts(response, "chat.startStream")
+
+
+def append_stream(client: WebClient, channel: str, ts: str, markdown_text: str) -> None:
+    with _translated("chat.appendStream"):
+        client.chat_appendStream(channel=channel, ts=ts, markdown_text=markdown_text)
+
+
+def stop_stream(client: WebClient, channel: str, ts: str, markdown_text: str | None = None) -> None:
+    """Ends a streamed message, with its last text if any."""
+    with _translated("chat.stopStream"):
+        client.chat_stopStream(channel=channel, ts=ts, markdown_text=markdown_text)
