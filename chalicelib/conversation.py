@@ -170,11 +170,11 @@ def _converse(
             if not replier.visible and kind == "too_long" and not halved:
                 chat, halved = history.halve_history(chat), True
                 continue
-            if not replier.visible and kind in RETRIED_KINDS and not retried:
-                if llm_deadline.remaining() >= llm.MIN_ATTEMPT_SECONDS * 2:
-                    retried = True
-                    logger.warning("the LLM failed before any text was shown (%s); trying once more", kind)
-                    continue
+            worth_retrying = kind in RETRIED_KINDS and llm_deadline.remaining() >= llm.MIN_ATTEMPT_SECONDS * 2
+            if not replier.visible and worth_retrying and not retried:
+                retried = True
+                logger.warning("the LLM failed before any text was shown (%s); trying once more", kind)
+                continue
             if replier.visible:
                 replier.finish()
                 replier.post_notice(messages.cut_short(kind))

@@ -1,7 +1,8 @@
 """The jobs the HTTP function hands to the worker: one small typed record per kind.
 
-Contract: every job is a frozen dataclass of strings (``None`` where its type says so) with an ``id`` that keys its claim, and ``to_payload()`` gives a JSON-ready dict
-tagged with ``"kind"``. ``from_payload(payload)`` returns the job that payload describes, or
+Contract: every job is a frozen dataclass of strings (``None`` where its type says so) with
+an ``id`` that keys its claim, and ``to_payload()`` gives a JSON-ready dict tagged with
+``"kind"``. ``from_payload(payload)`` returns the job that payload describes, or
 raises ``ValueError`` saying what is wrong: an unknown kind, a missing field, a field of the
 wrong type, or an empty required field. A job carries ids and the message text, never a
 thread: the worker reads history itself (Lambda's async payload limit, and small is fast).
@@ -14,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
-
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,9 @@ def answer_command(job: SlashCommandJob, deadline: Deadline, environ: Mapping[st
     logs.emit("answer", **fields)
 
 
-def _compose(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]) -> tuple[Message, str]:
+def _compose(
+    job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]
+) -> tuple[Message, str]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
     try:
         settings = Settings.from_env(environ)

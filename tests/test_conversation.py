@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from chalicelib import worker
 from chalicelib.deadline import Deadline
 from chalicelib.settings import DEFAULT_SUGGESTED_PROMPTS

@@ -23,7 +23,9 @@ MESSAGE = MessageJob(
     thread_ts="1700000000.000100",
     bot_user_id="UBOT",
 )
-STARTED = AssistantThreadStartedJob(id="Ev2", team_id="T1", channel_id="D1", thread_ts="1700000000.000300", user_id="U1")
+STARTED = AssistantThreadStartedJob(
+    id="Ev2", team_id="T1", channel_id="D1", thread_ts="1700000000.000300", user_id="U1"
+)
 
 
 @pytest.mark.parametrize("job", [SLASH, MESSAGE, STARTED])
