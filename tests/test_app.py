@@ -9,6 +9,8 @@ from chalice.local import LambdaContext
 from chalice.test import Client
 
 from app import app
+from devkit import slack_requests
+from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import (
     ROOT,
     command_form,
@@ -166,3 +168,70 @@ def test_worker_says_it_timed_out_before_its_time_is_up(
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == [
         ":warning: The AI service took too long to answer, so I gave up. Please try again."
     ]
+
+
+def post_event(client: Client, body: bytes, **kwargs):
+    return client.http.post(
+        "/slack/events", headers=signed_headers(body, content_type="application/json", **kwargs), body=body
+    )
+
+
+def test_url_verification_answers_the_challenge_once_signed(client: Client) -> None:
+    body = slack_requests.url_verification("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P")
+    response = post_event(client, body)
+    assert response.status_code == 200
+    assert response.json_body == {"challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}
+    assert post_event(client, body, secret="wrong").status_code == 401
+
+
+@pytest.mark.usefixtures("conversation_env")
+def test_a_mention_is_acknowledged_at_once_then_answered_in_its_thread(
+    client: Client, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    ts = slack_requests.new_ts()
+    body = slack_requests.mention_event("東京でおすすめの散歩道は？", ts=ts)
+    slack_api.add_event(body)
+    response = post_event(client, body)
+    assert (response.status_code, response.json_body) == (200, {})
+    wait_for_local_jobs()
+    [answer] = slack_api.bot_messages(slack_requests.CHANNEL_ID, ts)
+    assert answer.text == f"**Answer** to: <@{slack_requests.USER_ID}>: 東京でおすすめの散歩道は？"
+
+
+@pytest.mark.usefixtures("conversation_env")
+@pytest.mark.parametrize(
+    "body",
+    [
+        slack_requests.dm_event("echo of our own answer", bot_id="BBOT0001"),
+        slack_requests.dm_event("edited", subtype="message_changed"),
+        slack_requests.dm_event("from ourselves", user=slack_requests.BOT_USER_ID),
+        slack_requests.event_callback({"type": "reaction_added", "user": "U1", "reaction": "eyes"}),
+    ],
+)
+def test_ignored_events_are_acknowledged_and_nothing_is_dispatched(
+    client: Client, body: bytes, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    response = post_event(client, body)
+    assert (response.status_code, response.json_body) == (200, {})
+    wait_for_local_jobs()
+    assert slack_api.calls == [] and openai_server.received == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        (b"{not json", 400, "body is not JSON"),
+        (b'{"type": "event_callback", "event": {"type": "app_mention"}}', 400, "event_callback has no event_id"),
+    ],
+)
+def test_signed_malformed_events_are_a_clear_400(client: Client, body: bytes, status: int, error: str) -> None:
+    response = post_event(client, body)
+    assert (response.status_code, response.json_body) == (status, {"error": error})
+
+
+def test_unsigned_events_are_401_and_a_form_is_415(client: Client) -> None:
+    body = slack_requests.mention_event("hi")
+    unsigned = client.http.post("/slack/events", headers={"Content-Type": "application/json"}, body=body)
+    assert (unsigned.status_code, unsigned.json_body) == (401, {"error": "missing X-Slack-Request-Timestamp header"})
+    form = client.http.post("/slack/events", headers=signed_headers(body), body=body)
+    assert form.status_code == 415

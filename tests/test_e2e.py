@@ -20,9 +20,11 @@ import requests
 from chalice.local import LambdaContext
 
 from app import app
+from devkit import slack_requests
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from tests import chalice_local
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, command_form, response_path, signed_headers
-from tests.fakes import FakeServer, Received, Reply
+from tests.fakes import FakeServer, Received, Reply, StreamReply, split_deltas
 
 
 @dataclass
@@ -47,6 +49,10 @@ class LocalServer:
         body = command_form(text, response_url)
         return requests.post(self.url + "/slack/commands", data=body, headers=signed_headers(body, **sign), timeout=30)
 
+    def event(self, body: bytes, **headers: str) -> requests.Response:
+        signed = {**signed_headers(body, content_type="application/json"), **headers}
+        return requests.post(self.url + "/slack/events", data=body, headers=signed, timeout=30)
+
 
 def start_chalice_local(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[LocalServer]:
     log = tmp_path / "chalice-local.log"
@@ -59,9 +65,15 @@ def start_chalice_local(tmp_path: Path, extra_env: dict[str, str]) -> Iterator[L
 
 
 @pytest.fixture
-def local_server(tmp_path: Path, openai_server: FakeServer) -> Iterator[LocalServer]:
+def local_server(tmp_path: Path, openai_server: FakeServer, slack_api: FakeSlackAPI) -> Iterator[LocalServer]:
     yield from start_chalice_local(
-        tmp_path, {"OPENAI_BASE_URL": openai_server.url + "/v1", "OPENAI_TIMEOUT_SECONDS": "5"}
+        tmp_path,
+        {
+            "OPENAI_BASE_URL": openai_server.url + "/v1",
+            "OPENAI_TIMEOUT_SECONDS": "5",
+            "SLACK_BOT_TOKEN": FAKE_BOT_TOKEN,
+            "SLACK_API_URL": slack_api.url,
+        },
     )
 
 
@@ -173,3 +185,126 @@ def test_in_lambda_mode_the_worker_is_invoked_and_replies_before_returning(
         }
         assert [r.json()["text"] for r in slack_server.requests_to(path)] == ["```hi```\n*Answer* to: hi"]
         assert server.wait_for_log("command", 1)[0]["outcome"] == "dispatched"
+
+
+# --- conversations ---------------------------------------------------------------------------------------------------
+
+CHANNEL, DM, USER = slack_requests.CHANNEL_ID, slack_requests.DM_CHANNEL_ID, slack_requests.USER_ID
+
+
+def send(server: LocalServer, slack_api: FakeSlackAPI, body: bytes, answers: int, **headers: str) -> None:
+    """Post ``body`` as Slack would (after storing its message), then wait for the worker's ``answers``-th log line."""
+    slack_api.add_event(body)
+    response = server.event(body, **headers)
+    assert (response.status_code, response.json()) == (200, {})
+    server.wait_for_log("answer", answers)
+
+
+def bot_texts(slack_api: FakeSlackAPI, channel: str, thread_ts: str) -> list[str]:
+    return [message.text for message in slack_api.bot_messages(channel, thread_ts)]
+
+
+def test_a_conversation_over_http(
+    local_server: LocalServer, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    """A mention streamed into its thread, a follow-up that remembers, a DM, the assistant pane."""
+    ts = slack_requests.new_ts()
+    send(local_server, slack_api, slack_requests.mention_event("鎌倉のおすすめは？", ts=ts), 1)
+    assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: 鎌倉のおすすめは？"]
+    assert len(slack_api.calls_to("chat.startStream")) == 1
+
+    send(local_server, slack_api, slack_requests.mention_event("お昼は？", thread_ts=ts), 2)
+    history = openai_server.requests_to("/v1/chat/completions")[-1].json()["messages"]
+    assert [m["role"] for m in history[1:]] == ["user", "assistant", "user"]
+    assert history[2]["content"] == f"**Answer** to: <@{USER}>: 鎌倉のおすすめは？"
+
+    dm_ts = slack_requests.new_ts()
+    send(local_server, slack_api, slack_requests.dm_event("こんにちは", ts=dm_ts), 3)
+    assert bot_texts(slack_api, DM, dm_ts) == [f"**Answer** to: <@{USER}>: こんにちは"]
+
+    opened = slack_requests.assistant_thread_started_event()
+    pane = json.loads(opened)["event"]["assistant_thread"]["thread_ts"]
+    send(local_server, slack_api, opened, 4)
+    assert len(slack_api.suggested_prompts(DM, pane)) == 4
+    send(local_server, slack_api, slack_requests.assistant_message_event("散歩したい", thread_ts=pane), 5)
+    assert bot_texts(slack_api, DM, pane) == [f"**Answer** to: <@{USER}>: 散歩したい"]
+    assert [line["outcome"] for line in local_server.log_lines() if line["event"] == "answer"] == [
+        "answered",
+        "answered",
+        "answered",
+        "prompts_set",
+        "answered",
+    ]
+
+
+def test_redeliveries_are_answered_once_and_bots_are_ignored(
+    local_server: LocalServer, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    ts = slack_requests.new_ts()
+    body = slack_requests.mention_event("hi", ts=ts, event_id="EvFIRST")
+    send(local_server, slack_api, body, 1)
+    send(local_server, slack_api, body, 2, **{"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"})
+    send(local_server, slack_api, slack_requests.mention_event("hi", ts=ts, event_id="EvSECOND"), 3)
+    assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: hi"]
+    outcomes = [line["outcome"] for line in local_server.log_lines() if line["event"] == "answer"]
+    assert outcomes == ["answered", "duplicate", "duplicate"]
+
+    # Our own answer echoed back as a message.im event: acknowledged, not dispatched.
+    echo = slack_requests.dm_event("our answer", bot_id=slack_api.bot_id, user=slack_api.bot_user_id)
+    response = local_server.event(echo)
+    assert response.status_code == 200
+    [*_, line] = local_server.wait_for_log("slack_event", 4)
+    assert line["outcome"] == "ignored"
+    assert len(openai_server.requests_to("/v1/chat/completions")) == 1
+
+
+def test_llm_failures_over_http_end_in_one_plain_line(
+    local_server: LocalServer, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    openai_server.script = [Reply(401, {"error": {"code": "invalid_api_key", "message": "Incorrect API key"}})]
+    before = slack_requests.new_ts()
+    send(local_server, slack_api, slack_requests.mention_event("hi", ts=before), 1)
+    assert bot_texts(slack_api, CHANNEL, before) == [
+        ":warning: The bot's OpenAI API key was rejected. Please tell the bot's admin."
+    ]
+
+    openai_server.script = [StreamReply(["半分だけ", "の答え"], break_after=2)]
+    during = slack_requests.new_ts()
+    send(local_server, slack_api, slack_requests.mention_event("hi", ts=during), 2)
+    answer, notice = bot_texts(slack_api, CHANNEL, during)
+    assert answer == "半分だけの答え"
+    assert notice.startswith(":warning: The answer above was cut short")
+    assert OPENAI_KEY not in local_server.log.read_text()
+
+
+def test_a_30000_character_answer_over_http_arrives_whole(
+    local_server: LocalServer, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    text = ("長い答えの一文だよ。" * 50 + "\n\n") * 60
+    text = text[:30_000]
+    openai_server.script = [StreamReply(split_deltas(text, 300))]
+    ts = slack_requests.new_ts()
+    send(local_server, slack_api, slack_requests.mention_event("長く話して", ts=ts), 1)
+    texts = bot_texts(slack_api, CHANNEL, ts)
+    assert len(texts) >= 4 and "".join(texts) == text
+    assert [call for call in slack_api.calls if not call.ok] == []
+
+
+@pytest.mark.usefixtures("conversation_env")
+def test_in_lambda_mode_a_mention_is_streamed_before_the_worker_returns(
+    tmp_path: Path, lambda_runs_worker: tuple[FakeServer, list], slack_api: FakeSlackAPI
+) -> None:
+    lambda_server, results = lambda_runs_worker
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", "AWS_ENDPOINT_URL_LAMBDA": lambda_server.url}
+    for server in start_chalice_local(tmp_path, env):
+        ts = slack_requests.new_ts()
+        body = slack_requests.mention_event("hi", ts=ts, event_id="EvLAMBDA")
+        slack_api.add_event(body)
+        assert server.event(body).status_code == 200
+        lambda_server.wait_for("/2015-03-31/functions/mameka-dev-worker/invocations")
+        [result] = results  # the endpoint answered only after the worker returned
+        assert result["type"] == "Event"
+        assert result["payload"]["kind"] == "message" and result["payload"]["id"] == "EvLAMBDA"
+        assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: hi"]
+        assert not any(message.streaming for message in slack_api.bot_messages(CHANNEL, ts))
+        assert server.wait_for_log("slack_event", 1)[0]["outcome"] == "dispatched"
