@@ -53,13 +53,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
+sys.path.insert(0, str(ROOT))  # for chalicelib and devkit, when run as `python scripts/...`
 
 from chalicelib.slack import messages  # noqa: E402
-from chalicelib.slack.signature import sign  # noqa: E402
+from devkit import slack_requests  # noqa: E402
 
 DEFAULT_URL = "http://127.0.0.1:8000/slack/commands"
 COMMAND_PATH = "slack/commands"
@@ -155,34 +155,21 @@ def is_loopback(url: str) -> bool:
 
 def command_form(question: str, response_url: str, user_id: str) -> bytes:
     """The body Slack would POST for ``/mameka question``; every id is a visible fake."""
-    return urlencode(
-        {
-            "token": "unused-verification-token",
-            "team_id": "T0ASKSCRIPT",
-            "team_domain": "ask-script",
-            "channel_id": "C0ASKSCRIPT",
-            "channel_name": "ask-script",
-            "user_id": user_id,
-            "user_name": "ask-script",
-            "command": COMMAND,
-            # Slack escapes exactly these three in slash-command text, even with should_escape false.
-            "text": messages.escape(question),
-            "api_app_id": "A0ASKSCRIPT",
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": "0000000000.0000000000.ask-script",
-        }
-    ).encode()
-
-
-def signed_headers(secret: str, body: bytes, now: float) -> dict[str, str]:
-    timestamp = str(int(now))
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": sign(secret, timestamp, body),
-    }
+    return slack_requests.command_form(
+        # Slack escapes exactly these three in slash-command text, even with should_escape false.
+        messages.escape(question),
+        response_url,
+        token="unused-verification-token",
+        team_id="T0ASKSCRIPT",
+        team_domain="ask-script",
+        channel_id="C0ASKSCRIPT",
+        channel_name="ask-script",
+        user_id=user_id,
+        user_name="ask-script",
+        command=COMMAND,
+        api_app_id="A0ASKSCRIPT",
+        trigger_id="0000000000.0000000000.ask-script",
+    )
 
 
 def post_command(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -531,7 +518,7 @@ def converse(options: Options, out: TextIO, err: TextIO) -> int:
         body = command_form(options.question, response_url, user_id)
         print(f"{COMMAND} {options.question}  →  {options.url}", file=err)
         sent = time.monotonic()
-        status, raw = post_command(options.url, body, signed_headers(options.secret, body, time.time()))
+        status, raw = post_command(options.url, body, slack_requests.signed_headers(options.secret, body))
         ack_seconds = time.monotonic() - sent
         if status != 200:
             detail = raw.decode("utf-8", "replace").strip()[:2000] or "(empty body)"

@@ -15,12 +15,14 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import urlencode
 
 import pytest
 
-from chalicelib import aws, dispatch, llm, secrets
-from chalicelib.slack.signature import sign
+from chalicelib import aws, claims, dispatch, llm, secrets
+from chalicelib.jobs import SlashCommandJob
+from devkit import slack_requests
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.slack_requests import command_form as command_form  # re-exported: tests import it from here
 from tests.fakes import FakeServer, fake_lambda, fake_openai, fake_slack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +38,9 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             "SYSTEM_PROMPT",
             "MAX_INPUT_CHARS",
             "WORKER_FUNCTION_NAME",
+            "SUGGESTED_PROMPTS",
+            "MAX_HISTORY_MESSAGES",
+            "MAX_CONTEXT_TOKENS",
             "LOG_LEVEL",
             "LOG_MESSAGE_TEXT",
         ):
@@ -55,6 +60,7 @@ def new_container() -> None:
     secrets._cache.clear()
     aws.client.cache_clear()
     llm._client.cache_clear()
+    claims.store.cache_clear()
 
 
 def wait_for_local_jobs(timeout: float = 120.0) -> None:
@@ -112,29 +118,37 @@ def response_path() -> str:
     return f"/commands/{uuid.uuid4().hex}"
 
 
-def command_form(text: str, response_url: str, **fields: str) -> bytes:
-    form = {
-        "token": "deprecated-verification-token",
-        "team_id": "T0001",
-        "team_domain": "example",
-        "channel_id": "C2147483705",
-        "channel_name": "test",
-        "user_id": "U2147483697",
-        "user_name": "steve",
-        "command": "/mameka",
-        "text": text,
-        "response_url": response_url,
-        "trigger_id": "13345224609.738474920.8088930838d88f008e0",
-        "api_app_id": "A123456",
-    }
-    form.update(fields)
-    return urlencode(form).encode()
+def signed_headers(
+    body: bytes,
+    secret: str = SIGNING_SECRET,
+    timestamp: int | None = None,
+    content_type: str = slack_requests.FORM,
+) -> dict[str, str]:
+    """Slack's headers for ``body``, signed with the tests' secret unless told otherwise."""
+    return slack_requests.signed_headers(secret, body, timestamp, content_type)
 
 
-def signed_headers(body: bytes, secret: str = SIGNING_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    return {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": sign(secret, ts, body),
-    }
+def slash_payload(response_url: str, text: str = "hi") -> dict[str, str]:
+    """A slash-command job's payload as the HTTP function sends it, with a fresh job id."""
+    job = SlashCommandJob(
+        id=str(uuid.uuid4()), text=text, response_url=response_url, user_id="U1", channel_id="C1", team_id="T1"
+    )
+    return job.to_payload()
+
+
+@pytest.fixture
+def slack_api() -> Iterator[FakeSlackAPI]:
+    """The Slack Web API, faked on loopback; the bot's token is ``FAKE_BOT_TOKEN``."""
+    with FakeSlackAPI() as server:
+        yield server
+
+
+@pytest.fixture
+def conversation_env(
+    bot_env: dict[str, str], slack_api: FakeSlackAPI, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """A working bot's environment for mentions and DMs: the fake LLM and the fake Slack Web API."""
+    env = {"SLACK_BOT_TOKEN": FAKE_BOT_TOKEN, "SLACK_API_URL": slack_api.url}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return {**bot_env, **env}
