@@ -162,3 +162,12 @@ def test_halve_history_keeps_the_newer_half() -> None:
     assert history.halve_history(messages) == [messages[0], messages[-1]]  # a retry must be smaller
     messages = chat(0)
     assert history.halve_history(messages) == messages
+
+
+def test_slack_escapes_are_undone_and_the_assistant_panes_root_is_not_history() -> None:
+    thread = [
+        {"ts": "1.000001", "user": "U1", "text": "New chat", "subtype": "assistant_app_thread"},
+        {"ts": "1.000002", "user": "U1", "text": "is 1 &lt; 2 &amp;&amp; 3 &gt; 2?"},
+    ]
+    chat = history.to_chat(thread, {"ts": "1.000003", "user": "U1", "text": "<@UBOT> a &lt;b&gt;"}, "UBOT", "sys")
+    assert [m["content"] for m in chat[1:]] == ["<@U1>: is 1 < 2 && 3 > 2?", "<@U1>: a <b>"]

@@ -23,12 +23,16 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from chalicelib.slack.command import unescape
+
 ChatMessage = dict[str, str]
 
 # Tokens a chat message costs besides its text (role, separators), as OpenAI's guide counts them.
 MESSAGE_OVERHEAD_TOKENS = 4
 # English runs about 4 characters a token; 3 leaves room for code, numbers and identifiers.
 ASCII_CHARS_PER_TOKEN = 3
+# Messages in a thread that nobody wrote: the root Slack makes for an assistant-pane thread.
+NOT_SAID = frozenset({"assistant_app_thread"})
 
 
 def strip_mention(text: str, bot_user_id: str) -> str:
@@ -49,9 +53,9 @@ def to_chat(
         ts = _ts_key(message.get("ts"))
         # Only what was said before the current message: a reply written while we read the
         # thread, or the current message itself, is not history.
-        if ts is None or ts >= current_ts:
+        if ts is None or ts >= current_ts or message.get("subtype") in NOT_SAID:
             continue
-        text = strip_mention(message.get("text") or "", bot_user_id)
+        text = _plain(message.get("text"), bot_user_id)
         if not text:
             continue
         if bot_user_id and message.get("user") == bot_user_id:
@@ -60,7 +64,7 @@ def to_chat(
             chat.append({"role": "user", "content": _author(message) + text})
     # The current message goes in even when empty (just a mention): the model then answers
     # the thread itself.
-    text = strip_mention(current.get("text") or "", bot_user_id)
+    text = _plain(current.get("text"), bot_user_id)
     chat.append({"role": "user", "content": _author(current) + text})
     return chat
 
@@ -97,6 +101,11 @@ def halve_history(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
     history = messages[1:-1]
     kept = history[len(history) - len(history) // 2 :]
     return [messages[0], *kept, messages[-1]]
+
+
+def _plain(text: Any, bot_user_id: str) -> str:
+    """The text as written: Slack escapes &, < and > in message text (mentions keep their brackets)."""
+    return unescape(strip_mention(text if isinstance(text, str) else "", bot_user_id))
 
 
 def _author(message: Mapping[str, Any]) -> str:
