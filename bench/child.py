@@ -7,13 +7,15 @@ its stdout, one JSON object per line. The app's own stdout (its log lines) goes 
 ``/dev/null``; its stderr is left to the parent. Modes:
 
 - ``cold``: read one event (JSON) from stdin, then import the app and handle the event
-  (``app`` for ``--kind http``, ``worker`` for ``--kind worker``); report both times.
+  (``app`` for ``--kind http``, ``worker`` for ``--kind worker``); report both times, and
+  ``time.monotonic()`` when the import started.
 - ``warm``: import the app, then serve commands from stdin: ``run N`` handles N freshly
-  signed slash-command events and reports each handler call's duration in ns, wall clock
-  and this thread's CPU time (which leaves out waiting for the fake and being preempted);
-  ``quit`` or EOF ends the process.
+  signed events for ``--route`` (``slash``, the default: slash commands to
+  ``/slack/commands``; ``events``: ``app_mention`` envelopes to ``/slack/events``) and
+  reports each handler call's duration in ns, wall clock and this thread's CPU time (which
+  leaves out waiting for the fake and being preempted); ``quit`` or EOF ends the process.
 - ``profile``: import the app, warm it up, and report a cProfile of ``--requests`` events
-  as text (``{"text": ...}``).
+  for ``--route`` as text (``{"text": ...}``).
 - ``worker``: import the app and run ``--warmup`` then ``--jobs`` jobs through its worker
   handler against the fake OpenAI and Slack servers; report each job's duration and the
   time the fakes spent on each request (read from their ``/_stats``).
@@ -86,6 +88,16 @@ def _events() -> Any:
     return module
 
 
+def _event_builder(events: Any, options: dict[str, str]) -> Any:
+    """``(secret, text) -> event`` for the route under test."""
+    route = options.get("route", "slash")
+    if route == "slash":
+        return events.slash_command_event
+    if route == "events":
+        return events.app_mention_event
+    raise SystemExit(f"unknown route {route!r}")
+
+
 def _report(results: TextIO, data: dict[str, Any]) -> None:
     import json
 
@@ -94,6 +106,9 @@ def _report(results: TextIO, data: dict[str, Any]) -> None:
 
 
 def _cold(results: TextIO, options: dict[str, str], event_text: str) -> int:
+    # On the monotonic clock every process shares (CLOCK_MONOTONIC on Linux): bench/stream.py
+    # compares it with the times its fake Slack saw calls.
+    import_started_at = time.monotonic()
     module, import_seconds = _import_app(options)
     import json
 
@@ -114,6 +129,7 @@ def _cold(results: TextIO, options: dict[str, str], event_text: str) -> int:
         {
             "import_ms": import_seconds * 1000,
             "first_ms": first_seconds * 1000,
+            "import_started_at": import_started_at,
             "ok": ok,
             "status": response.get("statusCode") if isinstance(response, dict) else None,
             "modules": len(sys.modules),
@@ -127,7 +143,7 @@ def _cold(results: TextIO, options: dict[str, str], event_text: str) -> int:
 def _warm(results: TextIO, options: dict[str, str]) -> int:
     module, import_seconds = _import_app(options)
     events = _events()
-    TEXTS, LambdaContext, slash_command_event = events.TEXTS, events.LambdaContext, events.slash_command_event
+    TEXTS, LambdaContext, signed_event = events.TEXTS, events.LambdaContext, _event_builder(events, options)
 
     handler = module.app
     secret = os.environ["SLACK_SIGNING_SECRET"]
@@ -140,7 +156,7 @@ def _warm(results: TextIO, options: dict[str, str]) -> int:
         count = int(command[1])
         # Fresh signatures for each batch (the window is 5 minutes), made before the clock runs.
         inputs = [
-            (slash_command_event(secret, TEXTS[(served + i) % len(TEXTS)]), LambdaContext(options["function-name"]))
+            (signed_event(secret, TEXTS[(served + i) % len(TEXTS)]), LambdaContext(options["function-name"]))
             for i in range(count)
         ]
         durations: list[int] = []
@@ -168,12 +184,12 @@ def _profile(results: TextIO, options: dict[str, str]) -> int:
     import pstats
 
     events = _events()
-    TEXTS, LambdaContext, slash_command_event = events.TEXTS, events.LambdaContext, events.slash_command_event
+    TEXTS, LambdaContext, signed_event = events.TEXTS, events.LambdaContext, _event_builder(events, options)
 
     secret = os.environ["SLACK_SIGNING_SECRET"]
     count = int(options.get("requests", "2000"))
     inputs = [
-        (slash_command_event(secret, TEXTS[i % len(TEXTS)]), LambdaContext(options["function-name"]))
+        (signed_event(secret, TEXTS[i % len(TEXTS)]), LambdaContext(options["function-name"]))
         for i in range(200 + count)
     ]
     for event, context in inputs[:200]:  # warm-up: clients, pools and caches, as in a warm container

@@ -1,4 +1,4 @@
-"""Lambda inputs for the benchmark: API Gateway proxy events of signed slash commands, and a context.
+"""Lambda inputs for the benchmark: API Gateway proxy events of signed Slack requests, job payloads, a context.
 
 Contract:
 
@@ -6,23 +6,32 @@ Contract:
   payload, edge-optimised endpoint, as Chalice deploys it) hands to the Lambda handler for
   a Slack slash command POSTed to ``/slack/commands`` at ``now``, signed with ``secret``
   (Slack's v0 scheme). ``isBase64Encoded`` is false: form bodies are text to API Gateway.
-- ``worker_event(text, response_url)`` returns the job payload the HTTP function sends to
-  the worker.
+- ``app_mention_event(secret, text, now)`` is the same kind of event for an ``app_mention``
+  Events API envelope POSTed as JSON to ``/slack/events`` (``devkit``'s ``mention_event``,
+  with a fresh ``event_id`` and message ``ts`` each time), signed the same way.
+- ``worker_event(text, response_url)`` returns the slash command's job payload, as the HTTP
+  function sends it to the worker: ``kind`` ``slash_command`` and a fresh uuid4 ``id`` each
+  time (the worker drops a job id it has already claimed).
 - ``LambdaContext(function_name, timeout_seconds)`` has the attributes and the one method
   (``get_remaining_time_in_millis``) of the Python runtime's context object.
 
 Every value is fake: documentation IP ranges, made-up ids, a signing secret chosen by the
-caller. Standard library only, so that importing it bends no import-time measurement.
+caller. Standard library only, so that importing it bends no import-time measurement. The
+form and the signature come from ``devkit/slack_requests.py`` (standard library only too),
+loaded by its path: the benchmark runs with ``bench/`` or an app's directory first on
+``sys.path``, and putting the repository root there as well would let its ``app`` and
+``chalicelib`` stand in for the app under test.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import importlib.util
+import os
+import sys
 import time
 import uuid
+from types import ModuleType
 from typing import Any
-from urllib.parse import urlencode
 
 API_ID = "bench0api1"
 HOST = f"{API_ID}.execute-api.us-east-1.amazonaws.com"
@@ -34,29 +43,37 @@ TEXTS = (
 )
 
 
+def _load_slack_requests() -> ModuleType:
+    name = "_mameka_devkit_slack_requests"
+    if name not in sys.modules:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "devkit", "slack_requests.py")
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+slack_requests = _load_slack_requests()
+sign = slack_requests.sign
+
+
 def slash_form(text: str, response_url: str) -> bytes:
     """The form body Slack POSTs for ``/mameka <text>``, fields in Slack's order."""
-    return urlencode(
-        {
-            "token": "fake-verification-token",
-            "team_id": "T0BENCH01",
-            "team_domain": "bench-example",
-            "channel_id": "C0BENCH01",
-            "channel_name": "general",
-            "user_id": "U0BENCH01",
-            "user_name": "bench-user",
-            "command": "/mameka",
-            "text": text,
-            "api_app_id": "A0BENCH01",
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": "1000000000.100000000.0123456789abcdef0123456789abcdef",
-        }
-    ).encode()
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    return "v0=" + hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return slack_requests.command_form(
+        text,
+        response_url,
+        token="fake-verification-token",
+        team_id="T0BENCH01",
+        team_domain="bench-example",
+        channel_id="C0BENCH01",
+        channel_name="general",
+        user_id="U0BENCH01",
+        user_name="bench-user",
+        api_app_id="A0BENCH01",
+        trigger_id="1000000000.100000000.0123456789abcdef0123456789abcdef",
+    )
 
 
 def slash_command_event(secret: str, text: str, now: float | None = None) -> dict[str, Any]:
@@ -135,6 +152,8 @@ def slash_command_event(secret: str, text: str, now: float | None = None) -> dic
 
 def worker_event(text: str, response_url: str) -> dict[str, str]:
     return {
+        "kind": "slash_command",
+        "id": str(uuid.uuid4()),  # unique per job, as the HTTP function makes it: the worker drops repeats
         "text": text,
         "response_url": response_url,
         "user_id": "U0BENCH01",
@@ -160,3 +179,39 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+# --- the Events API route -----------------------------------------------------------------------------------------
+
+BOT_USER_ID = "UBOT0BENCH"
+
+
+def app_mention_event(secret: str, text: str, now: float | None = None) -> dict[str, Any]:
+    """A signed ``app_mention`` envelope POSTed as JSON to ``/slack/events``, as API Gateway hands it over.
+
+    Built on ``slash_command_event``'s event (the same API Gateway request around a different
+    route): only the path, the body, its content type and its signature differ. The body is
+    UTF-8 JSON text, as Slack sends it (``isBase64Encoded`` stays false).
+    """
+    now = time.time() if now is None else now
+    timestamp = str(int(now))
+    event = slash_command_event(secret, text, now)
+    body = slack_requests.mention_event(
+        text, channel="C0BENCH01", user="U0BENCH01", team_id="T0BENCH01", bot_user_id=BOT_USER_ID
+    )
+    headers = {
+        **event["headers"],
+        "Content-Type": slack_requests.JSON,
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": sign(secret, timestamp, body),
+    }
+    path = "/slack/events"
+    return {
+        **event,
+        "resource": path,
+        "path": path,
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "requestContext": {**event["requestContext"], "resourcePath": path, "path": "/api" + path},
+        "body": body.decode(),
+    }

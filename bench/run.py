@@ -12,7 +12,13 @@ hits every system alike,
   ``bare`` (``bench/bare_app.py``) and ``bolt`` (``bench/bolt_app.py``); warm (one process
   each, per-request handler time) and cold (a fresh process per sample: import the app and
   handle one event, with cached bytecode for every system);
+- ``ours-events``: ``app.py`` again, fed signed ``app_mention`` envelopes POSTed as JSON to
+  ``/slack/events``, interleaved with the others, warm and cold, and reported next to
+  ``ours`` (the slash route): the events route should cost no more;
 - the worker's own time per job, less the time the fake LLM and Slack servers spent;
+- the streamed answer (``bench/stream.py``, run as a child; its own report is appended):
+  from a message job reaching the worker to Slack's first sign, from the LLM's first token
+  to Slack, and Slack calls per short and 30,000-character answer;
 - the HTTP function's and the worker's cold start as Lambda runs the deployed package:
   ``chalice package``'s zip unpacked read-only and imported with PYTHONDONTWRITEBYTECODE=1,
   as shipped and with bytecode added by ``scripts/compile_bytecode.py``.
@@ -43,14 +49,14 @@ import time
 import urllib.request
 import zipfile
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
-from events import TEXTS, slash_command_event, worker_event
+from events import TEXTS, app_mention_event, slash_command_event, worker_event
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -67,6 +73,9 @@ GOALS = (
     ("ours/bare cold median", "ours", "bare", "cold", "<=", 1.05),
     ("bolt/ours warm median", "bolt", "ours", "warm", ">=", 1.65),
     ("bolt/ours cold median", "bolt", "ours", "cold", ">=", 1.33),
+    # The events route should cost no more than the slash route; 5% is this machine's run-to-run noise.
+    ("events/slash warm median", "ours-events", "ours", "warm", "<=", 1.05),
+    ("events/slash cold median", "ours-events", "ours", "cold", "<=", 1.05),
 )
 
 
@@ -81,12 +90,15 @@ class System:
     module: str
     function_name: str  # the HTTP function's own name (Bolt re-invokes it)
     worker_name: str  # what WORKER_FUNCTION_NAME says (Bolt has no separate worker)
+    route: str = "slash"  # what it is fed: "slash" (/slack/commands) or "events" (/slack/events)
 
 
 OURS = System("ours", ROOT, "app", "bench-ours-http", "bench-ours-worker")
+# The same app on its other route; a worker name of its own keeps its invokes apart in the fake's counts.
+OURS_EVENTS = System("ours-events", ROOT, "app", "bench-ours-http", "bench-ours-events-worker", route="events")
 BARE = System("bare", BENCH, "bare_app", "bench-bare-http", "bench-bare-worker")
 BOLT = System("bolt", BENCH, "bolt_app", "bench-bolt-http", "bench-bolt-unused-worker")
-SYSTEMS: tuple[System, ...] = (OURS, BARE, BOLT)  # `--candidate DIR` appends a fourth (see main)
+SYSTEMS: tuple[System, ...] = (OURS, OURS_EVENTS, BARE, BOLT)  # `--candidate DIR` appends one more (see main)
 
 
 @dataclass(frozen=True)
@@ -99,12 +111,13 @@ class Plan:
     worker_warmup: int
     package_http_runs: int
     package_worker_runs: int
+    stream_quick: bool = False  # bench/stream.py's --quick
 
 
 # Small warm batches, many rounds: a burst of noise from elsewhere on the machine then lands on
 # neighbouring batches of every system, instead of on one system's long batch.
 FULL = Plan(600, 10, 300, 100, 300, 30, 20, 10)
-QUICK = Plan(40, 10, 50, 5, 40, 5, 3, 2)
+QUICK = Plan(40, 10, 50, 5, 40, 5, 3, 2, stream_quick=True)
 
 
 # ---------------------------------------------------------------- statistics
@@ -230,7 +243,7 @@ class WarmChild:
     def __init__(self, system: System, env: dict[str, str], stderr: IO[str]) -> None:
         self.system = system
         self.process = subprocess.Popen(
-            child_args("warm", system.app_dir, system.module, system.function_name),
+            child_args("warm", system.app_dir, system.module, system.function_name, route=system.route),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -271,6 +284,7 @@ class Results:
     imports: dict[str, dict[str, float]] = field(default_factory=dict)
     worker: dict[str, Any] = field(default_factory=dict)
     package: dict[str, Any] = field(default_factory=dict)
+    stream: str = ""  # bench/stream.py's Markdown report
     seconds: float = 0.0
     fake_threads: int = 0
     load: list[tuple[float, float, float]] = field(default_factory=list)
@@ -305,7 +319,8 @@ def measure_warm(
         results.fake_threads = stats["threads"]
     results.warm_ns = dict(samples)
     results.warm_cpu_ns = dict(cpu_samples)
-    pairs = [("ours", "bare"), ("bolt", "ours")] + [("candidate", "bare")] * ("candidate" in round_medians)
+    pairs = [("ours", "bare"), ("bolt", "ours"), ("ours-events", "ours")]
+    pairs += [("candidate", "bare")] * ("candidate" in round_medians)
     results.warm_round_ratios = {
         f"{top}/{bottom}": [t / b for t, b in zip(round_medians[top], round_medians[bottom], strict=True)]
         for top, bottom in pairs
@@ -319,8 +334,10 @@ def measure_warm(
         results.invokes[system.name] = {"function": target, **counts}  # type: ignore[dict-item]
 
 
-def signed_event_json() -> str:
-    return json.dumps(slash_command_event(SIGNING_SECRET, TEXTS[0]))
+def signed_event_json(system: System = OURS) -> str:
+    """A freshly signed event for ``system``'s route, as JSON."""
+    build = app_mention_event if system.route == "events" else slash_command_event
+    return json.dumps(build(SIGNING_SECRET, TEXTS[0]))
 
 
 def measure_cold(fakes: Fakes, home: Path, pycache: Path, plan: Plan, rng: random.Random, results: Results) -> None:
@@ -334,7 +351,7 @@ def measure_cold(fakes: Fakes, home: Path, pycache: Path, plan: Plan, rng: rando
         run_child(
             child_args("cold", system.app_dir, system.module, system.function_name),
             envs[system.name],
-            signed_event_json(),
+            signed_event_json(system),
         )
     samples: dict[str, list[dict[str, float]]] = defaultdict(list)
     for _ in range(plan.cold_runs):
@@ -342,7 +359,7 @@ def measure_cold(fakes: Fakes, home: Path, pycache: Path, plan: Plan, rng: rando
         rng.shuffle(order)
         for system in order:
             args = child_args("cold", system.app_dir, system.module, system.function_name)
-            report, wall_ms = run_child(args, envs[system.name], signed_event_json())
+            report, wall_ms = run_child(args, envs[system.name], signed_event_json(system))
             samples[system.name].append(
                 {
                     "import_ms": report["import_ms"],
@@ -360,7 +377,7 @@ def measure_cold(fakes: Fakes, home: Path, pycache: Path, plan: Plan, rng: rando
         args.insert(2, "importtime")
         done = subprocess.run(
             args,
-            input=signed_event_json(),
+            input=signed_event_json(system),
             capture_output=True,
             text=True,
             env=envs[system.name],
@@ -408,6 +425,19 @@ def measure_worker(fakes: Fakes, home: Path, pycache: Path, plan: Plan, results:
         "fakes_ms": fakes_ms,
         "overhead_ms": [t - f for t, f in zip(total_ms, fakes_ms, strict=True)],
     }
+
+
+def measure_stream(pycache: Path, plan: Plan, results: Results) -> None:
+    """``bench/stream.py`` in a child process (its progress goes to our stderr); keeps its report."""
+    args = [PYTHON, str(BENCH / "stream.py"), "--quick"] if plan.stream_quick else [PYTHON, str(BENCH / "stream.py")]
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(pycache), "NO_PROXY": "127.0.0.1,localhost"}
+    try:
+        done = subprocess.run(args, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, timeout=900)
+    except subprocess.TimeoutExpired:
+        raise BenchError("bench/stream.py took over 900 s") from None
+    if done.returncode != 0:
+        raise BenchError(f"bench/stream.py failed (exit {done.returncode}); its error is above")
+    results.stream = done.stdout.strip() + "\n"
 
 
 def measure_package(fakes: Fakes, home: Path, work: Path, plan: Plan, rng: random.Random, results: Results) -> None:
@@ -554,7 +584,9 @@ def profile(system_name: str, requests: int) -> int:
         stack.callback(fakes.close)
         work = stack.enter_context(workspace())
         env = child_env(fakes, work, system.function_name, system.worker_name, PYTHONPYCACHEPREFIX=str(work / "pyc"))
-        args = child_args("profile", system.app_dir, system.module, system.function_name, requests=str(requests))
+        args = child_args(
+            "profile", system.app_dir, system.module, system.function_name, requests=str(requests), route=system.route
+        )
         report, _ = run_child(args, env)
         print(report["text"])
     return 0
@@ -576,6 +608,38 @@ def versions() -> str:
 
 def ratio_check(value: float, comparison: str, target: float) -> str:
     return "PASS" if (value <= target if comparison == "<=" else value >= target) else "MISS"
+
+
+def add_routes(results: Results, add: Callable[[str], None]) -> None:
+    """``ours`` on its two routes, side by side: the events route should cost no more."""
+    pair = ("ours", "ours-events")
+    rows: list[tuple[str, float, float, str]] = []
+    if all(name in results.warm_ns for name in pair):
+        warm = {name: [ns / 1000 for ns in results.warm_ns[name]] for name in pair}
+        cpu = {name: [ns / 1000 for ns in results.warm_cpu_ns[name]] for name in pair}
+        rows += [
+            ("warm median µs", median(warm["ours"]), median(warm["ours-events"]), "{:.0f}"),
+            ("warm p99 µs", percentile(warm["ours"], 0.99), percentile(warm["ours-events"], 0.99), "{:.0f}"),
+            ("warm CPU median µs", median(cpu["ours"]), median(cpu["ours-events"]), "{:.0f}"),
+        ]
+        payload = {n: results.invokes[n]["payload_bytes"] / max(1, results.invokes[n]["invokes"]) for n in pair}
+        rows.append(("payload bytes per invoke", payload["ours"], payload["ours-events"], "{:.0f}"))
+    if all(name in results.cold for name in pair):
+        cold = {name: [r["total_ms"] for r in results.cold[name]] for name in pair}
+        label = "cold: import + first event, median ms"
+        rows.append((label, median(cold["ours"]), median(cold["ours-events"]), "{:.1f}"))
+    if not rows:
+        return
+    add("## Our HTTP function on both routes: slash command and Events API")
+    add("")
+    add("`ours` is fed signed slash commands (form, `/slack/commands`), `ours-events` signed `app_mention`")
+    add("envelopes (JSON, `/slack/events`); the same app, interleaved with the other systems above.")
+    add("")
+    add("| ours | slash command | app_mention event | events / slash |")
+    add("|---|---:|---:|---:|")
+    for label, slash, events, form in rows:
+        add(f"| {label} | {form.format(slash)} | {form.format(events)} | {events / slash:.2f}x |")
+    add("")
 
 
 def render(results: Results, command: str) -> str:
@@ -659,6 +723,7 @@ def render(results: Results, command: str) -> str:
             )
             goal_values[(system.name, "cold")] = median(totals)
         add("")
+    add_routes(results, add)
     if results.imports:
         add("### Where the cold path's import time goes (`-X importtime`, self ms by top-level package)")
         add("")
@@ -720,6 +785,8 @@ def render(results: Results, command: str) -> str:
             values = worker[key]
             add(f"| {label} | {median(values):.2f} | {percentile(values, 0.9):.2f} | {percentile(values, 0.99):.2f} |")
         add("")
+    if results.stream:
+        lines.append(results.stream)  # bench/stream.py's report, with its own headings
     if results.package:
         package = results.package
         add("## Deployed package: cold start as Lambda runs it")
@@ -811,8 +878,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="the interleaving order's random seed")
     parser.add_argument(
         "--sections",
-        default="warm,cold,worker,package",
-        help="comma-separated subset of warm,cold,worker,package (default: all)",
+        default="warm,cold,worker,stream,package",
+        help="comma-separated subset of warm,cold,worker,stream,package (default: all)",
     )
     parser.add_argument(
         "--candidate",
@@ -821,7 +888,9 @@ def main(argv: list[str] | None = None) -> int:
         help="also measure the app in DIR (a copy of the project with a change to try) as `candidate`",
     )
     parser.add_argument(
-        "--profile", choices=["ours", "bare", "bolt", "candidate"], help="print a cProfile of a warm path, only"
+        "--profile",
+        choices=["ours", "ours-events", "bare", "bolt", "candidate"],
+        help="print a cProfile of a warm path, only",
     )
     parser.add_argument("--profile-requests", type=int, default=2000)
     args = parser.parse_args(argv)
@@ -840,8 +909,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] error: {error}", file=sys.stderr)
             return 1
     sections = set(args.sections.split(","))
-    if not sections <= {"warm", "cold", "worker", "package"}:
-        parser.error(f"unknown sections: {', '.join(sorted(sections - {'warm', 'cold', 'worker', 'package'}))}")
+    known = {"warm", "cold", "worker", "stream", "package"}
+    if not sections <= known:
+        parser.error(f"unknown sections: {', '.join(sorted(sections - known))}")
     plan = QUICK if args.quick else FULL
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 30)
     rng = random.Random(seed)
@@ -861,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
             ("warm", lambda: measure_warm(fakes, home, pycache, logs, plan, rng, results)),
             ("cold", lambda: measure_cold(fakes, home, pycache, plan, rng, results)),
             ("worker", lambda: measure_worker(fakes, home, pycache, plan, results)),
+            ("stream", lambda: measure_stream(pycache, plan, results)),
             ("package", lambda: measure_package(fakes, home, work, plan, rng, results)),
         )
         try:

@@ -147,6 +147,9 @@ def _converse(
     if not question and not thread:
         replier.post_notice(messages.mention_usage(job.bot_user_id))
         return "usage"
+    if len(question) > settings.max_input_chars:  # the same cap on cost as for a slash command
+        replier.post_notice(messages.too_long(len(question), settings.max_input_chars)["text"])
+        return "too_long_input"
     current = {"ts": job.ts, "text": job.text, "user": job.user_id}
     chat = history.fit(
         history.to_chat(thread, current, job.bot_user_id, settings.system_prompt), settings.max_context_tokens

@@ -294,6 +294,17 @@ def test_a_bare_mention_gets_a_usage_hint(
     assert openai_server.requests_to(CHAT) == []
 
 
+def test_a_question_over_the_limit_is_refused_before_the_llm(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    ts = slack_requests.new_ts()
+    run(slack_requests.mention_event("x" * 101, ts=ts), {**conversation_env, "MAX_INPUT_CHARS": "100"}, slack_api)
+    assert bot_texts(slack_api, CHANNEL, ts) == [
+        "Your question is 101 characters long; the limit is 100. Please shorten it and try again."
+    ]
+    assert openai_server.requests_to(CHAT) == []
+
+
 def test_without_a_bot_token_nothing_reaches_slack_and_the_log_says_why(
     conversation_env: dict[str, str], slack_api: FakeSlackAPI, capsys
 ) -> None:
