@@ -50,9 +50,11 @@ secrets: $(STAMP)
 manifest: $(STAMP)
 	@$(BIN)/python scripts/manifest.py $(STAGE)
 
-# Q is read from the environment: pasting it into the recipe would let the shell interpret it.
+# Q and EVENT (command, mention or dm) are read from the environment, where make puts
+# `make ask EVENT=mention Q=...` too: pasting them into the recipe would let the shell interpret them.
+# URL, TIMEOUT, SLACK_BOT_TOKEN, SLACK_API_URL... reach scripts/ask.py the same way.
 ask: $(STAMP)
-	@$(BIN)/python scripts/ask.py "$$Q"
+	@EVENT="$${EVENT:-command}" $(BIN)/python scripts/ask.py "$$Q"
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

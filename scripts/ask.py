@@ -2,33 +2,51 @@
 
     make run                                   # terminal 1: the bot on http://127.0.0.1:8000
     make ask Q="東京でおすすめの散歩道は？"       # terminal 2, with the same SLACK_SIGNING_SECRET
+    make ask EVENT=mention Q="鎌倉のおすすめは？"  # a mention, answered in its thread (see below)
 
     URL=https://{id}.execute-api.{region}.amazonaws.com/api/ STAGE=prod make ask Q="..."   # deployed
 
-It sends a slash command signed with ``SLACK_SIGNING_SECRET`` (form fields as Slack sends
-them), prints the acknowledgement, waits for the reply on ``response_url`` and prints it,
-rendered for a terminal. Progress goes to stderr; the messages go to stdout.
+``EVENT=command`` (the default) sends a slash command signed with ``SLACK_SIGNING_SECRET``
+(form fields as Slack sends them), prints the acknowledgement, waits for the reply on
+``response_url`` and prints it, rendered for a terminal.
+
+``EVENT=mention`` (or ``EVENT=dm``) sends an Events API ``app_mention`` (or a DM ``message``)
+to ``/slack/events``. The bot answers those through the Slack Web API, so this script serves
+a fake one (``devkit.fake_slack_api``) on 127.0.0.1, holding the message, and prints the
+bot's answer in the thread as it is streamed: the status while it thinks, the text as it
+grows, a rule where a new message starts, and a ``:warning:`` line if there is one. The bot
+must call this fake: start ``make run`` with ``SLACK_API_URL=http://127.0.0.1:8790/api/``
+(read when chalice local starts) and the same ``SLACK_BOT_TOKEN`` as here.
+
+Progress goes to stderr; the messages go to stdout.
 
 Environment:
 
 - ``SLACK_SIGNING_SECRET`` (required): the secret the server checks signatures with.
-- ``URL``: the command URL, default ``http://127.0.0.1:8000/slack/commands``; a base URL
-  (such as ``chalice url`` prints) gets ``slack/commands`` appended.
+- ``EVENT``: ``command`` (default), ``mention`` or ``dm``.
+- ``URL``: the bot's URL, default ``http://127.0.0.1:8000/slack/commands`` (or
+  ``.../slack/events`` for an event); a base URL (such as ``chalice url`` prints) gets the
+  route appended, and one route of ours is switched for the other.
 - ``TIMEOUT``: seconds to wait for the reply after the acknowledgement, default 150.
 - ``RESPONSE_URL``: a public URL to send as ``response_url`` instead of this script's
   listener; ``LISTEN_PORT`` fixes the listener's port (default: any free one), so that a
   tunnel from ``RESPONSE_URL`` to it brings the reply back here.
 - ``STAGE``: for a deployed ``URL``, the stage whose worker logs to read (default ``dev``).
+- For an event: ``SLACK_BOT_TOKEN``, the token the fake accepts (default ``xoxb-fake-bot-token``);
+  ``SLACK_API_URL``, whose port the fake listens on (default 8790), so that the same
+  variables in both terminals keep `make run` and `make ask` together.
 
 Where the reply comes from: for a loopback ``URL`` (``make run``) the reply is POSTed to a
 listener on 127.0.0.1. A worker in AWS cannot reach this machine's loopback, so for any
 other ``URL`` the script reads the worker's outcome from ``chalice logs --name worker``
 (it recognises its job by a user id made for this run), and shows a reply only if one
-reaches the listener through ``RESPONSE_URL``.
+reaches the listener through ``RESPONSE_URL``. An event needs a loopback ``URL``: a deployed
+worker answers in the real Slack, not in this script's fake.
 
 Exit status: 0 the bot answered; 1 it did not (nothing listening, non-200, a reply starting
 with ``:warning:``, no reply within ``TIMEOUT``, or a message saying it did not start);
-2 usage error (empty question, ``SLACK_SIGNING_SECRET`` unset, a bad setting); 130 Ctrl-C.
+2 usage error (empty question, ``SLACK_SIGNING_SECRET`` unset, a bad setting, the fake Slack
+API's port taken); 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -60,9 +78,12 @@ sys.path.insert(0, str(ROOT))  # for chalicelib and devkit, when run as `python 
 
 from chalicelib.slack import messages  # noqa: E402
 from devkit import slack_requests  # noqa: E402
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI  # noqa: E402
 
 DEFAULT_URL = "http://127.0.0.1:8000/slack/commands"
 COMMAND_PATH = "slack/commands"
+EVENTS_PATH = "slack/events"
+EVENTS = ("command", "mention", "dm")
 COMMAND = "/mameka"
 DEFAULT_TIMEOUT = 150.0
 DEFAULT_STAGE = "dev"
@@ -77,6 +98,13 @@ LOG_POLL_SECONDS = 10.0
 LOG_FIRST_POLL_SECONDS = 4.0
 LOG_LOOKBACK_SECONDS = 120  # CloudWatch timestamps come from another clock
 TUNNEL_GRACE_SECONDS = 5.0
+# The worker's first Slack call (the "is thinking…" status) comes within a second of the event;
+# no call by then means the bot calls another Slack API, and waiting out TIMEOUT would only hide it.
+FIRST_CALL_SECONDS = 15.0
+# A stopped stream is the end unless the answer goes on in a new message or a notice follows,
+# which the worker sends at once: this long with no Slack call after a stop means it is done.
+SETTLE_SECONDS = 1.0
+AUTH_ERRORS = frozenset({"invalid_auth", "not_authed"})
 
 
 class UsageError(Exception):
@@ -99,26 +127,41 @@ class Options:
     response_url: str | None
     listen_port: int
     stage: str
+    event: str = "command"
+    slack_port: int = LOCAL_PORT  # the fake Slack Web API's, for an event
+    bot_token: str = field(default=FAKE_BOT_TOKEN, repr=False)
+
+
+def route_url(url: str, route: str) -> str:
+    """The URL of ``route`` for ``url``: a base URL gets it appended, our other route is swapped for it."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    for known in (COMMAND_PATH, EVENTS_PATH):
+        if path.endswith("/" + known):
+            return url if known == route else parts._replace(path=path.removesuffix(known) + route).geturl()
+    return url.rstrip("/") + "/" + route
 
 
 def command_url(url: str) -> str:
     """The slash-command URL for ``url``, which is either that URL or the API's base URL."""
-    if urlsplit(url).path.rstrip("/").endswith("/" + COMMAND_PATH):
-        return url
-    return url.rstrip("/") + "/" + COMMAND_PATH
+    return route_url(url, COMMAND_PATH)
 
 
 def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
     question = " ".join(argv).strip()
     if not question:
-        raise UsageError('usage: make ask Q="your question"   (or: scripts/ask.py QUESTION...)')
+        raise UsageError('usage: make ask Q="your question" [EVENT=mention|dm]   (or: scripts/ask.py QUESTION...)')
     secret = environ.get("SLACK_SIGNING_SECRET", "").strip()
     if not secret:
         raise UsageError(
             "SLACK_SIGNING_SECRET is not set: export the signing secret the server checks "
             "(for `make run`, the same value in both terminals)"
         )
-    url = command_url(environ.get("URL", "").strip() or DEFAULT_URL)
+    event = environ.get("EVENT", "").strip().lower() or "command"
+    if event not in EVENTS:
+        raise UsageError(f"EVENT must be one of {', '.join(EVENTS)}; got {environ.get('EVENT')!r}")
+    route = COMMAND_PATH if event == "command" else EVENTS_PATH
+    url = route_url(environ.get("URL", "").strip() or DEFAULT_URL, route)
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
         raise UsageError(f"URL must be an http(s) URL, got {url!r}")
     try:
@@ -137,7 +180,34 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
     if not 0 <= listen_port <= 65535:
         raise UsageError(f"LISTEN_PORT must be a port number, got {listen_port}")
     stage = environ.get("STAGE", "").strip() or DEFAULT_STAGE
-    return Options(question, secret, url, timeout, response_url, listen_port, stage)
+    if event == "command":
+        return Options(question, secret, url, timeout, response_url, listen_port, stage)
+    if not is_loopback(url):
+        raise UsageError(
+            f"EVENT={event} needs the bot on this machine (`make run`): the answer comes through this "
+            "script's fake Slack Web API, and a deployed worker answers in the real Slack instead"
+        )
+    bot_token = environ.get("SLACK_BOT_TOKEN", "").strip() or FAKE_BOT_TOKEN
+    return Options(question, secret, url, timeout, None, 0, stage, event, fake_slack_port(environ), bot_token)
+
+
+def fake_slack_port(environ: Mapping[str, str]) -> int:
+    """The fake Slack Web API's port: ``SLACK_API_URL``'s, so that one value in both terminals
+    keeps `make run` and `make ask` together (and tests can pick a free port); else ``LOCAL_PORT``."""
+    api_url = environ.get("SLACK_API_URL", "").strip()
+    if not api_url:
+        return LOCAL_PORT
+    expected = f"http://127.0.0.1:{LOCAL_PORT}/api/"
+    try:
+        port = urlsplit(api_url).port
+    except ValueError:
+        port = None
+    if urlsplit(api_url).scheme != "http" or not is_loopback(api_url) or port is None:
+        raise UsageError(
+            f"SLACK_API_URL is {api_url!r}: for an event it must be this script's fake Slack Web API, "
+            f"such as {expected} (or unset), and `make run` must have the same"
+        )
+    return port
 
 
 def is_loopback(url: str) -> bool:
@@ -172,7 +242,16 @@ def command_form(question: str, response_url: str, user_id: str) -> bytes:
     )
 
 
-def post_command(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+def event_body(event: str, question: str, ts: str) -> tuple[bytes, str]:
+    """The Events API body Slack would POST for ``question`` at ``ts``, and its channel; ids are devkit's fakes."""
+    # Slack escapes exactly these three in a message's text, as in a slash command's.
+    text = messages.escape(question)
+    if event == "dm":
+        return slack_requests.dm_event(text, ts=ts), slack_requests.DM_CHANNEL_ID
+    return slack_requests.mention_event(text, ts=ts), slack_requests.CHANNEL_ID
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     """The status and body of the server's answer; raises ``Failure`` if there is none."""
     # A proxy from the environment must not carry a request meant for this machine's loopback.
     handlers = [urllib.request.ProxyHandler({})] if is_loopback(url) else []
@@ -449,6 +528,13 @@ class Progress:
             self._write(f"…still waiting, {elapsed:.0f} s\n")
             self._next_line += self.PLAIN_EVERY
 
+    def relabel(self, label: str) -> None:
+        """Says what is awaited now: in the spinner on a terminal, as a line otherwise."""
+        if label != self.label:
+            self.label = label
+            if not self.tty:
+                self._write(f"{label}…\n")
+
     def done(self) -> float:
         if self.tty:
             self._write("\r\033[K")
@@ -499,8 +585,29 @@ def describe_outcome(record: dict[str, Any], response_url: str | None) -> tuple[
     return f"{ERROR_MARK} {text} (worker outcome: {outcome})", 1
 
 
+def deliver(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    """POSTs ``body`` to the bot; its answer's body, or ``Failure`` for anything but HTTP 200."""
+    status, raw = post(url, body, headers)
+    if status != 200:
+        detail = raw.decode("utf-8", "replace").strip()[:2000] or "(empty body)"
+        hint = " Is SLACK_SIGNING_SECRET the server's?" if status == 401 else ""
+        raise Failure(f"the bot answered HTTP {status}: {detail}{hint}")
+    return raw
+
+
+def warn_if_slow(ack_seconds: float, err: TextIO) -> None:
+    if ack_seconds > SLACK_ACK_SECONDS:
+        print(f"warning: the acknowledgement took {ack_seconds:.1f} s; Slack gives up after 3 s.", file=err)
+
+
 def converse(options: Options, out: TextIO, err: TextIO) -> int:
     style = Style(out.isatty() and not os.environ.get("NO_COLOR"))
+    if options.event == "command":
+        return ask_command(options, style, out, err)
+    return ask_in_thread(options, style, out, err)
+
+
+def ask_command(options: Options, style: Style, out: TextIO, err: TextIO) -> int:
     deployed = not is_loopback(options.url)
     user_id = "UASK" + uuid.uuid4().hex[:8].upper()  # finds this run's job in a deployed worker's logs
     with contextlib.ExitStack() as cleanup:
@@ -518,12 +625,8 @@ def converse(options: Options, out: TextIO, err: TextIO) -> int:
         body = command_form(options.question, response_url, user_id)
         print(f"{COMMAND} {options.question}  →  {options.url}", file=err)
         sent = time.monotonic()
-        status, raw = post_command(options.url, body, slack_requests.signed_headers(options.secret, body))
+        raw = deliver(options.url, body, slack_requests.signed_headers(options.secret, body))
         ack_seconds = time.monotonic() - sent
-        if status != 200:
-            detail = raw.decode("utf-8", "replace").strip()[:2000] or "(empty body)"
-            hint = " Is SLACK_SIGNING_SECRET the server's?" if status == 401 else ""
-            raise Failure(f"the bot answered HTTP {status}: {detail}{hint}")
         try:
             ack = json.loads(raw)
         except ValueError:
@@ -531,8 +634,7 @@ def converse(options: Options, out: TextIO, err: TextIO) -> int:
         if not isinstance(ack, dict):
             raise Failure(f"the bot's acknowledgement is not a JSON message: {raw[:500]!r}")
         show("acknowledgement", ack, ack_seconds, style, out)
-        if ack_seconds > SLACK_ACK_SECONDS:
-            print(f"warning: the acknowledgement took {ack_seconds:.1f} s; Slack gives up after 3 s.", file=err)
+        warn_if_slow(ack_seconds, err)
         if not str(ack.get("text", "")).startswith(ACK_MARK):
             raise Failure("the bot did not start on the question; its message above says why")
         log_readable = log is not None and log.available()
@@ -563,6 +665,126 @@ def converse(options: Options, out: TextIO, err: TextIO) -> int:
         line, code = describe_outcome(result, options.response_url)
         out.write("\n" + style.dim(f"── worker · {ack_seconds + waited:.1f} s") + "\n" + render(line, style) + "\n")
         return code
+
+
+# --- a conversation in a thread, through the fake Slack Web API ----------------------------------------------------
+
+
+class ThreadView:
+    """Prints the bot's messages in one thread of the fake as they grow: only what is new each time,
+    a rule where a message starts, a notice (one mrkdwn line) rendered like a slash command's reply.
+
+    Streamed text is standard Markdown, shown as it comes: a piece may end inside a code block
+    or a word, which rendering it piece by piece would garble.
+    """
+
+    def __init__(
+        self, slack: FakeSlackAPI, channel: str, thread_ts: str, sent: float, style: Style, progress: Progress
+    ) -> None:
+        self.slack, self.channel, self.thread_ts = slack, channel, thread_ts
+        self.sent, self.style, self.progress = sent, style, progress
+        self.shown: dict[str, str] = {}  # ts → the text printed so far
+        self.line_open = False  # the last text printed did not end its line
+        self.notice = ""  # the text of the bot's notice, once there is one: the answer's last message
+        self.stopped = False  # the last message is a stream that has ended
+
+    def refresh(self, out: TextIO) -> None:
+        messages_now = self.slack.bot_messages(self.channel, self.thread_ts)
+        for number, message in enumerate(messages_now, 1):
+            shown = self.shown.get(message.ts)
+            if shown == message.text:
+                continue
+            if not self.shown:
+                self.progress.done()  # its line is cleared for the answer
+            if shown is None or not message.text.startswith(shown):
+                what = "reply in the thread" if number == 1 else f"message {number} in the thread"
+                self._rule(out, what if shown is None else f"message {number}, rewritten")
+                shown = ""
+            new = message.text[len(shown) :] if message.markdown else render(message.text, self.style)
+            out.write(new)
+            if not message.markdown:
+                self.notice = message.text
+            self.shown[message.ts] = message.text
+            self.line_open = not new.endswith("\n")
+        if messages_now:
+            self.stopped = messages_now[-1].stream == "stopped"
+        out.flush()
+
+    def finish(self, out: TextIO) -> None:
+        if self.line_open:
+            out.write("\n")
+            out.flush()
+            self.line_open = False
+
+    def _rule(self, out: TextIO, what: str) -> None:
+        seconds = time.monotonic() - self.sent
+        out.write(("\n" if self.line_open else "") + self.style.dim(f"── {what} · {seconds:.1f} s") + "\n")
+
+
+def ask_in_thread(options: Options, style: Style, out: TextIO, err: TextIO) -> int:
+    calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
+    try:
+        slack = FakeSlackAPI(token=options.bot_token, port=options.slack_port, on_call=calls.put)
+    except OSError as error:
+        raise UsageError(
+            f"cannot serve the fake Slack Web API on 127.0.0.1:{options.slack_port}: {error.strerror} "
+            "(is another `make ask EVENT=...` still running?)"
+        ) from None
+    with slack:
+        ts = slack_requests.new_ts()
+        body, channel = event_body(options.event, options.question, ts)
+        slack.add_event(body)  # in Slack the message is in the channel before the event is sent
+        where = f"@{COMMAND[1:]}" if options.event == "mention" else "DM:"
+        print(f"{where} {options.question}  →  {options.url}", file=err)
+        sent = time.monotonic()
+        headers = slack_requests.signed_headers(options.secret, body, content_type=slack_requests.JSON)
+        deliver(options.url, body, headers)
+        warn_if_slow(time.monotonic() - sent, err)
+        progress = Progress(err, "waiting for the bot", options.timeout)
+        view = ThreadView(slack, channel, ts, sent, style, progress)
+        try:
+            follow(slack, calls, view, options.timeout, out)
+        finally:
+            view.finish(out)
+            progress.done()
+        return 1 if view.notice.startswith(ERROR_MARK) else 0
+
+
+def follow(slack: FakeSlackAPI, calls: queue.SimpleQueue[Call], view: ThreadView, timeout: float, out: TextIO) -> None:
+    """Shows the answer as each Slack call changes it, until it ends; ``Failure`` if it does not."""
+    started = time.monotonic()
+    last_call = started
+    while True:
+        try:
+            # Short waits only so that a terminal's spinner turns; every call wakes this at once.
+            call: Call | None = calls.get(timeout=0.1)
+        except queue.Empty:
+            call = None
+        now = time.monotonic()
+        if call is not None:
+            last_call = now
+            if call.error in AUTH_ERRORS:
+                raise Failure(
+                    f"the fake Slack Web API refused the bot's {call.method} ({call.error}): "
+                    "export the same SLACK_BOT_TOKEN for `make run` and `make ask`"
+                )
+            if call.method == "assistant.threads.setStatus" and call.ok and call.params.get("status"):
+                view.progress.relabel(f"{COMMAND[1:]} {call.params['status'].rstrip('…')}")
+        view.refresh(out)
+        if view.notice or (view.stopped and now - last_call >= SETTLE_SECONDS):
+            return
+        if not slack.calls and now - started >= min(FIRST_CALL_SECONDS, timeout):
+            raise Failure(
+                f"no Slack call reached this script's fake Slack Web API ({slack.url}) within "
+                f"{min(FIRST_CALL_SECONDS, timeout):g} s. Is `make run` running with SLACK_API_URL={slack.url} "
+                "and the same SLACK_BOT_TOKEN? (chalice local reads them when it starts)"
+            )
+        if now - started >= timeout:
+            raise Failure(
+                f"the answer did not finish within {timeout:g} s; the `make run` terminal shows the worker's log line"
+            )
+        if not view.shown:
+            view.progress.tick()
 
 
 def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:

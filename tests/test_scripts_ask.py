@@ -1,9 +1,12 @@
 """scripts/ask.py: end to end against ``chalice local``, and its deployed-stage paths in process.
 
 The end-to-end tests run the script as `make ask` does, a subprocess, against a real
-``chalice local`` (one per module) whose LLM is the fake OpenAI server. A deployed stage
-cannot be reached from a test, so those paths run ``converse`` in this process against a
-fake bot, with ``chalice logs`` replaced by a stub that prints what CloudWatch would hold.
+``chalice local`` (one per module) whose LLM is the fake OpenAI server. For ``EVENT=mention``
+and ``EVENT=dm`` the script serves the fake Slack Web API itself: ``chalice local`` is started
+with ``SLACK_API_URL`` on a free port (not 8790, which a developer's `make ask` may hold), and
+each run of the script is given the same URL, as the README tells a developer to do. A
+deployed stage cannot be reached from a test, so those paths run ``converse`` in this process
+against a fake bot, with ``chalice logs`` replaced by a stub that prints what CloudWatch would hold.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,14 +30,16 @@ import pytest
 from chalicelib.slack import messages
 from chalicelib.slack.command import parse
 from chalicelib.slack.signature import verify
+from devkit.slack_requests import USER_ID
 from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, import_script
-from tests.fakes import FakeServer, Received, Reply, echo_llm, fake_openai, openai_error
+from tests.fakes import FakeServer, Received, Reply, StreamReply, echo_llm, fake_openai, openai_error, split_deltas
 
 SCRIPT = ROOT / "scripts" / "ask.py"
 # Whatever the environment of the test run, the script sees only what a test gives it.
-SCRIPT_VARIABLES = ("URL", "TIMEOUT", "RESPONSE_URL", "LISTEN_PORT", "STAGE", "NO_COLOR")
+SCRIPT_VARIABLES = ("URL", "TIMEOUT", "RESPONSE_URL", "LISTEN_PORT", "STAGE", "NO_COLOR", "EVENT")
+BOT_TOKEN = "xoxb-ask-script-test-not-real"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -69,7 +75,13 @@ def llm(llm_server: FakeServer) -> Iterator[FakeServer]:
 
 
 @pytest.fixture(scope="module")
-def bot_url(llm_server: FakeServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def slack_api_url() -> str:
+    """Where `make run` calls the Slack Web API: the fake that each `make ask EVENT=...` serves there."""
+    return f"http://127.0.0.1:{free_port()}/api/"
+
+
+@pytest.fixture(scope="module")
+def bot_url(llm_server: FakeServer, slack_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`make run`: chalice local for stage dev, its secrets in the environment, its LLM the fake."""
     log = tmp_path_factory.mktemp("chalice-local") / "chalice-local.log"
     env = clean_env(
@@ -77,6 +89,8 @@ def bot_url(llm_server: FakeServer, tmp_path_factory: pytest.TempPathFactory) ->
         OPENAI_API_KEY=OPENAI_KEY,
         OPENAI_BASE_URL=llm_server.url + "/v1",
         OPENAI_TIMEOUT_SECONDS="20",
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_API_URL=slack_api_url,
     )
     with chalice_local.running(env, log) as url:
         yield url + "/slack/commands"
@@ -172,6 +186,21 @@ def test_nothing_listening_says_to_start_make_run() -> None:
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "TIMEOUT": "soon"}, "TIMEOUT must be a number"),
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "TIMEOUT": "0"}, "TIMEOUT must be more than 0"),
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "URL": "ftp://example.com/"}, "URL must be an http(s) URL"),
+        (["hello"], {"SLACK_SIGNING_SECRET": "x", "EVENT": "reaction"}, "EVENT must be one of command, mention, dm"),
+        (
+            ["hello"],
+            {
+                "SLACK_SIGNING_SECRET": "x",
+                "EVENT": "mention",
+                "URL": "https://x.execute-api.us-east-1.amazonaws.com/api/",
+            },
+            "EVENT=mention needs the bot on this machine",
+        ),
+        (
+            ["hello"],
+            {"SLACK_SIGNING_SECRET": "x", "EVENT": "dm", "SLACK_API_URL": "https://slack.com/api/"},
+            "for an event it must be this script's fake Slack Web API",
+        ),
     ],
 )
 def test_usage_errors_exit_2(args: list[str], env: dict[str, str], message: str) -> None:
@@ -179,6 +208,117 @@ def test_usage_errors_exit_2(args: list[str], env: dict[str, str], message: str)
 
     assert result.returncode == 2
     assert message in result.stderr
+    assert result.stdout == ""
+
+
+# --- end to end: a mention or a DM, answered in its thread through the script's fake Slack Web API ---------------
+
+
+def ask_in_thread(question: str, event: str, bot_url: str, slack_api_url: str, **env: str) -> Any:
+    """`make ask EVENT=... Q=...` with the variables of the README's second shell (``env`` overrides them)."""
+    variables = {
+        "URL": bot_url,  # the command URL: the script switches it to /slack/events
+        "EVENT": event,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_API_URL": slack_api_url,
+    }
+    return run_ask(question, **{**variables, **env})
+
+
+def long_answer() -> str:
+    """Markdown paragraphs past one streamed message's cap (9,000 bytes), so the answer goes on in a second."""
+    return "\n\n".join(f"{i:02d} " + "散歩道と公園。" * 40 for i in range(12))  # 12 x ~850 bytes
+
+
+def test_a_mention_prints_the_answer_streamed_into_its_thread(
+    bot_url: str, slack_api_url: str, llm: FakeServer
+) -> None:
+    answer = long_answer()
+    llm.script.append(StreamReply(deltas=split_deltas(answer, 40)))
+    result = ask_in_thread("鎌倉 & 江ノ島のおすすめは？", "mention", bot_url, slack_api_url)
+
+    assert result.returncode == 0, result.stderr
+    assert "mameka is thinking…" in result.stderr  # the thread's status, as a progress line
+    first, second = result.stdout.index("── reply in the thread"), result.stdout.index("── message 2 in the thread")
+    assert first < second
+    for paragraph in answer.split("\n\n"):  # nothing lost at the rollover
+        assert paragraph in result.stdout
+    assert "⚠️" not in result.stdout
+    # The question reached the LLM as the user wrote it: the bot's mention stripped, Slack's escaping undone.
+    assert llm.received[-1].json()["messages"][-1]["content"] == f"<@{USER_ID}>: 鎌倉 & 江ノ島のおすすめは？"
+
+
+class Recorder(io.StringIO):
+    """Stdout that keeps each write apart, to see the answer arrive in pieces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_the_answer_is_shown_as_it_grows(ask: ModuleType, bot_url: str, slack_api_url: str, llm: FakeServer) -> None:
+    # Paced past the 2 s between appends, so Slack sees the answer start, grow, then stop.
+    deltas = ["First ", "words, ", "then ", "more ", "words, ", "then ", "the end."]
+    llm.script.append(StreamReply(deltas=deltas, delay=0.5))
+    out, err = Recorder(), io.StringIO()
+    slack_port = int(slack_api_url.split(":")[2].split("/")[0])
+    url = ask.route_url(bot_url, ask.EVENTS_PATH)
+    settings = options(ask, url, event="mention", slack_port=slack_port, bot_token=BOT_TOKEN)
+
+    assert ask.converse(settings, out, err) == 0, err.getvalue()
+
+    pieces = [w for w in out.writes if w.strip() and "── " not in w]
+    assert len(pieces) >= 2, out.writes  # shown in steps, not all at the end
+    assert "".join(pieces) == "".join(deltas)
+    assert out.getvalue().count("── ") == 1  # one message
+
+
+def test_a_dm_that_fails_prints_the_warning_line_and_exits_1(bot_url: str, slack_api_url: str, llm: FakeServer) -> None:
+    llm.default = lambda received: openai_error(429, "rate_limit_exceeded")
+    result = ask_in_thread("こんにちは", "dm", bot_url, slack_api_url)
+
+    assert result.returncode == 1, result.stderr
+    assert "⚠️ " + messages.ERROR_TEXTS["rate_limited"] in result.stdout
+    assert result.stderr.startswith("DM: こんにちは")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bot_that_calls_another_slack_api_times_out_with_what_to_check(bot_url: str, llm: FakeServer) -> None:
+    elsewhere = f"http://127.0.0.1:{free_port()}/api/"  # make run's SLACK_API_URL is another one
+    result = ask_in_thread("hello", "mention", bot_url, elsewhere, TIMEOUT="2")
+
+    assert result.returncode == 1
+    assert f"no Slack call reached this script's fake Slack Web API ({elsewhere}) within 2 s" in result.stderr
+    assert f"`make run` running with SLACK_API_URL={elsewhere} and the same SLACK_BOT_TOKEN" in result.stderr
+    assert result.stdout == ""
+
+
+def test_another_bot_token_is_named_at_the_first_refused_call(
+    bot_url: str, slack_api_url: str, llm: FakeServer
+) -> None:
+    result = ask_in_thread("hello", "mention", bot_url, slack_api_url, SLACK_BOT_TOKEN="xoxb-another-test-token")
+
+    assert result.returncode == 1
+    assert "refused the bot's assistant.threads.setStatus (invalid_auth)" in result.stderr
+    assert "same SLACK_BOT_TOKEN" in result.stderr
+
+
+def test_a_taken_fake_slack_port_is_one_line_and_exit_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = ask_in_thread("hello", "mention", "http://127.0.0.1:9/", f"http://127.0.0.1:{port}/api/")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot serve the fake Slack Web API on 127.0.0.1:{port}")
+    assert "another `make ask EVENT=...` still running" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
 
 
@@ -380,6 +520,27 @@ def test_worker_outcome_finds_only_this_jobs_answer_line(ask: ModuleType) -> Non
 )
 def test_command_url_appends_the_route_to_a_base_url(ask: ModuleType, url: str, expected: str) -> None:
     assert ask.command_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8000", "http://127.0.0.1:8000/slack/events"),
+        ("http://127.0.0.1:8000/slack/commands", "http://127.0.0.1:8000/slack/events"),
+        ("http://127.0.0.1:8000/api/slack/commands/", "http://127.0.0.1:8000/api/slack/events"),
+        ("http://127.0.0.1:8000/slack/events", "http://127.0.0.1:8000/slack/events"),
+    ],
+)
+def test_an_event_goes_to_the_events_route(ask: ModuleType, url: str, expected: str) -> None:
+    assert ask.route_url(url, ask.EVENTS_PATH) == expected
+
+
+def test_the_fake_slack_port_follows_slack_api_url(ask: ModuleType) -> None:
+    assert ask.fake_slack_port({}) == 8790
+    assert ask.fake_slack_port({"SLACK_API_URL": "http://127.0.0.1:8790/api/"}) == 8790
+    assert ask.fake_slack_port({"SLACK_API_URL": "http://localhost:9123/api/"}) == 9123
+    with pytest.raises(ask.UsageError, match="fake Slack Web API"):
+        ask.fake_slack_port({"SLACK_API_URL": "http://127.0.0.1/api/"})
 
 
 @pytest.mark.parametrize(
