@@ -98,12 +98,21 @@ class _DeadlineClient(WebClient):
             return super().api_call(api_method, **kwargs)
 
 
-class _RateLimitRetry(RetryHandler):
-    """slack_sdk's RateLimitErrorRetryHandler, bounded by the job's deadline."""
+class _DeadlineRetry(RetryHandler):
+    """A slack_sdk retry handler that waits only when the wait and one more attempt fit the deadline.
+
+    ``_wait(state, request, response, error)`` returns how long to wait before retrying, or
+    None for no retry; slack_sdk's loop counts the attempts across handlers.
+    """
 
     def __init__(self, owner: _DeadlineClient) -> None:
         super().__init__(max_retry_count=MAX_RETRIES)
         self._owner = owner
+
+    def _wait(
+        self, state: RetryState, request: HttpRequest, response: HttpResponse | None, error: Exception | None
+    ) -> float | None:
+        raise NotImplementedError
 
     def _can_retry(
         self,
@@ -113,10 +122,8 @@ class _RateLimitRetry(RetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        if response is None or response.status_code != 429:
-            return False
-        wait = _retry_after(response)
-        if wait + MIN_ATTEMPT_SECONDS > self._owner.deadline.remaining():
+        wait = self._wait(state, request, response, error)
+        if wait is None or wait + MIN_ATTEMPT_SECONDS > self._owner.deadline.remaining():
             return False  # give up now rather than sleep into (or past) the deadline
         state.custom_values = {"wait": wait}
         return True
@@ -135,42 +142,28 @@ class _RateLimitRetry(RetryHandler):
         self._owner.refresh_timeout()
 
 
-class _ConnectionRetry(RetryHandler):
+class _RateLimitRetry(_DeadlineRetry):
+    """slack_sdk's RateLimitErrorRetryHandler (which sleeps ``Retry-After`` with no cap), bounded."""
+
+    def _wait(
+        self, state: RetryState, request: HttpRequest, response: HttpResponse | None, error: Exception | None
+    ) -> float | None:
+        return _retry_after(response) if response is not None and response.status_code == 429 else None
+
+
+class _ConnectionRetry(_DeadlineRetry):
     """Retries a connection error only when sending the request again cannot duplicate anything."""
 
-    def __init__(self, owner: _DeadlineClient) -> None:
-        super().__init__(max_retry_count=MAX_RETRIES)
-        self._owner = owner
-
-    def _can_retry(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> bool:
+    def _wait(
+        self, state: RetryState, request: HttpRequest, response: HttpResponse | None, error: Exception | None
+    ) -> float | None:
         if error is None or response is not None or isinstance(error, HTTPError) or _is_timeout(error):
-            return False
+            return None
         if not (_never_sent(error) or _method_of(request.url) in IDEMPOTENT_METHODS):
-            return False
+            return None
         if not isinstance(error, (URLError, ConnectionError, http.client.HTTPException)):
-            return False  # not a network failure (a bug, a bad URL): retrying changes nothing
-        backoff = CONNECTION_BACKOFF_SECONDS[min(state.current_attempt, len(CONNECTION_BACKOFF_SECONDS) - 1)]
-        return backoff + MIN_ATTEMPT_SECONDS <= self._owner.deadline.remaining()
-
-    def prepare_for_next_attempt(
-        self,
-        *,
-        state: RetryState,
-        request: HttpRequest,
-        response: HttpResponse | None = None,
-        error: Exception | None = None,
-    ) -> None:
-        state.next_attempt_requested = True
-        time.sleep(CONNECTION_BACKOFF_SECONDS[min(state.current_attempt, len(CONNECTION_BACKOFF_SECONDS) - 1)])
-        state.increment_current_attempt()
-        self._owner.refresh_timeout()
+            return None  # not a network failure (a bug, a bad URL): retrying changes nothing
+        return CONNECTION_BACKOFF_SECONDS[min(state.current_attempt, len(CONNECTION_BACKOFF_SECONDS) - 1)]
 
 
 def _retry_after(response: HttpResponse) -> float:
