@@ -24,14 +24,17 @@ import queue
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib import llm, logs, secrets
+from chalicelib import logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import history, messages, web
 from chalicelib.slack.stream import Replier
+
+if TYPE_CHECKING:
+    from chalicelib import llm
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +158,9 @@ def _converse(
         history.to_chat(thread, current, job.bot_user_id, settings.system_prompt), settings.max_context_tokens
     )
     fields["history_messages"] = len(chat) - 2
+    # Imported here, after the status is set: openai takes a quarter of a second to import, and a
+    # cold worker's sign of life should not wait for it.
+    from chalicelib import llm
     try:
         api_key = secrets.openai_api_key(settings)
     except secrets.SecretUnavailable:
@@ -212,6 +218,7 @@ def _stream(
     The LLM is read in a thread of its own so that this loop can wake when the replier is due
     (buffered text must not wait for the next token), and all Slack calls stay on this thread.
     """
+    from chalicelib import llm  # already imported by _converse; here for the name
     stream = llm.stream(chat, settings, api_key, deadline)
     deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import claims, conversation, jobs, llm, logs, secrets
+from chalicelib import claims, conversation, jobs, logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import Job, SlashCommandJob
 from chalicelib.settings import Settings, SettingsError
@@ -89,6 +89,7 @@ def _compose(
     job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]
 ) -> tuple[Message, str]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
+    from chalicelib import llm  # see conversation.py: openai is imported only once it is needed
     try:
         settings = Settings.from_env(environ)
     except SettingsError as error:

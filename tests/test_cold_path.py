@@ -66,3 +66,11 @@ def test_http_path_leaves_openai_and_slack_sdk_unimported(lambda_server: FakeSer
     assert outcome["status"] == 200 and (body == {} or "Thinking" in body["text"])
     assert len(lambda_server.received) == 1  # the job really was dispatched
     assert outcome["heavy"] == []
+
+
+def test_a_cold_worker_can_show_a_sign_of_life_before_openai_is_imported() -> None:
+    # openai is a quarter of a second of imports: the worker loads it after "is thinking…" is set.
+    probe = "import sys, chalicelib.worker; print(sorted(m for m in ('openai', 'httpx2') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
