@@ -287,7 +287,6 @@ def run_answer(
         "id": "Ev" + uuid.uuid4().hex[:10].upper(),
         "team_id": TEAM_ID,
         "channel_id": CHANNEL_ID,
-        "channel_type": "channel",
         "user_id": USER_ID,
         "text": text,
         "ts": ts,

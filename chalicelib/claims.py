@@ -12,7 +12,6 @@ issue plugs a store shared across containers in behind the same ``ClaimStore`` p
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -70,7 +69,14 @@ class MemoryClaims:
             del expiries[key]
 
 
-@functools.cache
+_store: ClaimStore | None = None
+_store_lock = threading.Lock()
+
+
 def store() -> ClaimStore:
     """The process-wide claim store: one per Lambda container, shared by its worker threads."""
-    return MemoryClaims()
+    global _store
+    with _store_lock:  # two local jobs starting at once must not each get a store of their own
+        if _store is None:
+            _store = MemoryClaims()
+        return _store

@@ -7,18 +7,20 @@ never raise, finish every Slack call before they return, and write one JSON log 
 logged and ignored), reads the thread's earlier messages when the message is in one, builds
 the chat within ``MAX_CONTEXT_TOKENS`` and streams the LLM's answer into the thread
 (``chalicelib.slack.stream`` decides the cadence and message sizes). Whatever fails, the user
-sees exactly one plain-language line, and keeps whatever had already been streamed:
+sees one plain-language line, and keeps whatever had already been streamed:
 
-- before any text reached Slack, a failed stream is tried once more when the deadline allows
-  it, and ``context_length_exceeded`` once more with half the history;
+- before any text reached Slack, a failed stream (or one with no text) is tried once more
+  when the deadline allows it, and ``context_length_exceeded`` once more with half the history;
 - after that, the stream is stopped and one line says the answer was cut short, and why;
+- if Slack refuses the answer, or anything unexpected fails, the stream is stopped and one
+  line says so, unless a line was already attempted or a call may have landed unanswered
+  (``connection``/``timeout``): never two endings;
 - if the settings or the bot token are unusable there is no way to reach the user: the log
   line says so.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import queue
 import threading
@@ -31,7 +33,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import history, messages, web
-from chalicelib.slack.stream import Replier
+from chalicelib.slack.stream import UNCERTAIN, Replier
 
 if TYPE_CHECKING:
     from chalicelib import llm
@@ -120,12 +122,19 @@ def _answer(
     try:
         return _converse(job, settings, slack, replier, deadline, fields, started)
     except web.SlackError as error:
-        # Slack refused the answer itself (not_in_channel, invalid_auth...): one last try to
-        # say so, which may well be refused for the same reason.
+        # Slack refused the answer itself (not_in_channel, invalid_auth...): one last try to say
+        # so, which may well be refused for the same reason. Not after a notice, nor after a
+        # call that may have landed: the user must not read two endings.
         logger.error("Slack refused the answer: %s", error.code)
         fields["slack_error"] = error.code
-        _notify(replier, messages.notice("service_error"))
+        if not replier.notice_attempted and error.code not in UNCERTAIN:
+            _notify(replier, messages.notice("slack_error"))
         return "slack_error"
+    except Exception:  # a last guard: stop the stream and tell the user, as for any failure
+        logger.exception("unexpected error while answering a message")
+        if not replier.notice_attempted:
+            _notify(replier, messages.notice("service_error"))
+        return "internal_error"
     finally:
         fields["slack_calls"] = replier.calls + (1 if "status_ms" in fields or "status_error" in fields else 0)
 
@@ -161,6 +170,7 @@ def _converse(
     # Imported here, after the status is set: openai takes a quarter of a second to import, and a
     # cold worker's sign of life should not wait for it.
     from chalicelib import llm
+
     try:
         api_key = secrets.openai_api_key(settings)
     except secrets.SecretUnavailable:
@@ -176,13 +186,15 @@ def _converse(
             break
         except llm.LLMError as error:
             kind = error.kind
-            if not replier.visible and kind == "too_long" and not halved:
+            if not replier.visible and kind == "too_long" and not halved and len(chat) > 2:
                 chat, halved = history.halve_history(chat), True
+                replier.discard_pending()
                 continue
             worth_retrying = kind in RETRIED_KINDS and llm_deadline.remaining() >= llm.MIN_ATTEMPT_SECONDS * 2
             if not replier.visible and worth_retrying and not retried:
                 retried = True
                 logger.warning("the LLM failed before any text was shown (%s); trying once more", kind)
+                replier.discard_pending()  # held back by a rate limit: the second answer starts afresh
                 continue
             if replier.visible:
                 replier.finish()
@@ -219,6 +231,7 @@ def _stream(
     (buffered text must not wait for the next token), and all Slack calls stay on this thread.
     """
     from chalicelib import llm  # already imported by _converse; here for the name
+
     stream = llm.stream(chat, settings, api_key, deadline)
     deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
@@ -233,8 +246,7 @@ def _stream(
             logger.exception("unexpected error while reading the LLM's stream")
             deltas.put(llm.LLMError("service_error"))
 
-    # The copied context carries the LLM deadline that the SDK's event hooks read.
-    reader = threading.Thread(target=contextvars.copy_context().run, args=(read,), daemon=True)
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         while True:
@@ -248,6 +260,9 @@ def _stream(
                 replier.flush_if_due()
                 continue
             if item is _END:
+                if not replier.visible and replier.due_in() is None:
+                    # An answer with no text (or only blank lines): nothing to show for it.
+                    raise llm.LLMError("unreadable")
                 return stream.result
             if isinstance(item, llm.LLMError):
                 raise item

@@ -57,7 +57,7 @@ def _invoke_worker(payload: dict[str, Any], function_name: str | None) -> None:
         response = aws.client("lambda").invoke(
             FunctionName=function_name,
             InvocationType="Event",
-            Payload=json.dumps(payload, ensure_ascii=False).encode(),
+            Payload=json.dumps(payload).encode(),
         )
         # Reading the empty body hands the connection back to the pool for the next request.
         response["Payload"].read()

@@ -46,7 +46,6 @@ class MessageJob:
     id: str  # the envelope's event_id
     team_id: str
     channel_id: str
-    channel_type: str  # "im" for DMs and the assistant pane; "channel", "group", "mpim" otherwise
     user_id: str
     text: str
     ts: str

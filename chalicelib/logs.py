@@ -17,7 +17,8 @@ from typing import Any
 
 _configured_level: str | None = None
 # At DEBUG these log whole HTTP exchanges, and an SSM response body holds a decrypted secret.
-_QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "openai", "httpx2", "httpcore2")
+# slack_sdk's hold message text and whole threads (conversations.replies).
+_QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "openai", "httpx2", "httpcore2", "slack_sdk")
 
 
 def emit(event: str, **fields: Any) -> None:

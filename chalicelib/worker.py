@@ -90,6 +90,7 @@ def _compose(
 ) -> tuple[Message, str]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
     from chalicelib import llm  # see conversation.py: openai is imported only once it is needed
+
     try:
         settings = Settings.from_env(environ)
     except SettingsError as error:

@@ -60,7 +60,7 @@ def new_container() -> None:
     secrets._cache.clear()
     aws.client.cache_clear()
     llm._client.cache_clear()
-    claims.store.cache_clear()
+    claims._store = None
 
 
 def wait_for_local_jobs(timeout: float = 120.0) -> None:

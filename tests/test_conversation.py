@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from chalicelib import worker
 from chalicelib.deadline import Deadline
 from chalicelib.settings import DEFAULT_SUGGESTED_PROMPTS
@@ -325,3 +327,82 @@ def test_a_wrong_bot_token_is_logged_not_raised(
     output = capsys.readouterr().out
     assert answer_lines(output)[0]["outcome"] == "slack_error"
     assert "xoxb-wrong" not in output
+
+
+# --- review findings: each of these failed before its fix ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("deltas", [[], ["\n", "\n"]])
+def test_an_answer_with_no_text_is_one_plain_line_not_silence(
+    deltas: list[str], conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    openai_server.script = [StreamReply(deltas), StreamReply(deltas)]  # the retry is empty too
+    ts = slack_requests.new_ts()
+    run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
+    assert bot_texts(slack_api, CHANNEL, ts) == [
+        ":warning: The AI service sent an answer I couldn't read. Please try again."
+    ]
+    assert len(openai_server.requests_to(CHAT)) == 2
+
+
+@pytest.mark.parametrize("method", ["chat.postMessage", "chat.stopStream"])
+def test_a_post_that_landed_but_was_not_answered_is_not_followed_by_another(
+    method: str, conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    # The fake applies the call, then drops the connection: the worker cannot know it landed.
+    if method == "chat.postMessage":
+        openai_server.script = [openai_error(401, "invalid_api_key")]
+    slack_api.fail_next(method, error="disconnect")
+    ts = slack_requests.new_ts()
+    run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
+    [text] = bot_texts(slack_api, CHANNEL, ts)
+    assert text.startswith(":warning: The bot's OpenAI API key") or text.startswith("**Answer**")
+
+
+def test_an_unexpected_failure_stops_the_stream_and_tells_the_user(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, capsys
+) -> None:
+    # A lone surrogate in the event's JSON: the openai SDK cannot encode it (before the fix it
+    # raised a UnicodeEncodeError past every handler, and nobody was told).
+    ts = slack_requests.new_ts()
+    body = slack_requests.mention_event("broken emoji \\ud83d here", ts=ts).replace(b"\\\\ud83d", b"\\ud83d")
+    run(body, conversation_env, slack_api)
+    assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: broken emoji ? here"]
+
+
+def test_a_retry_does_not_repeat_text_held_back_from_the_first_attempt(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    slack_api.fail_next("chat.startStream", error="not_allowed_token_type")
+    slack_api.fail_next("chat.postMessage", error="ratelimited", retry_after=300)  # longer than the job
+    openai_server.script = [StreamReply(["FIRST-ATTEMPT-PARTIAL "], break_after=1)]
+    ts = slack_requests.new_ts()
+    run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
+    assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: hi"]
+
+
+def test_context_too_long_without_history_is_not_asked_twice(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    openai_server.script = [openai_error(400, "context_length_exceeded")]
+    ts = slack_requests.new_ts()
+    run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
+    assert len(openai_server.requests_to(CHAT)) == 1
+    assert "too long for the AI model" in bot_texts(slack_api, CHANNEL, ts)[0]
+
+
+def test_debug_logging_shows_no_message_text(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, caplog, capsys
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    root = slack_api.add_message(CHANNEL, "秘密の前置き")
+    run(
+        slack_requests.mention_event("秘密の質問", thread_ts=root),
+        {**conversation_env, "LOG_LEVEL": "DEBUG"},
+        slack_api,
+    )
+    assert bot_texts(slack_api, CHANNEL, root)
+    everything = caplog.text + capsys.readouterr().out
+    assert "秘密" not in everything

@@ -43,7 +43,6 @@ def test_a_mention_becomes_a_message_job() -> None:
         id="Ev1",
         team_id="T1",
         channel_id="C1",
-        channel_type="channel",
         user_id="U1",
         text=f"<@{BOT}> hi",
         ts="1.000200",
@@ -56,7 +55,7 @@ def test_a_mention_becomes_a_message_job() -> None:
 def test_a_dm_in_a_thread_keeps_its_thread_and_the_askers_team() -> None:
     job, _ = parse(envelope({**DM, "thread_ts": "1.000100", "user_team": "T2"}))
     assert isinstance(job, MessageJob)
-    assert (job.channel_type, job.thread_ts, job.team_id) == ("im", "1.000100", "T2")
+    assert (job.channel_id, job.thread_ts, job.team_id) == ("D1", "1.000100", "T2")
 
 
 @pytest.mark.parametrize("subtype", ["file_share", "thread_broadcast"])
@@ -102,6 +101,7 @@ def test_other_envelope_types_are_ignored() -> None:
         (b"{not json", "body is not JSON"),
         (b"\xff\xfe", "body is not JSON"),
         (b"[1, 2]", "body is not a JSON object"),
+        (b"[" * 100_000, "body is not JSON"),  # json's RecursionError, a 500 before the fix
         (json.dumps({"type": "url_verification"}).encode(), "url_verification has no challenge"),
         (envelope(MENTION, event="x"), "event_callback has no event object"),
         (envelope(MENTION, event_id=None), "event_callback has no event_id"),

@@ -16,7 +16,6 @@ MESSAGE = MessageJob(
     id="Ev1",
     team_id="T1",
     channel_id="C1",
-    channel_type="channel",
     user_id="U1",
     text="<@UBOT> hi",
     ts="1700000000.000200",

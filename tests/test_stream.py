@@ -277,6 +277,23 @@ def test_a_long_fallback_answer_rolls_over_before_twelve_thousand_characters(fak
     assert all(t.endswith("\n\n") for t in texts[:-1])  # cut between paragraphs
 
 
+def test_a_fallback_message_full_of_code_keeps_room_to_close_its_fence(fake: FakeSlackAPI, clock: Clock) -> None:
+    # Found in review: a code block filling a posted message to 12,000 characters left no room
+    # for the closing fence added at the cut, and chat.update was refused (msg_too_long).
+    fake.fail_next("chat.startStream", error="not_allowed_token_type")
+    reply, root = replier(fake, clock, channel=CHANNEL)
+    reply.push("```python\n")
+    clock.advance(3.1)
+    reply.push("print(1234567890)\n" * 666)  # 11,988 characters, inside the block
+    clock.advance(3.1)
+    reply.push("\nprint(2)\n")
+    reply.finish()
+    assert [(c.method, c.error) for c in fake.calls if not c.ok] == [("chat.startStream", "not_allowed_token_type")]
+    texts = answer_texts(fake, CHANNEL, root)
+    assert all(len(t) <= markdown.MAX_MARKDOWN_CHARS for t in texts)
+    assert texts[0].endswith("```") and texts[1].startswith("```python\n")
+
+
 def test_a_rate_limited_start_falls_back_to_posting(fake: FakeSlackAPI, clock: Clock) -> None:
     fake.fail_next("chat.startStream", "ratelimited", retry_after=600)  # beyond the deadline: refused at once
     reply, root = replier(fake, clock)

@@ -57,7 +57,7 @@ Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob
 def parse(body: bytes) -> tuple[Decision, EventInfo]:
     try:
         envelope = json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
+    except (ValueError, RecursionError):  # UnicodeDecodeError included; RecursionError: [[[[...
         raise MalformedEvent("body is not JSON") from None
     if not isinstance(envelope, dict):
         raise MalformedEvent("body is not a JSON object")
@@ -110,9 +110,9 @@ def _message(envelope: dict[str, Any], event: dict[str, Any], event_id: str, tea
         # In a Slack Connect channel the asker's team is not the envelope's; streams go to the asker.
         team_id=_text(event.get("user_team")) or _text(event.get("team")) or team_id,
         channel_id=channel,
-        channel_type=_text(event.get("channel_type")) or ("im" if channel.startswith("D") else "channel"),
         user_id=user,
-        text=text if isinstance(text, str) else "",
+        # JSON may carry a lone surrogate ("\ud83d"), which no UTF-8 encoder downstream accepts.
+        text=text.encode("utf-8", "replace").decode("utf-8") if isinstance(text, str) else "",
         ts=_required(event, "ts", "event"),
         thread_ts=thread_ts,
         bot_user_id=bot_user_id,

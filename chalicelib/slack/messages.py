@@ -31,6 +31,7 @@ ERROR_TEXTS = {
     "service_error": "The AI service had a problem answering. Please try again later.",
     "not_configured": "The bot is not set up correctly, so it can't answer. Please tell the bot's admin.",
     "cut_off": "The AI service stopped answering part-way. Please try again.",
+    "slack_error": "Slack refused part of my answer, so it may be incomplete. Please try again.",
 }
 # Why an answer that was already streaming stopped early, said after what the user has.
 CUT_SHORT_REASONS = {

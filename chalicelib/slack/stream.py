@@ -28,8 +28,10 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
   nothing, ``finish()`` only tries to stop an open stream (quietly), ``post_notice`` still posts.
-- ``visible``: some answer text reached Slack; ``calls``: Slack calls made; ``posted_ts``: the
-  ts of every message it posted, oldest first; ``fallback``: streaming was refused.
+- ``visible``: some answer text reached Slack; ``notice_attempted``: ``post_notice`` was called
+  (whether or not its post succeeded); ``calls``: Slack calls made; ``posted_ts``: the ts of
+  every message it posted, oldest first; ``fallback``: streaming was refused.
+  ``discard_pending()`` forgets text not yet sent (before a second try at the answer).
 
 Not thread-safe: one job's thread drives it.
 """
@@ -50,7 +52,8 @@ logger = logging.getLogger(__name__)
 STREAM_INTERVAL_SECONDS = 2.0  # chat.appendStream is Tier 4: several answers at once stay inside it
 UPDATE_INTERVAL_SECONDS = 3.0  # chat.update is Tier 3
 STREAM_MAX_BYTES = 9_000  # a streamed message's total; Slack refuses near 11,000 (doc §9)
-UPDATE_MAX_UNITS = markdown.MAX_MARKDOWN_CHARS  # a posted/updated message's whole text, per call
+# A posted/updated message's whole text, per call, with room for a code fence closed at a cut.
+UPDATE_MAX_UNITS = markdown.MAX_MARKDOWN_CHARS - 100
 # In the last quarter of its limit a message ends at the first line break, rather than fill up
 # with small deltas and be cut wherever the one that does not fit happens to be.
 ROLLOVER_ZONE = 0.25
@@ -101,6 +104,7 @@ class Replier:
         self._streams_refused = False
         self._failed: web.SlackError | None = None
         self.visible = False
+        self.notice_attempted = False
         self.calls = 0
         self.posted_ts: list[str] = []
 
@@ -133,8 +137,13 @@ class Replier:
             return
         self._send(final=True)
 
+    def discard_pending(self) -> None:
+        """Forget text not yet sent: an answer that failed before it showed will be asked for again."""
+        self._pending, self._reopen = "", ""
+
     def post_notice(self, text: str) -> str:
         """Posts one plain-language mrkdwn line in the thread, after the answer; returns its ts."""
+        self.notice_attempted = True  # even if the post fails: it may have landed all the same
         try:
             self.finish()
         except web.SlackError as error:  # the notice matters more than a tidy stop
