@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from chalicelib import logs, secrets
@@ -63,14 +63,19 @@ def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, environ: M
     fields: dict[str, Any] = _job_fields(job)
     try:
         settings, token = _settings_and_token(environ)
-        slack = web.client(token, settings.slack_api_url, deadline)
-        web.set_suggested_prompts(slack, job.channel_id, job.thread_ts, settings.suggested_prompts)
-        fields["outcome"] = "prompts_set"
+        _, error = _first_call(
+            settings,
+            token,
+            deadline,
+            lambda slack: web.set_suggested_prompts(slack, job.channel_id, job.thread_ts, settings.suggested_prompts),
+        )
+        if error is None:
+            fields["outcome"] = "prompts_set"
+        else:
+            logger.error("could not set the suggested prompts: %s", error.code)
+            fields.update(outcome="slack_error", slack_error=error.code)
     except _Unconfigured:
         fields["outcome"] = "not_configured"
-    except web.SlackError as error:
-        logger.error("could not set the suggested prompts: %s", error.code)
-        fields.update(outcome="slack_error", slack_error=error.code)
     except Exception:
         logger.exception("unexpected error while setting the suggested prompts")
         fields["outcome"] = "internal_error"
@@ -94,6 +99,30 @@ def _settings_and_token(environ: Mapping[str, str]) -> tuple[Settings, str]:
         raise _Unconfigured from None
 
 
+def _first_call(
+    settings: Settings, token: str, deadline: Deadline, call: Callable[[Any], None]
+) -> tuple[Any, web.SlackError | None]:
+    """Make a job's first Slack call; after ``invalid_auth``, once more with the bot token read
+    afresh (``make secrets`` may have replaced it since this container read it). Returns the
+    client to go on with, and the call's error if it still failed."""
+    slack = web.client(token, settings.slack_api_url, deadline)
+    try:
+        call(slack)
+        return slack, None
+    except web.SlackError as error:
+        if error.code != "invalid_auth" or not secrets.slack_bot_token_rejected(settings):
+            return slack, error
+        first_error = error
+    try:
+        slack = web.client(secrets.slack_bot_token(settings), settings.slack_api_url, deadline)
+        call(slack)
+        return slack, None
+    except secrets.SecretUnavailable:
+        return slack, first_error
+    except web.SlackError as error:
+        return slack, error
+
+
 def _answer(
     job: MessageJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any], started: float
 ) -> str:
@@ -104,8 +133,18 @@ def _answer(
     fields["model"] = settings.openai_model
     if settings.log_message_text:
         fields["text"] = job.text
-    slack = web.client(token, settings.slack_api_url, deadline)
     thread_ts = job.reply_thread_ts
+    slack, error = _first_call(
+        settings,
+        token,
+        deadline,
+        lambda slack: web.set_status(slack, job.channel_id, thread_ts, messages.THINKING_STATUS),
+    )
+    if error is None:
+        fields["status_ms"] = _ms_since(started)
+    else:  # a sign of life is nice to have, not a reason to stop
+        logger.warning("could not set the thread's status: %s", error.code)
+        fields["status_error"] = error.code
     replier = Replier(
         slack,
         job.channel_id,
@@ -113,12 +152,6 @@ def _answer(
         recipient_user_id=job.user_id,
         recipient_team_id=job.team_id,
     )
-    try:
-        web.set_status(slack, job.channel_id, thread_ts, messages.THINKING_STATUS)
-        fields["status_ms"] = _ms_since(started)
-    except web.SlackError as error:  # a sign of life is nice to have, not a reason to stop
-        logger.warning("could not set the thread's status: %s", error.code)
-        fields["status_error"] = error.code
     try:
         return _converse(job, settings, slack, replier, deadline, fields, started)
     except web.SlackError as error:

@@ -3,22 +3,31 @@
 Contract: ``slack_signing_secret(settings)``, ``openai_api_key(settings)`` and
 ``slack_bot_token(settings)`` return the secret, or raise ``SecretUnavailable`` with a
 message that names the variable or parameter but never contains a secret. A set variable
-always wins over a parameter name. A parameter is read once per container (SecureString,
-decrypted) and cached; failures are not cached, so the next request tries again.
+always wins over a parameter name, and is never read again.
+
+A parameter (SecureString, decrypted) is cached per container for at most
+``SECRETS_TTL_SECONDS``, so that ``make secrets`` reaches warm containers; failures are not
+cached, so the next request tries again. When a secret is rejected (a signature that does not
+match, a 401 from the LLM, ``invalid_auth`` from Slack), ``signing_secret_rejected(settings)``
+and its two siblings forget that one parameter so that it is read afresh at once, at most once
+per ``REREAD_INTERVAL_SECONDS`` per parameter (a flood of forged requests must not become a
+flood of SSM calls); they return whether it was forgotten.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from chalicelib import aws
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-_cache: dict[str, str] = {}
-_lock = threading.Lock()
+REREAD_INTERVAL_SECONDS = 60.0
 
 
 class SecretUnavailable(RuntimeError):
@@ -26,24 +35,65 @@ class SecretUnavailable(RuntimeError):
 
 
 def slack_signing_secret(settings: Settings) -> str:
-    return settings.slack_signing_secret or _parameter(settings.slack_signing_secret_parameter)
+    return settings.slack_signing_secret or _cache.get(settings.slack_signing_secret_parameter, settings)
 
 
 def openai_api_key(settings: Settings) -> str:
-    return settings.openai_api_key or _parameter(settings.openai_api_key_parameter)
+    return settings.openai_api_key or _cache.get(settings.openai_api_key_parameter, settings)
 
 
 def slack_bot_token(settings: Settings) -> str:
-    return settings.slack_bot_token or _parameter(settings.slack_bot_token_parameter)
+    return settings.slack_bot_token or _cache.get(settings.slack_bot_token_parameter, settings)
 
 
-def _parameter(name: str) -> str:
-    if name in _cache:
-        return _cache[name]
-    with _lock:  # one SSM call per parameter, even when many local jobs start at once
-        if name not in _cache:
-            _cache[name] = _fetch(name)
-    return _cache[name]
+def signing_secret_rejected(settings: Settings) -> bool:
+    return settings.slack_signing_secret is None and _cache.forget(settings.slack_signing_secret_parameter)
+
+
+def openai_api_key_rejected(settings: Settings) -> bool:
+    return settings.openai_api_key is None and _cache.forget(settings.openai_api_key_parameter)
+
+
+def slack_bot_token_rejected(settings: Settings) -> bool:
+    return settings.slack_bot_token is None and _cache.forget(settings.slack_bot_token_parameter)
+
+
+@dataclass
+class _Entry:
+    value: str
+    read_at: float
+
+
+class ParameterCache:
+    """SSM parameters by name, each kept for a time; ``clock`` is injectable so tests need no sleeping."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+        self._forgotten_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, settings: Settings) -> str:
+        # One SSM call per parameter, even when many local jobs start at once.
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None or self._clock() - entry.read_at >= settings.secrets_ttl_seconds:
+                entry = self._entries[name] = _Entry(_fetch(name), self._clock())
+            return entry.value
+
+    def forget(self, name: str) -> bool:
+        with self._lock:
+            now = self._clock()
+            last = self._forgotten_at.get(name)
+            if last is not None and now - last < REREAD_INTERVAL_SECONDS:
+                return False
+            self._forgotten_at[name] = now
+            self._entries.pop(name, None)
+            logger.warning("SSM parameter %s was rejected; it will be read again", name)
+            return True
+
+
+_cache = ParameterCache()
 
 
 def _fetch(name: str) -> str:

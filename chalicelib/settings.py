@@ -37,7 +37,10 @@ DEFAULT_SUGGESTED_PROMPTS: tuple[tuple[str, str], ...] = (
     ("要約して", "次の文章を3行で要約して："),
     ("英語にして", "次の文章を自然な英語にして："),
 )
-MAX_SUGGESTED_PROMPTS = 4  # Slack's limit for assistant.threads.setSuggestedPrompts
+MAX_SUGGESTED_PROMPTS = 4
+DEFAULT_RESPONSE_URL_HOSTS = frozenset(
+    {"hooks.slack.com", "hooks.slack-gov.com"}
+)  # Slack's limit for assistant.threads.setSuggestedPrompts
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -67,6 +70,13 @@ class Settings:
     worker_function_name: str | None = None
     log_level: str = "INFO"
     log_message_text: bool = False
+    secrets_ttl_seconds: float = 300.0
+    response_url_hosts: frozenset[str] = DEFAULT_RESPONSE_URL_HOSTS
+    allowed_team_ids: frozenset[str] = frozenset()  # empty: anyone
+    allowed_channel_ids: frozenset[str] = frozenset()
+    allowed_user_ids: frozenset[str] = frozenset()
+    max_output_tokens: int = 2048
+    job_max_age_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -118,6 +128,19 @@ class Settings:
             worker_function_name=text("WORKER_FUNCTION_NAME", None),
             log_level=_choice("LOG_LEVEL", text("LOG_LEVEL", "INFO").upper(), LOG_LEVELS),
             log_message_text=_flag("LOG_MESSAGE_TEXT", text("LOG_MESSAGE_TEXT", "false")),
+            secrets_ttl_seconds=_number(
+                "SECRETS_TTL_SECONDS", text("SECRETS_TTL_SECONDS", "300"), low=0.0, high=86_400.0
+            ),
+            response_url_hosts=_names(text("RESPONSE_URL_HOSTS", None), DEFAULT_RESPONSE_URL_HOSTS, lower=True),
+            allowed_team_ids=_names(text("ALLOWED_TEAM_IDS", None), frozenset()),
+            allowed_channel_ids=_names(text("ALLOWED_CHANNEL_IDS", None), frozenset()),
+            allowed_user_ids=_names(text("ALLOWED_USER_IDS", None), frozenset()),
+            max_output_tokens=int(
+                _number("MAX_OUTPUT_TOKENS", text("MAX_OUTPUT_TOKENS", "2048"), low=16, high=1_000_000, whole=True)
+            ),
+            job_max_age_seconds=_number(
+                "JOB_MAX_AGE_SECONDS", text("JOB_MAX_AGE_SECONDS", "300"), low=1.0, high=86_400.0
+            ),
         )
 
 
@@ -142,6 +165,13 @@ ENV_NAMES = (
     "WORKER_FUNCTION_NAME",
     "LOG_LEVEL",
     "LOG_MESSAGE_TEXT",
+    "SECRETS_TTL_SECONDS",
+    "RESPONSE_URL_HOSTS",
+    "ALLOWED_TEAM_IDS",
+    "ALLOWED_CHANNEL_IDS",
+    "ALLOWED_USER_IDS",
+    "MAX_OUTPUT_TOKENS",
+    "JOB_MAX_AGE_SECONDS",
 )
 
 
@@ -202,3 +232,11 @@ def _prompts(raw: str | None) -> tuple[tuple[str, str], ...]:
             raise SettingsError(f"{problem}, each with a non-empty title and message")
         prompts.append((title.strip(), message.strip()))
     return tuple(prompts)
+
+
+def _names(raw: str | None, default: frozenset[str], lower: bool = False) -> frozenset[str]:
+    """A comma-separated list (ids, host names); blanks around and between items are ignored."""
+    if raw is None:
+        return default
+    items = (item.strip() for item in raw.split(","))
+    return frozenset(item.lower() if lower else item for item in items if item)

@@ -20,6 +20,7 @@ import pytest
 
 from chalicelib import aws, claims, dispatch, llm, secrets
 from chalicelib.jobs import SlashCommandJob
+from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.slack_requests import command_form as command_form  # re-exported: tests import it from here
@@ -34,16 +35,7 @@ OPENAI_KEY = "sk-test-fake-key-not-real"
 def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No real AWS, OpenAI or Slack settings leak in; caches start empty as in a new container."""
     for name in list(os.environ):
-        if name.startswith(("AWS_", "OPENAI_", "SLACK_")) or name in (
-            "SYSTEM_PROMPT",
-            "MAX_INPUT_CHARS",
-            "WORKER_FUNCTION_NAME",
-            "SUGGESTED_PROMPTS",
-            "MAX_HISTORY_MESSAGES",
-            "MAX_CONTEXT_TOKENS",
-            "LOG_LEVEL",
-            "LOG_MESSAGE_TEXT",
-        ):
+        if name.startswith(("AWS_", "OPENAI_", "SLACK_")) or name in ENV_NAMES:
             monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -57,7 +49,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def new_container() -> None:
     """Forget what a Lambda container caches between invocations."""
-    secrets._cache.clear()
+    secrets._cache = secrets.ParameterCache()
     aws.client.cache_clear()
     llm._client.cache_clear()
     claims._store = None

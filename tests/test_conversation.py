@@ -406,3 +406,28 @@ def test_debug_logging_shows_no_message_text(
     assert bot_texts(slack_api, CHANNEL, root)
     everything = caplog.text + capsys.readouterr().out
     assert "秘密" not in everything
+
+
+def test_a_rotated_bot_token_is_read_again_after_invalid_auth(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI
+) -> None:
+    from moto import mock_aws
+
+    env = {k: v for k, v in conversation_env.items() if k != "SLACK_BOT_TOKEN"}
+    env["SLACK_BOT_TOKEN_PARAMETER"] = "/bot"
+    with mock_aws():
+        import boto3
+
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name="/bot", Value="xoxb-fake-old-token", Type="SecureString")
+        slack_api.token = "xoxb-fake-old-token"
+        first = slack_requests.new_ts()
+        run(slack_requests.mention_event("one", ts=first), env, slack_api)
+        assert bot_texts(slack_api, CHANNEL, first) == [f"**Answer** to: <@{USER}>: one"]
+
+        # `make secrets` stores a new token, and Slack revokes the old one.
+        ssm.put_parameter(Name="/bot", Value="xoxb-fake-new-token", Type="SecureString", Overwrite=True)
+        slack_api.token = "xoxb-fake-new-token"
+        second = slack_requests.new_ts()
+        run(slack_requests.mention_event("two", ts=second), env, slack_api)
+        assert bot_texts(slack_api, CHANNEL, second) == [f"**Answer** to: <@{USER}>: two"]

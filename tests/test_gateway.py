@@ -134,3 +134,29 @@ def test_one_log_line_per_event_with_ids_and_no_text(lambda_server: FakeServer, 
     # The retry was dispatched like a first delivery: the worker's claims decide.
     [invoke] = lambda_server.received
     assert invoke.json()["kind"] == "message" and invoke.json()["id"] == "Ev42"
+
+
+def test_a_rotated_signing_secret_is_picked_up_by_a_warm_container(lambda_server: FakeServer, monkeypatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev",
+        "WORKER_FUNCTION_NAME": "w",
+        "SLACK_SIGNING_SECRET_PARAMETER": "/s",
+    }
+    body = command_form("hi", "https://hooks.slack.com/commands/T/1/x")
+
+    def call_with(secret: str) -> int:
+        headers = {k.lower(): v for k, v in signed_headers(body, secret=secret).items()}
+        return handle_slash_command(headers, body, env, "req-r")[0]
+
+    with mock_aws():
+        import boto3
+
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name="/s", Value="the-old-secret", Type="SecureString")
+        assert call_with("the-old-secret") == 200  # read once and cached
+        ssm.put_parameter(Name="/s", Value="the-new-secret", Type="SecureString", Overwrite=True)
+        assert call_with("the-new-secret") == 200  # the mismatch made it read the parameter again
+        ssm.put_parameter(Name="/s", Value="the-newest-secret", Type="SecureString", Overwrite=True)
+        assert call_with("the-newest-secret") == 401  # but only once a minute: forgers cannot flood SSM
+        assert call_with("the-new-secret") == 200

@@ -57,3 +57,51 @@ def test_a_pasted_newline_is_stripped_and_an_empty_value_is_reported(ssm, caplog
     with pytest.raises(secrets.SecretUnavailable, match=r"^SSM parameter /blank is empty$"):
         secrets.openai_api_key(Settings.from_env({"OPENAI_API_KEY_PARAMETER": "/blank"}))
     assert "SSM parameter /blank is empty" in caplog.text
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_parameter_lives_at_most_the_ttl_in_the_cache(ssm) -> None:
+    ssm.put_parameter(Name="/openai/api-key", Value="first", Type="SecureString")
+    clock = Clock()
+    cache = secrets.ParameterCache(clock)
+    settings = Settings.from_env({"SECRETS_TTL_SECONDS": "300"})
+    assert cache.get("/openai/api-key", settings) == "first"
+    ssm.put_parameter(Name="/openai/api-key", Value="second", Type="SecureString", Overwrite=True)
+    clock.now += 299.9
+    assert cache.get("/openai/api-key", settings) == "first"
+    clock.now += 0.1
+    assert cache.get("/openai/api-key", settings) == "second"  # `make secrets` reaches a warm container
+
+
+def test_a_rejected_parameter_is_read_again_at_once_but_at_most_once_a_minute(ssm) -> None:
+    ssm.put_parameter(Name="/p", Value="old", Type="SecureString")
+    clock = Clock()
+    cache = secrets.ParameterCache(clock)
+    settings = Settings.from_env({})
+    assert cache.get("/p", settings) == "old"
+    ssm.put_parameter(Name="/p", Value="new", Type="SecureString", Overwrite=True)
+    assert cache.forget("/p") is True
+    assert cache.get("/p", settings) == "new"
+    ssm.put_parameter(Name="/p", Value="newer", Type="SecureString", Overwrite=True)
+    clock.now += 59
+    assert cache.forget("/p") is False  # a flood of bad signatures is not a flood of SSM calls
+    assert cache.get("/p", settings) == "new"
+    clock.now += 1
+    assert cache.forget("/p") is True
+    assert cache.get("/p", settings) == "newer"
+
+
+def test_a_secret_from_the_environment_is_never_forgotten(ssm) -> None:
+    settings = Settings.from_env(
+        {"OPENAI_API_KEY": "from-env", "SLACK_BOT_TOKEN": "xoxb-env", "SLACK_SIGNING_SECRET": "s"}
+    )
+    assert not secrets.openai_api_key_rejected(settings)
+    assert not secrets.slack_bot_token_rejected(settings)
+    assert not secrets.signing_secret_rejected(settings)

@@ -2,7 +2,8 @@
 
 Contract: ``verify(secret, timestamp, signature, body, now)`` returns ``None`` when the
 request is signed by Slack within the replay window, and raises ``InvalidSignature`` with a
-short, client-safe reason otherwise. It never raises anything else, whatever the input.
+short, client-safe reason otherwise (``SignatureMismatch``, a subclass, when only the
+signature itself is wrong). It never raises anything else, whatever the input.
 
 Why not ``slack_sdk.signature``: importing it loads slack_sdk's whole ``WebClient`` and
 asyncio, 40-90 ms of cold start in the HTTP function. Tests hold this check to the SDK's
@@ -19,6 +20,10 @@ MAX_AGE_SECONDS = 60 * 5
 
 class InvalidSignature(ValueError):
     """The request is not proven to come from Slack. ``str(error)`` is safe to send back."""
+
+
+class SignatureMismatch(InvalidSignature):
+    """Well-formed and fresh, but signed with another secret: ours may have been rotated."""
 
 
 def verify(secret: str, timestamp: str | None, signature: str | None, body: bytes, now: float) -> None:
@@ -38,7 +43,7 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
     expected = sign(secret, timestamp, body)
     # Bytes, because compare_digest refuses str with non-ASCII characters.
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
-        raise InvalidSignature("signature does not match")
+        raise SignatureMismatch("signature does not match")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
