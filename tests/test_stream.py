@@ -232,6 +232,45 @@ def test_a_stream_slack_finds_too_long_goes_on_in_a_new_one(clock: Clock) -> Non
         assert refused == {"msg_too_long"}
 
 
+def test_a_code_block_filling_a_stream_keeps_room_to_close_its_fence(fake: FakeSlackAPI, clock: Clock) -> None:
+    # Found by the properties: a message filled to 8,999 bytes inside a code block (a delta with
+    # no line break to end it at) had no room left for the closing fence added when it was cut,
+    # and stopped at 9,003 bytes, past STREAM_MAX_BYTES.
+    reply, root = replier(fake, clock)
+    reply.push("```\n" + "x" * 100)
+    reply.push("x" * 8895)
+    clock.advance(2)
+    reply.flush_if_due()
+    reply.push("x" * 10)
+    reply.finish()
+    assert_all_accepted(fake)
+    texts = answer_texts(fake, DM, root)
+    assert [len(t.encode()) for t in texts] == [stream.STREAM_MAX_BYTES, 17]  # cut where the closing line fits
+    assert texts[0].endswith("x\n```") and texts[1] == "```\n" + "x" * 13
+    assert_rejoins(texts, "```\n" + "x" * 9005)
+
+
+@pytest.mark.parametrize(("fallback", "words"), [(False, 1400), (True, 1900)])
+def test_blank_text_at_a_rollover_goes_on_in_the_next_message(
+    fake: FakeSlackAPI, clock: Clock, fallback: bool, words: int
+) -> None:
+    # Found by the properties: a message nearly full ended at the line break that starts the next
+    # delta, and that "\n" (a blank piece, never sent) was lost between the two messages.
+    if fallback:
+        fake.fail_next("chat.startStream", error="not_allowed_token_type")
+    reply, root = replier(fake, clock)
+    text = ["word " * words, "\nabc def", " ghi"]  # the first is past three quarters of a message
+    reply.push(text[0])
+    clock.advance(3.5)
+    reply.push(text[1])
+    clock.advance(3.5)
+    reply.push(text[2])
+    reply.finish()
+    texts = answer_texts(fake, DM, root)
+    assert texts == [text[0], "\nabc def ghi"]
+    assert all(call.params.get("markdown_text") != "\n" for call in fake.calls)  # blank text is never sent alone
+
+
 # --- fallback ---------------------------------------------------------------------------------------------------------
 
 

@@ -225,6 +225,10 @@ class Replier:
             self._close(message, "")
             return
         piece, rest, reopen, full = _take(message.text, self._pending, message.limit, message.streamed, final)
+        if full and not piece.strip():
+            # A blank piece is not sent: ending the message with it would lose it between the
+            # messages. The message ends as it is; the blank text starts the next one.
+            piece, rest = "", piece + rest
         closing = full or final
         if not message.streamed:
             if piece.strip():
@@ -316,7 +320,9 @@ def _take(sent: str, pending: str, limit: int, streamed: bool, final: bool) -> t
     total = used + _size(pending, streamed)
     if total <= limit and (final or total <= limit * (1 - ROLLOVER_ZONE)):
         return pending, "", "", False
-    early = total <= limit  # it fits, but the message is nearly full: end it at a line break if there is one
+    # It fits, but the message is nearly full: end it at a line break if there is one. Only if the
+    # line closing the code block it would end in fits too: a later cut in that block adds it.
+    early = total <= limit and total + _closing_size(sent + pending, streamed) <= limit
     room = limit - used
     while True:
         cut = _cut(sent, pending, room, limit, streamed, early)
@@ -395,6 +401,12 @@ def _good_cut(sent: str, pending: str, cut: int, forced: bool) -> bool:
     match = _FENCE_ONLY.fullmatch(pending[cut:newline])
     closing = markdown.closing_fence(fence)
     return not (match is not None and match.group(1)[0] == closing[0] and len(match.group(1)) >= len(closing))
+
+
+def _closing_size(text: str, streamed: bool) -> int:
+    """The size of the line (and newline) that would close the code block open at the end of ``text``."""
+    fence = markdown.open_fence(text)
+    return 0 if fence is None else _size("\n" + markdown.closing_fence(fence), streamed)
 
 
 def _inside_fence_line(text: str, index: int) -> bool:
