@@ -23,7 +23,8 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
   message. ``msg_too_long`` on an append (Slack's cap lower than we thought): the message is
   stopped where it is and the text goes to a new one. ``ratelimited`` on a send that is not the
   last: the text stays buffered for the next turn.
-- ``finish()`` sends what is left and stops the open stream; it can be called again (no-op).
+- ``finish()`` sends what is left (but trailing text that is only whitespace) and stops the
+  open stream; it can be called again (no-op).
   ``post_notice(text)`` finishes first, then posts one mrkdwn line in the thread.
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
