@@ -25,7 +25,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
+# check_local.py says what a local run lacks (one line each) and stops only when nothing could work.
 run: $(STAMP)
+	@$(BIN)/python scripts/check_local.py $(STAGE)
 	$(BIN)/chalice local --stage $(STAGE) --port $(PORT)
 
 package: $(STAMP)
@@ -35,12 +37,18 @@ package: $(STAMP)
 	$(BIN)/python scripts/compile_bytecode.py out/deployment.zip
 	@echo "wrote out/sam.json and out/deployment.zip for stage $(STAGE)"
 
+# WORKER_MAX_CONCURRENCY (`make deploy STAGE=prod WORKER_MAX_CONCURRENCY=10`, or for make package
+# the template parameter's default) reaches scripts/deployment.py through the environment.
+#
 # chalice deploy has no build hook, but it reuses .chalice/deployments/<hash of inputs>.zip when
-# that exists: build it with chalice package, add bytecode to it, and deploy ships that zip.
+# that exists: build it with chalice package, add bytecode to that very zip (named by Chalice's own
+# function, which is not always the newest: a rollback reuses an older one), and deploy ships it.
 deploy: $(STAMP)
+	@$(BIN)/python scripts/deployment.py preflight $(STAGE)
 	rm -rf out/prebuild
 	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(BIN)/chalice package --stage $(STAGE) out/prebuild
-	$(BIN)/python scripts/compile_bytecode.py "$$(ls -t .chalice/deployments/*.zip | head -n 1)"
+	zip=$$($(BIN)/python scripts/deployment.py deployment-zip $(STAGE) out/prebuild/deployment.zip) && \
+	  $(BIN)/python scripts/compile_bytecode.py "$$zip"
 	$(BIN)/chalice deploy --stage $(STAGE)
 	$(BIN)/python scripts/deployment.py configure-worker $(STAGE)
 

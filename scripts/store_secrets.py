@@ -17,11 +17,14 @@ Contract:
 - It says, per parameter, whether it was created or updated. It never prints a value.
 - When stdin is not a terminal (a pipe, a test) it reads one value per line from stdin, with
   a warning, instead of asking the terminal.
-- Exit status: 0 stored; 1 a value was refused or AWS failed (one line says why, with no
-  traceback); 2 usage error or a stage that is not in ``.chalice/config.json``.
+- Before it asks for anything it checks that boto3 finds AWS credentials and a region
+  (``check_aws.problem()``); without them it says, in one line, how to set them.
+- Exit status: 0 stored; 1 a value was refused, AWS credentials or a region are missing, or
+  AWS failed (one line says why, with no traceback); 2 usage error or a stage that is not in
+  ``.chalice/config.json``.
 
-AWS is reached the usual boto3 way (``AWS_PROFILE``, ``AWS_REGION``/``AWS_DEFAULT_REGION``,
-``AWS_ENDPOINT_URL``).
+AWS is reached the usual boto3 way (``AWS_PROFILE``, ``AWS_DEFAULT_REGION`` (boto3 does not
+read ``AWS_REGION``), ``AWS_ENDPOINT_URL``).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
+sys.path.insert(0, str(ROOT / "scripts"))  # for check_aws, also when a test imports this file by path
+
+import check_aws  # noqa: E402
 
 from chalicelib.settings import Settings  # noqa: E402
 
@@ -183,9 +189,9 @@ def aws_failure(error: Exception, values: list[str]) -> str:
     from botocore.exceptions import ClientError, NoCredentialsError, NoRegionError
 
     if isinstance(error, NoCredentialsError):
-        return "no AWS credentials found: set AWS_PROFILE, or run `aws configure` or `aws sso login` first"
+        return f"no AWS credentials found: {check_aws.HOW_CREDENTIALS}"
     if isinstance(error, NoRegionError):
-        return "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION"
+        return f"no AWS region set: {check_aws.HOW_REGION}"
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         return scrub(f"{details.get('Code', 'Error')}: {details.get('Message', '')}".rstrip(": "), values)
@@ -217,6 +223,10 @@ def main(argv: list[str], stdin: TextIO = sys.stdin) -> int:
         return usage()
     chosen = [secret for secret in SECRETS if not wanted or secret.key in wanted]
 
+    missing = check_aws.problem()  # before any value is typed, and without a traceback
+    if missing:
+        print(f"error: cannot use AWS: {missing}", file=sys.stderr)
+        return 1
     try:
         account = caller_account()
     except (BotoCoreError, ClientError) as error:

@@ -5,8 +5,14 @@
   (function settings, the worker reference, least-privilege roles, no async retries) and
   linted with cfn-lint.
 - ``chalice deploy``, ``chalice url`` and ``chalice delete`` against a moto server on 127.0.0.1
-  (``tests/moto_server.py``), and ``scripts/deployment.py configure-worker`` after a deploy.
-  What exists is checked with boto3 against the same server.
+  (``tests/moto_server.py``), and ``scripts/deployment.py configure-worker`` after a deploy
+  (the async-invoke policy, and the opt-in concurrency cap with Lambda's refusal, which moto
+  reproduces when ``MOTO_LAMBDA_CONCURRENCY_QUOTA`` is set). What exists is checked with boto3
+  against the same server.
+- ``make deploy`` as a user runs it: the zip it adds bytecode to is the one ``chalice deploy``
+  ships, also after a rollback to inputs whose (older) zip already exists; without AWS
+  credentials or with an unusable ``WORKER_MAX_CONCURRENCY`` it says so in one line and does
+  nothing else.
 
 Every chalice run happens in a copy of the project, so ``.chalice/deployed`` and
 ``.chalice/deployments`` are never written into the repository. The copies share one
@@ -21,13 +27,17 @@ fresh machine; each has a generous timeout for the cold case.
 
 from __future__ import annotations
 
+import base64
+import copy
 import fnmatch
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +171,9 @@ def run_ok(args: list[str | Path], cwd: Path, env: dict[str, str]) -> subprocess
     return result
 
 
-def copy_project(destination: Path, deployments_cache: Path) -> Path:
-    """What Chalice deploys, copied to ``destination``; its ``.chalice/deployments`` is the shared cache."""
+def copy_project(destination: Path, deployments_cache: Path | None = None) -> Path:
+    """What Chalice deploys, copied to ``destination``; its ``.chalice/deployments`` is the shared cache
+    (or, with none given, its own, made by Chalice when it first builds a zip)."""
     project = destination / APP_NAME
     shutil.copytree(ROOT / "chalicelib", project / "chalicelib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copy2(ROOT / "app.py", project)
@@ -171,8 +182,37 @@ def copy_project(destination: Path, deployments_cache: Path) -> Path:
     for path in (ROOT / ".chalice").glob("*.json"):  # config.json and the policy files
         if path.is_file():
             shutil.copy2(path, project / ".chalice")
-    (project / ".chalice" / "deployments").symlink_to(deployments_cache, target_is_directory=True)
+    if deployments_cache is not None:
+        (project / ".chalice" / "deployments").symlink_to(deployments_cache, target_is_directory=True)
     return project
+
+
+def copy_make_project(destination: Path, deployments_cache: Path | None = None) -> Path:
+    """``copy_project`` plus what ``make`` runs there: the Makefile, scripts and this venv.
+
+    The requirements files keep their times (copy2), so the venv's stamp stays newer and make
+    installs nothing.
+    """
+    project = copy_project(destination, deployments_cache)
+    shutil.copy2(ROOT / "Makefile", project)
+    shutil.copy2(ROOT / "requirements-dev.txt", project)
+    shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    return project
+
+
+def without_aws_setup(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with no AWS credentials and no region for boto3 to find (no files, no instance role)."""
+    return {
+        name: value
+        for name, value in env.items()
+        if name not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_REGION")
+    }
+
+
+def own_lines(stderr: str) -> list[str]:
+    """What the tools wrote to stderr, without make's own "make: *** ... Error 1" line."""
+    return [line for line in stderr.splitlines() if not line.startswith("make")]
 
 
 @pytest.fixture(scope="module")
@@ -490,11 +530,7 @@ def test_make_deploy_ships_bytecode_and_turns_off_async_retries(
     worker's async retries are turned off."""
     moto_server.reset()
     work = tmp_path_factory.mktemp("make-deploy")
-    project = copy_project(work, deployments_cache)
-    shutil.copy2(ROOT / "Makefile", project)
-    shutil.copy2(ROOT / "requirements-dev.txt", project)
-    shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
-    (project / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)  # installed, stamp newer
+    project = copy_make_project(work, deployments_cache)
     env = subprocess_env(moto_server.url, work)
     try:
         result = run_ok(["make", "deploy", "STAGE=dev"], project, env)
@@ -509,3 +545,260 @@ def test_make_deploy_ships_bytecode_and_turns_off_async_retries(
     finally:
         moto_server.reset()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_package_lets_cloudformation_cap_the_worker(package: Package) -> None:
+    """The worker's ReservedConcurrentExecutions comes from the WorkerMaxConcurrency parameter, and
+    only when it is given (its default, empty, leaves the property out); nothing else is capped.
+    cfn-lint also accepts the template with a default of 10 (``make package WORKER_MAX_CONCURRENCY=10``)."""
+    parameter_name, condition = DEPLOYMENT.MAX_CONCURRENCY_PARAMETER, DEPLOYMENT.MAX_CONCURRENCY_CONDITION
+    assert package.template["Parameters"][parameter_name]["Default"] == ""
+    assert package.template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter_name}, ""]}]}
+    assert package.resource("Worker")["Properties"]["ReservedConcurrentExecutions"] == {
+        "Fn::If": [condition, {"Ref": parameter_name}, {"Ref": "AWS::NoValue"}]
+    }
+    assert "ReservedConcurrentExecutions" not in package.resource("APIHandler")["Properties"]
+
+    capped = copy.deepcopy(package.template)
+    capped["Parameters"][parameter_name]["Default"] = "10"
+    capped_json = package.sam_json.with_name("sam-capped.json")
+    capped_json.write_text(json.dumps(capped))
+    result = run(
+        [BIN / "cfn-lint", capped_json.name], capped_json.parent, subprocess_env(NO_SERVER, capped_json.parent)
+    )
+    assert result.returncode == 0, f"cfn-lint exited {result.returncode}:\n{result.stdout}{result.stderr}"
+
+
+# --- what make deploy checks first, and the zip it adds bytecode to ------------------------------
+
+
+def deployment_script(*args: str | Path) -> list[str | Path]:
+    return [BIN / "python", ROOT / "scripts" / "deployment.py", *args]
+
+
+def test_merge_template_offers_the_worker_cap_as_an_optional_parameter() -> None:
+    """The parameter accepts a whole number from 1, or nothing; WORKER_MAX_CONCURRENCY becomes its default."""
+    parameter = DEPLOYMENT.merge_template("prod")["Parameters"][DEPLOYMENT.MAX_CONCURRENCY_PARAMETER]
+    assert parameter["Type"] == "String"
+    assert parameter["Default"] == ""
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert all(pattern.fullmatch(value) for value in ("", "1", "10", "250"))
+    assert not any(pattern.fullmatch(value) for value in ("0", "-1", "ten", "1.5", "010", " 5"))
+    capped = DEPLOYMENT.merge_template("prod", 10)["Parameters"][DEPLOYMENT.MAX_CONCURRENCY_PARAMETER]
+    assert capped["Default"] == "10"
+
+
+@pytest.mark.parametrize("value", ["0", "ten", "-1", "1.5", "10 workers"])
+def test_an_unusable_worker_cap_is_one_line_before_anything_else(tmp_path: Path, value: str) -> None:
+    env = {**subprocess_env(NO_SERVER, tmp_path), "WORKER_MAX_CONCURRENCY": value}
+    for command in ("preflight", "merge-template"):
+        result = run(deployment_script(command, "prod"), ROOT, env)
+        assert result.returncode == 1, command
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"error: WORKER_MAX_CONCURRENCY must be a whole number of at least 1, or unset for no cap; got {value!r}"
+        ]
+
+
+def test_merge_template_takes_the_cap_from_the_environment(tmp_path: Path) -> None:
+    env = {**subprocess_env(NO_SERVER, tmp_path), "WORKER_MAX_CONCURRENCY": " 12 "}
+    result = run_ok(deployment_script("merge-template", "prod"), ROOT, env)
+    assert json.loads(result.stdout)["Parameters"][DEPLOYMENT.MAX_CONCURRENCY_PARAMETER]["Default"] == "12"
+
+
+HOW_CREDENTIALS = (
+    "run `aws configure` (or `aws sso login` for an SSO profile), or set AWS_PROFILE, "
+    "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+HOW_REGION = "set AWS_DEFAULT_REGION, or a region in your profile with `aws configure`"
+KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, f"no AWS credentials and no region found: {HOW_CREDENTIALS}; and {HOW_REGION}"),
+        ({"AWS_DEFAULT_REGION": REGION}, f"no AWS credentials found: {HOW_CREDENTIALS}"),
+        (KEYS, f"no AWS region set: {HOW_REGION}"),
+        (
+            {**KEYS, "AWS_REGION": REGION},
+            f"no AWS region set: {HOW_REGION} (AWS_REGION is set, but boto3 does not read it)",
+        ),
+        (
+            {"AWS_PROFILE": "no-such-profile", "AWS_DEFAULT_REGION": REGION},
+            "AWS is not set up: The config profile (no-such-profile) could not be found",
+        ),
+        ({**KEYS, "AWS_DEFAULT_REGION": REGION}, None),
+    ],
+)
+def test_preflight_says_in_one_line_what_aws_lacks(
+    tmp_path: Path, settings: dict[str, str], expected: str | None
+) -> None:
+    """boto3's own chain decides (no AWS call is made: the endpoint is a closed port)."""
+    env = {**without_aws_setup(subprocess_env(NO_SERVER, tmp_path)), **settings}
+    result = run(deployment_script("preflight", "dev"), ROOT, env)
+    if expected is None:
+        assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    else:
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [f"error: cannot use AWS: {expected}"]
+
+
+def test_make_deploy_without_aws_credentials_says_how_in_one_line_and_builds_nothing(tmp_path: Path) -> None:
+    """Before, `make deploy` packaged and compiled, then chalice deploy ended in a long traceback."""
+    project = copy_make_project(tmp_path)
+    result = run(["make", "deploy", "STAGE=dev"], project, without_aws_setup(subprocess_env(NO_SERVER, tmp_path)))
+
+    assert result.returncode != 0
+    assert own_lines(result.stderr) == [
+        f"error: cannot use AWS: no AWS credentials and no region found: {HOW_CREDENTIALS}; and {HOW_REGION}"
+    ]
+    assert result.stdout == ""  # no command was even echoed: none ran
+    assert not (project / "out").exists()
+    assert not (project / ".chalice" / "deployments").exists()
+
+
+def test_make_deploy_with_an_unusable_worker_cap_builds_nothing(tmp_path: Path) -> None:
+    project = copy_make_project(tmp_path)
+    result = run(
+        ["make", "deploy", "STAGE=prod", "WORKER_MAX_CONCURRENCY=0"], project, subprocess_env(NO_SERVER, tmp_path)
+    )
+
+    assert result.returncode != 0
+    assert own_lines(result.stderr) == [
+        "error: WORKER_MAX_CONCURRENCY must be a whole number of at least 1, or unset for no cap; got '0'"
+    ]
+    assert result.stdout == ""
+    assert not (project / ".chalice" / "deployments").exists()
+
+
+def chalice_package(project: Path, env: dict[str, str], out: Path) -> Path:
+    """`chalice package --stage dev OUT`; returns the zip in .chalice/deployments that it built or reused,
+    found by its bytes (the deployment.zip in OUT is a copy of it)."""
+    run_ok([BIN / "chalice", "package", "--stage", DEPLOY_STAGE, out], project, env)
+    built = (out / "deployment.zip").read_bytes()
+    [cached] = [path for path in (project / ".chalice" / "deployments").glob("*.zip") if path.read_bytes() == built]
+    return cached
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A project whose version 1 zip exists and is older than version 2's, back at version 1."""
+
+    project: Path
+    first: Path  # version 1's zip: the one Chalice reuses
+    second: Path  # version 2's: the newest
+
+
+def roll_back(project: Path, env: dict[str, str], work: Path) -> Rollback:
+    app = project / "app.py"
+    original = app.read_text()
+    app.write_text(original + "\n# version 1\n")
+    first = chalice_package(project, env, work / "v1")
+    app.write_text(original + "\n# version 2\n")
+    second = chalice_package(project, env, work / "v2")
+    assert second != first
+    earlier = first.stat().st_mtime - 3600  # whatever the file system's time resolution
+    os.utime(first, (earlier, earlier))
+    app.write_text(original + "\n# version 1\n")  # the rollback
+    newest = max((project / ".chalice" / "deployments").glob("*.zip"), key=lambda path: path.stat().st_mtime)
+    assert newest == second
+    return Rollback(project, first, second)
+
+
+def test_deployment_zip_is_the_one_chalice_reuses_after_a_rollback_not_the_newest(tmp_path: Path) -> None:
+    """`deployment.py deployment-zip` names the zip by Chalice's own function; here the test finds it
+    by content (chalice package copies it out), and it is the older of the two. When the project
+    changes after chalice package, no zip is named: chalice deploy would build another one."""
+    env = subprocess_env(NO_SERVER, tmp_path)
+    rollback = roll_back(copy_make_project(tmp_path), env, tmp_path)
+    reused = chalice_package(rollback.project, env, tmp_path / "prebuild")
+    assert reused == rollback.first
+    built = tmp_path / "prebuild" / "deployment.zip"
+    command: list[str | Path] = [BIN / "python", "scripts/deployment.py", "deployment-zip", DEPLOY_STAGE, built]
+
+    found = run_ok(command, rollback.project, env)
+    assert Path(found.stdout.strip()).resolve() == rollback.first.resolve()
+
+    (rollback.project / "app.py").write_text("# version 3\n" + (rollback.project / "app.py").read_text())
+    changed = run(command, rollback.project, env)
+    assert changed.returncode == 1
+    assert changed.stdout == ""
+    [line] = changed.stderr.splitlines()
+    assert line.startswith("error: chalice deploy would build ") and "the project changed in between" in line
+
+
+def test_make_deploy_after_a_rollback_ships_bytecode_in_the_zip_chalice_reuses(
+    moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Version 1's zip exists without bytecode (as `chalice package` or `make package` leaves it),
+    version 2's is newer, and the project is back at version 1: `make deploy` adds bytecode to
+    version 1's zip, both functions run exactly that zip (moto's CodeSha256), and version 2's is
+    left alone. The old recipe compiled the newest zip, and shipped version 1's as source only."""
+    moto_server.reset()
+    work = tmp_path_factory.mktemp("rollback")
+    project = copy_make_project(work)  # its own .chalice/deployments: no other test's zips
+    env = subprocess_env(moto_server.url, work)
+    try:
+        rollback = roll_back(project, env, work)
+        second_before = rollback.second.read_bytes()
+
+        result = run_ok(["make", "deploy", "STAGE=dev"], project, env)
+
+        with zipfile.ZipFile(rollback.first) as shipped:
+            names = set(shipped.namelist())
+        tag = sys.implementation.cache_tag
+        assert f"__pycache__/app.{tag}.pyc" in names
+        assert f"chalicelib/__pycache__/worker.{tag}.pyc" in names
+        assert rollback.second.read_bytes() == second_before
+        assert f"{rollback.first.name}: added" in result.stdout, result.stdout
+        digest = base64.b64encode(hashlib.sha256(rollback.first.read_bytes()).digest()).decode()
+        lambda_ = moto_server.client("lambda")
+        for function in FUNCTIONS:
+            configuration = lambda_.get_function_configuration(FunctionName=deployed_name(DEPLOY_STAGE, function))
+            assert configuration["CodeSha256"] == digest, function
+    finally:
+        moto_server.reset()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_configure_worker_caps_the_worker_only_when_asked_and_says_what_to_do_when_refused(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WORKER_MAX_CONCURRENCY=N reserves N executions for the worker, and for nothing else.
+
+    Lambda refuses a reservation that would leave the account fewer unreserved executions than
+    its minimum. moto refuses it too, with Lambda's error, once MOTO_LAMBDA_CONCURRENCY_QUOTA is
+    set (its minimum is 100): with a quota of 105, 10 is refused and 5 accepted. The refusal is one
+    line saying what to do and exit 1, after the async policy is stored. A later `chalice deploy`
+    without the variable removes the cap (Chalice deletes any reservation it was not given).
+    """
+    lambda_ = deployment.moto.client("lambda")
+    worker = deployed_name(DEPLOY_STAGE, "worker")
+    script = deployment_script("configure-worker", DEPLOY_STAGE)
+    monkeypatch.setenv("MOTO_LAMBDA_CONCURRENCY_QUOTA", "105")  # read by the moto server, in this process
+
+    refused = run(script, deployment.project, {**deployment.env, "WORKER_MAX_CONCURRENCY": "10"})
+
+    assert refused.returncode == 1
+    [line] = refused.stderr.splitlines()
+    assert line.startswith(f"error: Lambda refused WORKER_MAX_CONCURRENCY=10 for {worker}: the account would keep ")
+    assert "UnreservedConcurrentExecution below its minimum value of [100]" in line  # Lambda's own words
+    assert line.endswith(
+        "The worker is deployed without a cap; lower WORKER_MAX_CONCURRENCY, ask AWS for a higher Lambda "
+        "concurrent executions quota (Service Quotas), or leave it unset for no cap."
+    )
+    assert lambda_.get_function_event_invoke_config(FunctionName=worker)["MaximumRetryAttempts"] == 0
+    assert lambda_.get_function_concurrency(FunctionName=worker).get("ReservedConcurrentExecutions") is None
+
+    capped = run_ok(script, deployment.project, {**deployment.env, "WORKER_MAX_CONCURRENCY": "5"})
+
+    assert f"{worker}: ReservedConcurrentExecutions=5" in capped.stdout
+    assert lambda_.get_function_concurrency(FunctionName=worker)["ReservedConcurrentExecutions"] == 5
+    http_function = deployed_name(DEPLOY_STAGE, "api_handler")
+    assert lambda_.get_function_concurrency(FunctionName=http_function).get("ReservedConcurrentExecutions") is None
+
+    monkeypatch.delenv("MOTO_LAMBDA_CONCURRENCY_QUOTA")
+    redeploy = deployment.chalice("deploy", "--stage", DEPLOY_STAGE)
+    assert redeploy.returncode == 0, redeploy.stderr
+    assert lambda_.get_function_concurrency(FunctionName=worker).get("ReservedConcurrentExecutions") is None

@@ -15,6 +15,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -24,6 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.conftest import ROOT, import_script
 from tests.fakes import FakeServer, Received, Reply
+from tests.test_deploy import copy_make_project, own_lines
 
 SCRIPT = ROOT / "scripts" / "store_secrets.py"
 OPENAI_VALUE = "sk-test-fake-openai-key-for-scripts-0001"
@@ -214,16 +216,59 @@ def test_unknown_stage_or_no_stage_exits_2(moto_url: str, args: tuple[str, ...],
     assert "dev, prod" in result.stderr or not args
 
 
-def test_no_credentials_is_one_clear_line_before_any_value_is_asked(moto_url: str) -> None:
+HOW_CREDENTIALS = (
+    "run `aws configure` (or `aws sso login` for an SSO profile), or set AWS_PROFILE, "
+    "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+HOW_REGION = "set AWS_DEFAULT_REGION, or a region in your profile with `aws configure`"
+
+
+@pytest.mark.parametrize(
+    ("remove", "expected"),
+    [
+        (("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), f"no AWS credentials found: {HOW_CREDENTIALS}"),
+        (("AWS_DEFAULT_REGION",), f"no AWS region set: {HOW_REGION}"),
+        (
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"),
+            f"no AWS credentials and no region found: {HOW_CREDENTIALS}; and {HOW_REGION}",
+        ),
+    ],
+)
+def test_no_credentials_or_region_is_one_clear_line_before_any_value_is_asked(
+    moto_url: str, ssm: Any, remove: tuple[str, ...], expected: str
+) -> None:
     env = script_env(moto_url)
-    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    for name in remove:
+        del env[name]
     result = run_secrets(env, "dev", stdin=ALL_VALUES)
 
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
-        "error: cannot use AWS: no AWS credentials found: set AWS_PROFILE, or run `aws configure` or "
-        "`aws sso login` first"
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"error: cannot use AWS: {expected}"]
+    assert all(stored(ssm, name) is None for name in DEV.values())
+
+
+def test_make_secrets_without_credentials_says_how_in_one_line(moto_url: str, tmp_path: Path) -> None:
+    """`make secrets` as a user runs it, in a project copy with no AWS setup at all."""
+    project = copy_make_project(tmp_path)
+    env = script_env(moto_url)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        del env[name]
+    result = subprocess.run(
+        ["make", "secrets", "STAGE=dev"],
+        cwd=project,
+        env=env,
+        input=ALL_VALUES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode != 0
+    assert own_lines(result.stderr) == [
+        f"error: cannot use AWS: no AWS credentials and no region found: {HOW_CREDENTIALS}; and {HOW_REGION}"
     ]
+    assert result.stdout == ""
 
 
 def access_denied(received: Received) -> Reply:
