@@ -5,9 +5,11 @@ Contract:
 - ``ask(question, settings, api_key, deadline)`` asks one question (the system prompt, then
   ``question``: see ``messages_for``) and returns an ``Answer``; ``complete(messages, ...)``
   does the same for a whole chat (``[{"role": ..., "content": ...}, ...]``, system first).
+  ``Answer.finish_reason`` is the model's (``"length"``: it stopped at ``MAX_OUTPUT_TOKENS``).
   Either raises ``LLMError`` whose ``kind`` is one of ``rate_limited``, ``quota_exhausted``,
-  ``invalid_key``, ``too_long``, ``timeout``, ``unreadable`` or ``service_error`` (which
-  includes a refused or failed connection).
+  ``invalid_key``, ``permission_denied`` (403), ``model_not_found`` (404: an unknown model, or
+  a base URL that is not an OpenAI API), ``too_long``, ``timeout``, ``unreadable`` or
+  ``service_error`` (which includes a refused or failed connection).
 - ``stream(messages, settings, api_key, deadline)`` opens a streamed completion (with
   ``stream_options.include_usage``) and returns a ``ChatStream``, or raises ``LLMError`` with
   the same kinds when the request fails before the stream starts. Iterating the ``ChatStream``
@@ -18,6 +20,8 @@ Contract:
   ``service_error`` for an error event in the stream. ``finish_reason == "length"`` (or any
   other) is not an error: the caller reads it from ``result``. ``close()`` (from any thread)
   drops the response; an iteration in progress then ends quietly. Streams are not retried.
+- Every request asks for at most ``settings.max_output_tokens`` tokens (``max_completion_tokens``):
+  the cap on what one answer can cost.
 
 Nothing returns or raises later than ``deadline``, give or take one backoff of the SDK's (at
 most a second) when an attempt times out or fails to connect right at the deadline, and the
@@ -25,20 +29,23 @@ time a stream's watchdog needs to wake its reader (milliseconds).
 
 The SDK's own retries are used, kept inside the deadline by two httpx event hooks on the
 SDK's client: each attempt's timeouts are cut to the time left, an attempt is refused once
-less than ``MIN_ATTEMPT_SECONDS`` is left, and a retryable answer whose wait (``Retry-After``
-or the SDK's backoff) would pass the deadline is marked ``x-should-retry: false``, the SDK's
-own header for "do not retry". httpx's timeouts are per network operation, so a server that
-trickles a whole (non-streamed) answer a byte at a time could still hold an attempt past the
-deadline; a stream has a watchdog for that (see ``ChatStream``).
+less than ``MIN_ATTEMPT_SECONDS`` is left, and any answer that is not a success whose wait
+(``Retry-After`` or the SDK's backoff) would pass the deadline is marked ``x-should-retry:
+false``, the SDK's own header for "do not retry". Every non-2xx answer is checked, not only the
+statuses the SDK retries by default: a server may ask for a retry of any status with
+``x-should-retry: true``, and the SDK then honours a ``Retry-After`` of up to two minutes.
+httpx's timeouts are per network operation, so a server that trickles a whole (non-streamed)
+answer a byte at a time could still hold an attempt past the deadline; a stream has a watchdog
+for that (see ``ChatStream``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import email.utils
 import functools
 import json
-import math
 import socket
 import threading
 import time
@@ -57,7 +64,10 @@ MAX_RETRIES = 2
 MIN_ATTEMPT_SECONDS = 1.0
 # Once a stream's text is complete (finish_reason seen), how long to wait for its usage and [DONE].
 USAGE_GRACE_SECONDS = 2.0
-RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+# The SDK's backoff when no Retry-After is given: 0.5 s doubled per retry taken, at most 8 s, less
+# up to a quarter of jitter (its INITIAL_RETRY_DELAY, MAX_RETRY_DELAY and _calculate_retry_timeout).
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
 
 _deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("llm_deadline", default=None)
 
@@ -75,6 +85,7 @@ class Answer:
     tokens_in: int | None
     tokens_out: int | None
     seconds: float
+    finish_reason: str | None = None  # "stop", or "length" when cut at max_output_tokens
 
 
 def messages_for(question: str, settings: Settings) -> list[dict[str, str]]:
@@ -96,9 +107,11 @@ def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, d
             model=settings.openai_model,
             messages=messages,
             timeout=deadline.remaining(),
-            **_temperature(settings),
+            **_options(settings),
         )
-        text = completion.choices[0].message.content
+        choice = completion.choices[0]
+        text = choice.message.content
+        finish_reason = getattr(choice, "finish_reason", None)
         usage = completion.usage
     except openai.APIError as error:
         raise LLMError(_kind(error)) from None
@@ -116,11 +129,16 @@ def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, d
         tokens_in=getattr(usage, "prompt_tokens", None),
         tokens_out=getattr(usage, "completion_tokens", None),
         seconds=time.monotonic() - started,
+        finish_reason=finish_reason if isinstance(finish_reason, str) and finish_reason else None,
     )
 
 
-def _temperature(settings: Settings) -> dict[str, float]:
-    return {} if settings.openai_temperature is None else {"temperature": settings.openai_temperature}
+def _options(settings: Settings) -> dict[str, Any]:
+    """What every request asks for besides the chat: the output cap, and the temperature if set."""
+    options: dict[str, Any] = {"max_completion_tokens": settings.max_output_tokens}
+    if settings.openai_temperature is not None:  # "none": reasoning models reject any value but their own
+        options["temperature"] = settings.openai_temperature
+    return options
 
 
 @dataclass
@@ -156,7 +174,7 @@ def stream(messages: list[dict[str, str]], settings: Settings, api_key: str, dea
             # without touching a request that reuses it. Nothing is lost: the SDK stops reading
             # at [DONE], before the chunked terminator, which already keeps it out of the pool.
             extra_headers={"Connection": "close"},
-            **_temperature(settings),
+            **_options(settings),
         )
     except openai.APIError as error:
         raise LLMError(_kind(error)) from None
@@ -361,6 +379,10 @@ def _kind(error: openai.APIError) -> str:
         return "quota_exhausted" if error.code == "insufficient_quota" else "rate_limited"
     if isinstance(error, openai.AuthenticationError):
         return "invalid_key"
+    if isinstance(error, openai.PermissionDeniedError):
+        return "permission_denied"  # the key's project may not use this model, or not from here
+    if isinstance(error, openai.NotFoundError):
+        return "model_not_found"
     if isinstance(error, openai.BadRequestError) and error.code == "context_length_exceeded":
         return "too_long"
     return "service_error"
@@ -395,27 +417,54 @@ def _fit_attempt_to_deadline(request: httpx2.Request) -> None:
 
 
 def _no_retry_past_deadline(response: httpx2.Response) -> None:
-    """After each answer: tell the SDK not to retry when its wait would not fit before the deadline."""
+    """After each answer: tell the SDK not to retry when its wait would not fit before the deadline.
+
+    Every answer but a success is checked, whatever its status: the SDK retries any status that
+    carries ``x-should-retry: true`` (see its ``_should_retry``), so a list of retryable statuses
+    here would miss some. Marking one the SDK would not retry anyway changes nothing.
+    """
     deadline = _deadline.get()
-    if deadline is None or response.status_code not in RETRYABLE_STATUSES:
+    if deadline is None or response.is_success:
         return
     if deadline.remaining() < _retry_wait(response.headers, response.request.headers) + MIN_ATTEMPT_SECONDS:
         response.headers["x-should-retry"] = "false"
 
 
 def _retry_wait(response_headers: httpx2.Headers, request_headers: httpx2.Headers) -> float:
-    """The longest the SDK would sleep before its next attempt (see its _calculate_retry_timeout)."""
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        if name not in response_headers:
-            continue
-        try:
-            wait = float(response_headers[name]) / divisor
-        except ValueError:
-            return math.inf  # an HTTP date the SDK may wait up to 2 minutes for: do not let it
-        if wait > 0:  # the SDK ignores a zero or negative wait and backs off instead
-            return wait
+    """At least as long as the SDK would sleep before its next attempt (its _calculate_retry_timeout).
+
+    A positive ``Retry-After`` is waited for as given (the SDK honours up to two minutes, and
+    retries no more beyond that); otherwise the SDK backs off by the number of retries taken,
+    which it sends as ``x-stainless-retry-count``. Jitter only shortens the SDK's backoff.
+    """
+    retry_after = _retry_after(response_headers)
+    if retry_after is not None and retry_after > 0:  # an infinite one too: never waited for here
+        return retry_after
     try:
         retries_taken = int(request_headers.get("x-stainless-retry-count", "0"))
     except ValueError:
         retries_taken = 0
-    return min(0.5 * 2.0**retries_taken, 8.0)
+    return min(INITIAL_RETRY_DELAY * 2.0 ** min(max(retries_taken, 0), 1000), MAX_RETRY_DELAY)
+
+
+def _retry_after(headers: httpx2.Headers) -> float | None:
+    """Seconds to wait as the server asks, read as the SDK reads it (its _parse_retry_after_header).
+
+    The first of ``retry-after-ms`` and ``retry-after`` that is a number wins, even a zero or a
+    negative one (the SDK then backs off instead); else ``retry-after`` as an HTTP date.
+    """
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return float(value) / divisor
+        except ValueError:
+            continue
+    try:
+        date = email.utils.parsedate_tz(headers.get("retry-after"))
+        if date is None:
+            return None
+        return float(email.utils.mktime_tz(date) - time.time())
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 
+import httpx2
+import openai
 import pytest
+from openai._models import FinalRequestOptions
 
 from chalicelib import llm
 from chalicelib.deadline import Deadline
@@ -43,6 +48,36 @@ def test_answer_with_model_and_token_counts(openai_server: FakeServer) -> None:
     assert body["model"] == "gpt-test" and body["temperature"] == 0.3
     assert body["messages"][0] == {"role": "system", "content": Settings().system_prompt}
     assert body["messages"][1] == {"role": "user", "content": "散歩道は？"}
+    assert answer.finish_reason == "stop"
+
+
+def length_limited(text: str) -> Reply:
+    """A whole answer the model stopped at max_completion_tokens."""
+    body = chat_completion(text)
+    body["choices"][0]["finish_reason"] = "length"
+    return Reply(200, body)
+
+
+def test_an_answer_cut_at_the_output_cap_says_so(openai_server: FakeServer) -> None:
+    openai_server.script = [length_limited("a long answ")]
+    answer = ask(openai_server)
+    assert (answer.text, answer.finish_reason) == ("a long answ", "length")
+
+
+@pytest.mark.parametrize("way", ["ask", "complete", "stream"])
+@pytest.mark.parametrize(("setting", "sent"), [(None, 2048), ("300", 300)])
+def test_every_request_caps_the_output_tokens(
+    openai_server: FakeServer, way: str, setting: str | None, sent: int
+) -> None:
+    settings = settings_for(openai_server, **({} if setting is None else {"MAX_OUTPUT_TOKENS": setting}))
+    if way == "ask":
+        llm.ask("hi", settings, OPENAI_KEY, Deadline.in_seconds(20))
+    elif way == "complete":
+        llm.complete(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(20))
+    else:
+        assert read_all(llm.stream(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(20)))[1] is None
+    [request] = openai_server.received
+    assert request.json()["max_completion_tokens"] == sent
 
 
 def test_temperature_none_is_not_sent(openai_server: FakeServer) -> None:
@@ -64,7 +99,8 @@ def test_a_server_error_is_retried_by_the_sdk(openai_server: FakeServer) -> None
         (openai_error(401, "invalid_api_key"), "invalid_key", 1),
         (openai_error(400, "context_length_exceeded"), "too_long", 1),
         (openai_error(400, "invalid_request_error"), "service_error", 1),
-        (openai_error(404, "model_not_found"), "service_error", 1),
+        (openai_error(403, "unsupported_country_region_territory"), "permission_denied", 1),
+        (openai_error(404, "model_not_found"), "model_not_found", 1),
         (openai_error(500, "server_error"), "service_error", 3),
         (Reply(200, "<html>gateway says hi</html>"), "unreadable", 1),
         (Reply(200, {"object": "chat.completion"}), "unreadable", 1),
@@ -80,20 +116,73 @@ def test_failures_map_to_kinds(openai_server: FakeServer, reply: Reply, kind: st
 
 def test_a_slow_answer_times_out_at_the_deadline(openai_server: FakeServer) -> None:
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
-    started = time.monotonic()
-    assert kind_of_failure(openai_server, seconds=3) == "timeout"
-    # Bounded well below the server's 30 s even on a busy machine; nothing retried past the deadline.
-    assert time.monotonic() - started < 15
+    deadline = Deadline.in_seconds(3)
+    with pytest.raises(llm.LLMError) as error:
+        llm.ask("hi", settings_for(openai_server), OPENAI_KEY, deadline)
+    assert error.value.kind == "timeout"
+    # The attempt times out at the deadline and the SDK's retry, after its backoff (≤ 0.5 s), is
+    # refused: done by 0.5 s past it, checked with 2 s to spare. Unhooked, the SDK would retry twice.
+    assert time.monotonic() - deadline.expires_at < 2.5
     assert len(openai_server.received) == 1
 
 
 def test_retries_stay_inside_the_deadline(openai_server: FakeServer) -> None:
-    openai_server.script = [Reply(500, {}, FAST_RETRY, delay=1.2)] * 10
+    # A wait that fits is waited for; the next, which would not, is refused. The SDK sleeps the
+    # Retry-After's 3 s, so the second answer arrives with at most 3.5 s left, short of the 3 + 1 s
+    # a retry needs however fast the machine; the first has 2.5 s to spare however slow it is.
+    openai_server.script = [Reply(500, {"error": {"message": "busy"}}, {"retry-after": "3"})] * 3
     started = time.monotonic()
-    assert kind_of_failure(openai_server, seconds=2.5) == "service_error"
-    assert time.monotonic() - started < 10
-    # The first attempt leaves ~1.3 s; a retry would need 1 s of its own: at most two attempts.
-    assert len(openai_server.received) <= 2
+    deadline = Deadline.in_seconds(6.5)
+    with pytest.raises(llm.LLMError) as error:
+        llm.ask("hi", settings_for(openai_server), OPENAI_KEY, deadline)
+    assert error.value.kind == "service_error"
+    assert len(openai_server.received) == 2
+    assert time.monotonic() - started >= 3  # the first Retry-After was honoured
+    assert time.monotonic() < deadline.expires_at  # done about 3 s early
+
+
+def test_a_server_error_without_retry_after_is_retried_after_the_sdks_backoff(openai_server: FakeServer) -> None:
+    # The common 5xx case: no Retry-After, so the wait checked against the deadline is the SDK's
+    # own backoff (0.5 s, then 1 s): plenty of time here, so both retries happen.
+    openai_server.script = [Reply(500, {"error": {"message": "boom"}}), Reply(503, {"error": {"message": "busy"}})]
+    assert ask(openai_server).text == "**Answer** to: hi"
+    assert [r.headers["x-stainless-retry-count"] for r in openai_server.received] == ["0", "1", "2"]
+
+
+def asked_to_retry(status: int, retry_after: str) -> Reply:
+    reply = openai_error(status, "invalid_request_error")
+    reply.headers.update({"x-should-retry": "true", "retry-after": retry_after})
+    return reply
+
+
+def ask_failure(server: FakeServer, seconds: float = 20) -> str:
+    return kind_of_failure(server, seconds=seconds)
+
+
+def stream_failure(server: FakeServer, seconds: float = 20) -> str:
+    with pytest.raises(llm.LLMError) as error:
+        open_stream(server, seconds=seconds)
+    return error.value.kind
+
+
+@pytest.mark.parametrize("fail", [ask_failure, stream_failure], ids=["ask", "stream"])
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_any_status_the_server_asks_to_retry_is_kept_inside_the_deadline(
+    openai_server: FakeServer, fail: Callable[..., str], status: int
+) -> None:
+    # The SDK retries any status carrying x-should-retry: true, after a Retry-After of up to 120 s:
+    # here it would sleep 8 s of a 5 s deadline, then time out. The answer's own error is reported now.
+    openai_server.script = [asked_to_retry(status, "8")] * 3
+    started = time.monotonic()
+    assert fail(openai_server, seconds=5) == ("model_not_found" if status == 404 else "service_error")
+    assert time.monotonic() - started < 3  # no sleep at all, checked with 2 s to spare
+    assert len(openai_server.received) == 1
+
+
+def test_a_retry_the_server_asks_for_is_made_when_it_fits(openai_server: FakeServer) -> None:
+    openai_server.script = [asked_to_retry(400, "0.01")] * 2
+    assert ask(openai_server).text == "**Answer** to: hi"
+    assert len(openai_server.received) == 3
 
 
 def test_a_retry_after_beyond_the_deadline_is_not_waited_for(openai_server: FakeServer) -> None:
@@ -295,18 +384,14 @@ def test_close_after_the_end_does_nothing(openai_server: FakeServer) -> None:
     assert list(chat_stream) == []
 
 
-def stream_failure(server: FakeServer, seconds: float = 20) -> str:
-    with pytest.raises(llm.LLMError) as error:
-        open_stream(server, seconds=seconds)
-    return error.value.kind
-
-
 @pytest.mark.parametrize(
     ("reply", "kind", "attempts"),
     [
         (openai_error(429, "rate_limit_exceeded"), "rate_limited", 3),
         (openai_error(429, "insufficient_quota"), "quota_exhausted", 3),
         (openai_error(401, "invalid_api_key"), "invalid_key", 1),
+        (openai_error(403, "unsupported_country_region_territory"), "permission_denied", 1),
+        (openai_error(404, "model_not_found"), "model_not_found", 1),
         (openai_error(400, "context_length_exceeded"), "too_long", 1),
         (openai_error(500, "server_error"), "service_error", 3),
     ],
@@ -328,9 +413,11 @@ def test_a_stream_request_is_retried_before_it_starts(openai_server: FakeServer)
 
 def test_a_stream_that_never_starts_times_out_at_the_deadline(openai_server: FakeServer) -> None:
     openai_server.script = [Reply(200, "{}", delay=30)] * 3
-    started = time.monotonic()
-    assert stream_failure(openai_server, seconds=3) == "timeout"
-    assert time.monotonic() - started < 15
+    deadline = Deadline.in_seconds(3)
+    with pytest.raises(llm.LLMError) as error:
+        llm.stream(CHAT, settings_for(openai_server), OPENAI_KEY, deadline)
+    assert error.value.kind == "timeout"
+    assert time.monotonic() - deadline.expires_at < 2.5  # as for ask: at most one backoff (0.5 s) late
     assert len(openai_server.received) == 1
 
 
@@ -347,3 +434,51 @@ def test_a_refused_stream_connection_is_a_service_error() -> None:
     with pytest.raises(llm.LLMError) as error:
         llm.stream(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(10))
     assert error.value.kind == "service_error"
+
+
+# The deadline hook's reading of the SDK's wait, checked against the installed SDK's own code: an
+# SDK upgrade that changes how it waits fails here, not in production.
+
+SDK = openai.OpenAI(api_key="sk-unused", base_url="http://127.0.0.1:9/v1", max_retries=llm.MAX_RETRIES)
+SDK_OPTIONS = FinalRequestOptions.construct(method="post", url="/chat/completions")
+RETRY_AFTERS = [
+    {},
+    {"retry-after": "3"},
+    {"retry-after": "2.5"},
+    {"retry-after": "200"},  # beyond the SDK's 120 s: it does not retry at all
+    {"retry-after": "0"},
+    {"retry-after": "-4"},
+    {"retry-after": "nan"},
+    {"retry-after": "soon"},
+    {"retry-after-ms": "1500"},
+    {"retry-after-ms": "0", "retry-after": "60"},  # the first number wins, even a zero
+    {"retry-after-ms": "later", "retry-after": "2"},
+    {"retry-after": email.utils.formatdate(time.time() + 30, usegmt=True)},
+    {"retry-after": email.utils.formatdate(time.time() - 30, usegmt=True)},
+]
+
+
+@pytest.mark.parametrize("headers", RETRY_AFTERS, ids=repr)
+def test_retry_after_is_read_as_the_sdk_reads_it(headers: dict[str, str]) -> None:
+    ours, sdks = llm._retry_after(httpx2.Headers(headers)), SDK._parse_retry_after_header(httpx2.Headers(headers))
+    if ours is None or sdks is None or math.isnan(sdks):
+        assert repr(ours) == repr(sdks)
+    else:
+        assert ours == pytest.approx(sdks, abs=1)  # a date counts from now: a second may tick in between
+
+
+@pytest.mark.parametrize("retries_taken", range(6))
+@pytest.mark.parametrize("headers", RETRY_AFTERS, ids=repr)
+def test_the_wait_checked_is_never_shorter_than_the_sdks(headers: dict[str, str], retries_taken: int) -> None:
+    response_headers = httpx2.Headers(headers)
+    ours = llm._retry_wait(response_headers, httpx2.Headers({"x-stainless-retry-count": str(retries_taken)}))
+    remaining_retries = SDK.max_retries - retries_taken  # as the SDK counts when it sleeps
+    sdk_waits = [SDK._calculate_retry_timeout(remaining_retries, SDK_OPTIONS, response_headers) for _ in range(20)]
+    assert max(sdk_waits) <= ours + 0.01  # its backoff has random jitter that only shortens it
+
+
+@pytest.mark.parametrize(("retries_taken", "wait"), [("0", 0.5), ("1", 1.0), ("2", 2.0), ("4", 8.0), ("30", 8.0)])
+def test_without_retry_after_the_wait_is_the_sdks_backoff(retries_taken: str, wait: float) -> None:
+    # The common 5xx case: no Retry-After, so the wait grows with the retries already taken.
+    assert llm._retry_wait(httpx2.Headers(), httpx2.Headers({"x-stainless-retry-count": retries_taken})) == wait
+    assert llm._retry_wait(httpx2.Headers(), httpx2.Headers()) == 0.5  # no count sent: a first try

@@ -59,3 +59,24 @@ def test_a_long_question_is_echoed_in_part_so_the_answer_fits() -> None:
     text = messages.answer("&" * 7000, "the answer", "ephemeral")["text"]
     assert text.endswith("\nthe answer")
     assert text.startswith("```" + "&amp;" * messages.MAX_ECHOED_QUESTION_CHARS + "…```")
+
+
+def test_an_answer_cut_at_the_length_limit_ends_with_one_line_saying_so() -> None:
+    message = messages.answer("散歩道は？", "**代々木公園**がおすす", "in_channel", "length")
+    assert message == {
+        "response_type": "in_channel",
+        "text": "```散歩道は？```\n*代々木公園*がおすす\n…(the answer reached the length limit and was cut here)",
+    }
+    for finish_reason in ("stop", None, "content_filter"):
+        assert messages.answer("q", "a", "ephemeral", finish_reason)["text"] == "```q```\na"
+
+
+def test_an_answer_cut_inside_a_code_block_has_the_block_closed_before_the_line() -> None:
+    text = messages.answer("q", "Try:\n```python\nif a < b:\n    pri", "ephemeral", "length")["text"]
+    assert text == "```q```\nTry:\n```python\nif a &lt; b:\n    pri\n```" + messages.LENGTH_LIMITED
+
+
+def test_an_answer_cut_at_the_length_limit_and_too_long_for_slack_gets_one_line() -> None:
+    text = messages.answer("q", "あ" * 50_000, "ephemeral", "length")["text"]
+    assert len(text) <= messages.MAX_TEXT_CHARS
+    assert text.endswith(messages.TRUNCATED) and "length limit" not in text
