@@ -19,7 +19,7 @@ from chalicelib import chalice_local, gateway
 from chalicelib.deadline import Deadline
 
 app = Chalice(app_name="mameka")
-chalice_local.widen_backlog(os.environ)  # `chalice local` only: take 50+ simultaneous commands
+chalice_local.widen_backlog(os.environ)  # `chalice local` only: take a burst of 200+ requests
 
 
 @app.route("/slack/commands", methods=["POST"], content_types=["application/x-www-form-urlencoded"])

@@ -150,10 +150,11 @@ def slash_command_event(secret: str, text: str, now: float | None = None) -> dic
     }
 
 
-def worker_event(text: str, response_url: str) -> dict[str, str]:
+def worker_event(text: str, response_url: str) -> dict[str, Any]:
     return {
         "kind": "slash_command",
         "id": str(uuid.uuid4()),  # unique per job, as the HTTP function makes it: the worker drops repeats
+        "asked_at": time.time(),  # fresh: an old job is answered "too busy" without the LLM
         "text": text,
         "response_url": response_url,
         "user_id": "U0BENCH01",

@@ -201,6 +201,7 @@ def child_env(fakes: Fakes, home: Path, function_name: str, worker_name: str, **
         "AWS_ENDPOINT_URL_LAMBDA": fakes.urls["lambda"],
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_LAMBDA_FUNCTION_NAME": function_name,
+        "RESPONSE_URL_HOSTS": "127.0.0.1",  # the fake response_url is on loopback, and this is "Lambda"
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
         "WORKER_FUNCTION_NAME": worker_name,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,

@@ -285,6 +285,7 @@ def run_answer(
     payload = {
         "kind": "message",
         "id": "Ev" + uuid.uuid4().hex[:10].upper(),
+        "asked_at": time.time(),
         "team_id": TEAM_ID,
         "channel_id": CHANNEL_ID,
         "user_id": USER_ID,

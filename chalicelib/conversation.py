@@ -82,6 +82,20 @@ def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, environ: M
     logs.emit("answer", **fields)
 
 
+def say_too_late(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+    """Tell the asker, in the thread, that the question waited too long; no LLM call."""
+    try:
+        settings, token = _settings_and_token(environ)
+        web.post(
+            web.client(token, settings.slack_api_url, deadline),
+            job.channel_id,
+            job.reply_thread_ts,
+            text=messages.TOO_LATE_LINE,
+        )
+    except (_Unconfigured, web.SlackError) as error:
+        logger.error("could not say the question came too late: %s", getattr(error, "code", "not_configured"))
+
+
 class _Unconfigured(Exception):
     """The settings or the bot token are unusable (already logged)."""
 
@@ -219,6 +233,12 @@ def _converse(
             break
         except llm.LLMError as error:
             kind = error.kind
+            if kind == "invalid_key" and not replier.visible:
+                # `make secrets` may have replaced the key since this container read it.
+                fresh_key = secrets.reread_openai_api_key(settings)
+                if fresh_key is not None:
+                    api_key = fresh_key
+                    continue
             if not replier.visible and kind == "too_long" and not halved and len(chat) > 2:
                 chat, halved = history.halve_history(chat), True
                 replier.discard_pending()

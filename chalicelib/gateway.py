@@ -1,4 +1,5 @@
-"""The HTTP function's job: take a Slack request, hand its job to the worker, acknowledge at once.
+"""The HTTP function's job: take a Slack request, hand its job to the worker, acknowledge at
+once.
 
 Contract: ``handle_slash_command(headers, body, environ, request_id)`` and
 ``handle_event(...)`` return ``(status, json_body)`` and never raise for any input. Both
@@ -7,23 +8,27 @@ fresh one, and nothing is dispatched.
 
 Slash commands (``application/x-www-form-urlencoded``):
 
-- 400 ``{"error": reason}`` for a signed body that is not a slash command;
-- 200 with an ephemeral message in every other case: a usage hint for empty text, "too
-  long" above ``MAX_INPUT_CHARS``, "couldn't start" if dispatch fails, "not set up" if
-  settings or the signing secret are unusable, or else the acknowledgement (the job is
-  dispatched only in this last case).
+- 200 with an empty body for Slack's ``ssl_check=1``, before anything else is read;
+- 400 ``{"error": reason}`` for a signed body that is not a slash command, or whose
+  ``response_url`` ``RESPONSE_URL_HOSTS`` does not allow (see ``slack.command``);
+- 200 with an ephemeral message in every other case: "not available" for an asker that
+  ``ALLOWED_*_IDS`` leave out, a usage hint for empty text, "too long" above
+  ``MAX_INPUT_CHARS``, "couldn't start" if dispatch fails, "not set up" if settings or the
+  signing secret are unusable, or else the acknowledgement (the job is dispatched only in
+  this last case).
 
 Events (``application/json``):
 
 - 400 ``{"error": reason}`` for signed JSON that is not a usable envelope;
 - 200 ``{"challenge": ...}`` for ``url_verification``;
-- 200 ``{}`` once a mention, DM message or opened assistant pane is dispatched, and for every
-  event the bot ignores; a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first
-  delivery, and the worker's claims drop it if the first one got through;
+- 200 ``{}`` once a mention, DM message or opened assistant pane is dispatched, and for
+  every event the bot ignores or an asker that ``ALLOWED_*_IDS`` leave out (nothing is said
+  to them); a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first delivery, and
+  the worker's claims drop it if the first one got through;
 - 503 ``{"error": ...}`` when the job could not be handed to the worker: the one answer that
   makes Slack deliver the event again, which is then the user's only chance of an answer;
-- 200 ``{}`` when settings or the signing secret are unusable (logged): there is no one to tell,
-  and a retry would fail the same way.
+- 200 ``{}`` when settings or the signing secret are unusable (logged): there is no one to
+  tell, and a retry would fail the same way.
 
 It writes one JSON log line per request. It imports neither ``openai`` nor ``slack_sdk``.
 """
@@ -41,17 +46,22 @@ from chalicelib.dispatch import DispatchError, dispatch
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import events, messages, signature
-from chalicelib.slack.command import MalformedCommand, SlashCommand, parse
+from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, response_url_refusal, running_in_lambda
 
 logger = logging.getLogger(__name__)
 
-Result = tuple[int, dict[str, Any]]
+Result = tuple[int, dict[str, Any] | str]
 
 
 def handle_slash_command(
     headers: Mapping[str, str], body: bytes, environ: Mapping[str, str], request_id: str | None
 ) -> Result:
     started = time.perf_counter()
+    if b"ssl_check=1" in body.split(b"&"):
+        # Slack checks the certificate of a command's URL with an unsigned `ssl_check=1`; it
+        # wants a 200 and nothing more. Nothing else in the body is read.
+        logs.emit("command", request_id=request_id, outcome="ssl_check", status=200)
+        return 200, ""
     command: SlashCommand | None = None
     settings: Settings | None = None
     try:
@@ -83,12 +93,22 @@ def handle_slash_command(
 
 
 def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str]) -> tuple[int, dict[str, Any], str]:
+    if not (command.team_id and command.channel_id and command.user_id):
+        # Slack always sends all three. A job without one is refused by the worker's
+        # from_payload: the asker would see "Thinking…" and never an answer.
+        raise MalformedCommand("team_id, channel_id or user_id is missing")
+    refusal = response_url_refusal(command.response_url, settings.response_url_hosts, running_in_lambda(environ))
+    if refusal:  # the worker would carry the answer wherever the URL says
+        return 400, {"error": refusal}, "response_url_refused"
+    if not settings.allows(command.team_id, command.channel_id, command.user_id):
+        return 200, messages.not_allowed(), "denied"
     if not command.text:
         return 200, messages.usage(command.command), "usage"
     if len(command.text) > settings.max_input_chars:
         return 200, messages.too_long(len(command.text), settings.max_input_chars), "too_long"
     job = SlashCommandJob(
         id=str(uuid.uuid4()),
+        asked_at=time.time(),
         text=command.text,
         response_url=command.response_url,
         user_id=command.user_id,
@@ -140,6 +160,8 @@ def _route_event(
         return 200, {"challenge": decision.challenge}, "url_verification"
     if isinstance(decision, events.Ignored):
         return 200, {}, "ignored"
+    if not settings.allows(decision.team_id, decision.channel_id, decision.user_id):
+        return 200, {}, "denied"  # nothing at all: a bot that answers strangers invites them
     try:
         dispatch(decision.to_payload(), settings, environ)
     except DispatchError:

@@ -1,11 +1,13 @@
 """The jobs the HTTP function hands to the worker: one small typed record per kind.
 
-Contract: every job is a frozen dataclass of strings (``None`` where its type says so) with
-an ``id`` that keys its claim, and ``to_payload()`` gives a JSON-ready dict tagged with
-``"kind"``. ``from_payload(payload)`` returns the job that payload describes, or
-raises ``ValueError`` saying what is wrong: an unknown kind, a missing field, a field of the
-wrong type, or an empty required field. A job carries ids and the message text, never a
-thread: the worker reads history itself (Lambda's async payload limit, and small is fast).
+Contract: every job is a frozen dataclass of strings (``None`` where its type says so) and
+the time the user asked (``asked_at``, epoch seconds), with an ``id`` that keys its claim,
+and ``to_payload()`` gives a JSON-ready dict tagged with ``"kind"``.
+``from_payload(payload)`` returns the job that payload describes, or raises ``ValueError``
+saying what is wrong: an unknown kind, a missing field, a field of the wrong type, an
+empty required field, or a ``ts``/``thread_ts`` that is not a Slack timestamp. A job
+carries ids and the message text, never a thread: the worker reads history itself
+(Lambda's async payload limit, and small is fast).
 
 Standard library only: the HTTP function imports this module on its cold path.
 """
@@ -13,6 +15,8 @@ Standard library only: the HTTP function imports this module on its cold path.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,6 +27,7 @@ class SlashCommandJob:
 
     kind: ClassVar[str] = "slash_command"
     id: str  # a uuid4 the HTTP function makes: trigger_id is not unique in tests and tools
+    asked_at: float  # when the user asked (epoch seconds): the request's signed timestamp
     text: str
     response_url: str
     user_id: str
@@ -43,7 +48,9 @@ class MessageJob:
 
     kind: ClassVar[str] = "message"
     may_be_empty: ClassVar[frozenset[str]] = frozenset({"text"})  # a file shared without a word
+    timestamps: ClassVar[frozenset[str]] = frozenset({"ts", "thread_ts"})
     id: str  # the envelope's event_id
+    asked_at: float  # the envelope's event_time: a redelivery keeps the original's
     team_id: str
     channel_id: str
     user_id: str
@@ -76,7 +83,9 @@ class AssistantThreadStartedJob:
     """The user opened the bot's assistant pane: offer the suggested prompts."""
 
     kind: ClassVar[str] = "assistant_thread_started"
+    timestamps: ClassVar[frozenset[str]] = frozenset({"thread_ts"})
     id: str  # the envelope's event_id
+    asked_at: float  # the envelope's event_time
     team_id: str
     channel_id: str
     thread_ts: str
@@ -97,22 +106,54 @@ KINDS: dict[str, type[Job]] = {cls.kind: cls for cls in (SlashCommandJob, Messag
 def from_payload(payload: Any) -> Job:
     if not isinstance(payload, dict):
         raise ValueError("payload is not an object")
-    cls = KINDS.get(payload.get("kind"))  # type: ignore[arg-type]
+    kind = payload.get("kind")
+    cls = KINDS.get(kind) if isinstance(kind, str) else None  # a list or dict kind is unhashable
     if cls is None:
         raise ValueError(f"payload has an unknown kind {str(payload.get('kind'))[:40]!r}")
     values: dict[str, Any] = {}
     may_be_empty: frozenset[str] = getattr(cls, "may_be_empty", frozenset())
+    timestamps: frozenset[str] = getattr(cls, "timestamps", frozenset())
     for field in dataclasses.fields(cls):
         value = payload.get(field.name)
         if value is None and "None" in str(field.type):  # an optional field, e.g. thread_ts
             values[field.name] = None
             continue
+        if field.type == "float":
+            number = finite_number(value)
+            if number is None:
+                raise ValueError(f"payload field {field.name!r} is missing or not a number")
+            values[field.name] = number
+            continue
         if not isinstance(value, str):
             raise ValueError(f"payload field {field.name!r} is missing or not a string")
         if not value and field.name not in may_be_empty:
             raise ValueError(f"payload field {field.name!r} is empty")
+        if field.name in timestamps and not is_slack_ts(value):
+            raise ValueError(f"payload field {field.name!r} is not a Slack timestamp")
         values[field.name] = value
     return cls(**values)
+
+
+# A Slack message timestamp, "1700000000.000100": ASCII digits (``\d`` would take any script's),
+# and short, so that the worker can read it as numbers (history orders messages by it).
+_SLACK_TS = re.compile(r"[0-9]{1,16}(?:\.[0-9]{1,16})?")
+
+
+def is_slack_ts(value: Any) -> bool:
+    """Whether ``value`` is a Slack message timestamp (``ts``, ``thread_ts``)."""
+    return isinstance(value, str) and _SLACK_TS.fullmatch(value) is not None
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a finite float, or None: not a number, a bool, NaN, an infinity, or an int
+    past float's range (JSON reads 400 digits as an int)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _payload(job: Job) -> dict[str, Any]:

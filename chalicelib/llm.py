@@ -388,9 +388,10 @@ def _kind(error: openai.APIError) -> str:
     return "service_error"
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)
 def _client(api_key: str, base_url: str | None) -> openai.OpenAI:
-    """One client per key and endpoint, per container: warm invocations reuse its connections."""
+    """The client for this key and endpoint, per container: warm invocations reuse its
+    connections. Only the latest is kept: one for a key that was rotated away is dropped."""
     return openai.OpenAI(
         api_key=api_key,
         base_url=base_url,

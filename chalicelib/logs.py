@@ -36,4 +36,6 @@ def configure(level: str) -> None:
     root.setLevel(level)
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(max(logging.INFO, logging.getLevelName(level)))
+    # Its retry warnings quote the URL, and a response_url's path is a capability to post as the bot.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     _configured_level = level

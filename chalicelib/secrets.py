@@ -3,7 +3,8 @@
 Contract: ``slack_signing_secret(settings)``, ``openai_api_key(settings)`` and
 ``slack_bot_token(settings)`` return the secret, or raise ``SecretUnavailable`` with a
 message that names the variable or parameter but never contains a secret. A set variable
-always wins over a parameter name, and is never read again.
+always wins over a parameter name, and is never read again. With ``OPENAI_BASE_URL`` on
+loopback and no ``OPENAI_API_KEY``, the key is a placeholder: a local server needs none.
 
 A parameter (SecureString, decrypted) is cached per container for at most
 ``SECRETS_TTL_SECONDS``, so that ``make secrets`` reaches warm containers; failures are not
@@ -28,6 +29,7 @@ from chalicelib.settings import Settings
 logger = logging.getLogger(__name__)
 
 REREAD_INTERVAL_SECONDS = 60.0
+LOCAL_SERVER_KEY = "no-key-needed-for-a-local-server"
 
 
 class SecretUnavailable(RuntimeError):
@@ -39,11 +41,26 @@ def slack_signing_secret(settings: Settings) -> str:
 
 
 def openai_api_key(settings: Settings) -> str:
-    return settings.openai_api_key or _cache.get(settings.openai_api_key_parameter, settings)
+    if settings.openai_api_key:
+        return settings.openai_api_key
+    if settings.llm_is_local:  # a local server asks for no key, but the SDK insists on one
+        return LOCAL_SERVER_KEY
+    return _cache.get(settings.openai_api_key_parameter, settings)
 
 
 def slack_bot_token(settings: Settings) -> str:
     return settings.slack_bot_token or _cache.get(settings.slack_bot_token_parameter, settings)
+
+
+def reread_openai_api_key(settings: Settings) -> str | None:
+    """After a 401 from the LLM: the key read afresh from SSM, or None when there is no new
+    one to try (it came from the environment, was re-read within the minute, or is unreadable)."""
+    if not openai_api_key_rejected(settings):
+        return None
+    try:
+        return openai_api_key(settings)
+    except SecretUnavailable:
+        return None
 
 
 def signing_secret_rejected(settings: Settings) -> bool:

@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_SYSTEM_PROMPT = """美少女キャラとしてフレンドリーに話してください。
 以下の制約条件を守ってください。
@@ -37,10 +38,9 @@ DEFAULT_SUGGESTED_PROMPTS: tuple[tuple[str, str], ...] = (
     ("要約して", "次の文章を3行で要約して："),
     ("英語にして", "次の文章を自然な英語にして："),
 )
-MAX_SUGGESTED_PROMPTS = 4
-DEFAULT_RESPONSE_URL_HOSTS = frozenset(
-    {"hooks.slack.com", "hooks.slack-gov.com"}
-)  # Slack's limit for assistant.threads.setSuggestedPrompts
+MAX_SUGGESTED_PROMPTS = 4  # Slack's limit for assistant.threads.setSuggestedPrompts
+# Where a slash command's response_url may point: Slack's own hosts (commercial and GovSlack).
+DEFAULT_RESPONSE_URL_HOSTS = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -77,6 +77,31 @@ class Settings:
     allowed_user_ids: frozenset[str] = frozenset()
     max_output_tokens: int = 2048
     job_max_age_seconds: float = 300.0
+    in_lambda: bool = False  # AWS_LAMBDA_FUNCTION_NAME is set: the Lambda runtime sets it
+
+    @property
+    def llm_is_local(self) -> bool:
+        """Outside Lambda, ``OPENAI_BASE_URL`` points at this machine: a local server, which needs no key."""
+        if self.in_lambda:
+            return False
+        try:
+            host = urlsplit(self.openai_base_url or "").hostname or ""
+        except ValueError:
+            return False
+        # 127.0.0.0/8, but not a name such as 127.0.0.1.example.com
+        return host in ("localhost", "::1") or (host.startswith("127.") and host.replace(".", "").isdigit())
+
+    def allows(self, team_id: str, channel_id: str, user_id: str) -> bool:
+        """Whether this asker may use the bot here (``ALLOWED_*_IDS``; empty lists allow anyone).
+
+        A DM (channel id ``D...``) obeys the team and user lists only: it is no channel to list.
+        """
+        if self.allowed_team_ids and team_id not in self.allowed_team_ids:
+            return False
+        if self.allowed_user_ids and user_id not in self.allowed_user_ids:
+            return False
+        in_dm = channel_id.startswith("D")
+        return in_dm or not self.allowed_channel_ids or channel_id in self.allowed_channel_ids
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -138,6 +163,7 @@ class Settings:
             max_output_tokens=int(
                 _number("MAX_OUTPUT_TOKENS", text("MAX_OUTPUT_TOKENS", "2048"), low=16, high=1_000_000, whole=True)
             ),
+            in_lambda=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME")),
             job_max_age_seconds=_number(
                 "JOB_MAX_AGE_SECONDS", text("JOB_MAX_AGE_SECONDS", "300"), low=1.0, high=86_400.0
             ),
@@ -172,6 +198,7 @@ ENV_NAMES = (
     "ALLOWED_USER_IDS",
     "MAX_OUTPUT_TOKENS",
     "JOB_MAX_AGE_SECONDS",
+    "AWS_LAMBDA_FUNCTION_NAME",
 )
 
 

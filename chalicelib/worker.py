@@ -10,6 +10,9 @@ redelivery of an event, is dropped with a log line), and hands it to its kind's 
   ``chalicelib.conversation``, streamed as it is written;
 - an opened assistant pane gets its suggested prompts (``chalicelib.conversation``).
 
+A job older than ``JOB_MAX_AGE_SECONDS`` (it waited in Lambda's queue while the worker was
+throttled) gets "too busy, please ask again" instead, without an LLM call.
+
 It never raises: in Lambda a raise makes the async invocation run again and the user sees
 duplicates. Every part of it is done before it returns (Lambda freezes the sandbox after the
 handler). For a slash command the LLM step ends early enough to leave time for the reply:
@@ -58,12 +61,29 @@ def _run(job: Job, deadline: Deadline, environ: Mapping[str, str]) -> None:
         logger.info("dropping %s job %s: already claimed", job.kind, job.id)
         logs.emit("answer", kind=job.kind, job_id=job.id, outcome="duplicate")
         return
+    age = time.time() - job.asked_at
+    if age > _max_age(environ):
+        # It waited in Lambda's queue (throttled): a late answer costs and may no longer help.
+        logger.warning("%s job %s is %.0f s old: too late to answer", job.kind, job.id, age)
+        if isinstance(job, SlashCommandJob):
+            response_url.post(job.response_url, messages.too_late(), environ)
+        elif isinstance(job, jobs.MessageJob):
+            conversation.say_too_late(job, deadline, environ)
+        logs.emit("answer", kind=job.kind, job_id=job.id, outcome="too_late", age_s=round(age))
+        return
     if isinstance(job, SlashCommandJob):
         answer_command(job, deadline, environ)
     elif isinstance(job, jobs.MessageJob):
         conversation.answer(job, deadline, environ)
     else:
         conversation.offer_prompts(job, deadline, environ)
+
+
+def _max_age(environ: Mapping[str, str]) -> float:
+    try:
+        return Settings.from_env(environ).job_max_age_seconds
+    except SettingsError:
+        return float("inf")  # the handler tells the user the bot is not set up
 
 
 def answer_command(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
@@ -80,8 +100,15 @@ def answer_command(job: SlashCommandJob, deadline: Deadline, environ: Mapping[st
         logger.exception("unexpected error while answering a job")
         message, outcome = messages.error("service_error"), "internal_error"
     started = time.perf_counter()
-    delivered = response_url.post(job.response_url, message)
-    fields.update(outcome=outcome, delivered=delivered, reply_ms=round((time.perf_counter() - started) * 1000))
+    # post() checks the URL against RESPONSE_URL_HOSTS again: a refused one is not posted to.
+    delivery = response_url.post(job.response_url, message, environ)
+    fields.update(outcome=outcome, delivered=delivery.delivered, reply_ms=round((time.perf_counter() - started) * 1000))
+    if not delivery.delivered:  # the user cannot be told: the log line is all there is
+        fields["reply_error"] = delivery.error
+        if delivery.status is not None:
+            fields["reply_status"] = delivery.status
+        if delivery.detail is not None:
+            fields["reply_detail"] = delivery.detail
     logs.emit("answer", **fields)
 
 
@@ -101,18 +128,27 @@ def _compose(
     if settings.log_message_text:
         fields["text"] = job.text
     try:
-        api_key = secrets.openai_api_key(settings)
-        reserve = min(REPLY_RESERVE_SECONDS, deadline.remaining() / 4)
-        llm_deadline = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
-        answer = llm.ask(job.text, settings, api_key, llm_deadline)
+        api_key: str | None = secrets.openai_api_key(settings)
     except secrets.SecretUnavailable:
         return messages.not_configured(), "not_configured"
-    except llm.LLMError as error:
-        return messages.error(error.kind), error.kind
+    reserve = min(REPLY_RESERVE_SECONDS, deadline.remaining() / 4)
+    llm_deadline = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
+    while True:
+        try:
+            answer = llm.ask(job.text, settings, api_key or "", llm_deadline)
+            break
+        except llm.LLMError as error:
+            # A 401: `make secrets` may have replaced the key since this container read it.
+            api_key = secrets.reread_openai_api_key(settings) if error.kind == "invalid_key" else None
+            if api_key is None:
+                return messages.error(error.kind), error.kind
     fields.update(
         model=answer.model,
         llm_ms=round(answer.seconds * 1000),
         tokens_in=answer.tokens_in,
         tokens_out=answer.tokens_out,
+        finish_reason=answer.finish_reason,
     )
-    return messages.answer(job.text, answer.text, settings.slack_response_type), "answered"
+    message = messages.answer(job.text, answer.text, settings.slack_response_type, answer.finish_reason)
+    # Stopped at MAX_OUTPUT_TOKENS: the same outcome as a streamed answer's (conversation.py).
+    return message, "cut_short_length" if answer.finish_reason == "length" else "answered"

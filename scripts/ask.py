@@ -30,7 +30,8 @@ Environment:
 - ``TIMEOUT``: seconds to wait for the reply after the acknowledgement, default 150.
 - ``RESPONSE_URL``: a public URL to send as ``response_url`` instead of this script's
   listener; ``LISTEN_PORT`` fixes the listener's port (default: any free one), so that a
-  tunnel from ``RESPONSE_URL`` to it brings the reply back here.
+  tunnel from ``RESPONSE_URL`` to it brings the reply back here. A deployed stage posts only to
+  hosts in its ``RESPONSE_URL_HOSTS``: add the tunnel's host there first.
 - ``STAGE``: for a deployed ``URL``, the stage whose worker logs to read (default ``dev``).
 - For an event: ``SLACK_BOT_TOKEN``, the token the fake accepts (default ``xoxb-fake-bot-token``);
   ``SLACK_API_URL``, whose port the fake listens on (default 8790), so that the same
@@ -89,8 +90,9 @@ DEFAULT_TIMEOUT = 150.0
 DEFAULT_STAGE = "dev"
 SLACK_ACK_SECONDS = 3.0  # Slack shows operation_timeout when the acknowledgement takes longer
 POST_TIMEOUT = 30.0
-# A host that never resolves (RFC 2606): where a deployed worker's reply goes when nothing here can take it.
-PLACEHOLDER_RESPONSE_URL = "https://response-url.invalid/ask-script"
+# Where a deployed worker's reply goes when nothing here can take it: a host the deployed bot
+# allows (RESPONSE_URL_HOSTS), on a path Slack answers 404, so the reply is simply dropped.
+PLACEHOLDER_RESPONSE_URL = "https://hooks.slack.com/commands/T0ASKSCRIPT/0/not-a-real-response-url"
 ERROR_MARK = ":warning:"  # every error reply of the bot's starts with it (chalicelib.slack.messages.error)
 # The acknowledgement's first word: anything else means the bot did not start a job (chalicelib.slack.messages).
 ACK_MARK = messages.acknowledgement("?")["text"].split(" ", 1)[0]

@@ -15,9 +15,8 @@ Contract:
   - a setting has a value the bot cannot use: the line is ``chalicelib.settings``' own
     ``SettingsError`` message, which names the variable (every request would fail).
 - ``warning:`` (exit 0, ``make run`` goes on) when one kind of request cannot be answered:
-  - ``OPENAI_API_KEY`` is unset (and no SSM): every question gets "the bot is not set up
-    correctly". With ``OPENAI_BASE_URL`` on loopback any value will do, but one is needed:
-    the bot reads the key before it calls any server;
+  - ``OPENAI_API_KEY`` is unset (and no SSM), unless ``OPENAI_BASE_URL`` is on loopback (a local
+    server needs no key): every question gets "the bot is not set up correctly";
   - ``SLACK_BOT_TOKEN`` is unset (and no SSM): mentions, DMs and the assistant pane cannot be
     answered (they reply through Slack's Web API); slash commands do not need it.
 - ``note:`` (exit 0) for a secret that is unset but will be read from its SSM parameter,
@@ -28,14 +27,12 @@ Contract:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
@@ -74,23 +71,6 @@ def local_environment(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {**environ, **config.environment_variables}
 
 
-def is_loopback_url(url: str | None) -> bool:
-    if not url:
-        return False
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return False
-    if host is None:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def setting_errors(environ: Mapping[str, str]) -> list[Finding]:
     """One finding per unusable variable (each is parsed alone), plus any error of the whole set."""
     messages: list[str] = []
@@ -120,7 +100,7 @@ def check(environ: Mapping[str, str], aws_problem: Callable[[], str | None] = ch
             ("OPENAI_API_KEY", settings.openai_api_key, settings.openai_api_key_parameter),
             ("SLACK_BOT_TOKEN", settings.slack_bot_token, settings.slack_bot_token_parameter),
         )
-        if not value
+        if not value and not (name == "OPENAI_API_KEY" and settings.llm_is_local)
     ]
     if not missing:
         return findings
@@ -139,11 +119,7 @@ def check(environ: Mapping[str, str], aws_problem: Callable[[], str | None] = ch
                 )
             )
         elif name == "OPENAI_API_KEY":
-            what = (
-                "any value will do for the local server at OPENAI_BASE_URL, but the bot sends one"
-                if is_loopback_url(settings.openai_base_url)
-                else "export your OpenAI API key, or point OPENAI_BASE_URL at a local OpenAI-compatible server"
-            )
+            what = "export your OpenAI API key, or point OPENAI_BASE_URL at a local OpenAI-compatible server"
             findings.append(Finding("warning", f'{unread}: questions get "the bot is not set up correctly"; {what}'))
         else:
             findings.append(

@@ -1,4 +1,8 @@
-"""``chalice local`` as a real subprocess for end-to-end tests, on a free loopback port."""
+"""``chalice local`` as a real subprocess for end-to-end tests, on a free loopback port.
+
+When the server has stopped after a body that did not fail, its whole log is searched for the
+secrets the tests use and those it was given (``tests/conftest.py``): one found fails the test.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_SECRETS, secrets_in, secrets_in_environment
 
 
 def free_port() -> int:
@@ -45,3 +49,6 @@ def running(env: dict[str, str], log: Path, startup_timeout: float = 90) -> Iter
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
+    # Not in `finally`: a failure inside the body is the one to report.
+    leaked = secrets_in(log.read_text(errors="replace"), {*TEST_SECRETS, *secrets_in_environment(env)})
+    assert not leaked, f"secrets hygiene: chalice local's log ({log}) shows {', '.join(leaked)}"

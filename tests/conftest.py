@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -123,7 +123,13 @@ def signed_headers(
 def slash_payload(response_url: str, text: str = "hi") -> dict[str, str]:
     """A slash-command job's payload as the HTTP function sends it, with a fresh job id."""
     job = SlashCommandJob(
-        id=str(uuid.uuid4()), text=text, response_url=response_url, user_id="U1", channel_id="C1", team_id="T1"
+        id=str(uuid.uuid4()),
+        asked_at=time.time(),
+        text=text,
+        response_url=response_url,
+        user_id="U1",
+        channel_id="C1",
+        team_id="T1",
     )
     return job.to_payload()
 
@@ -144,3 +150,86 @@ def conversation_env(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return {**bot_env, **env}
+
+
+# --- secrets hygiene: no test's output shows a secret ----------------------------------------------------------------
+#
+# Every test's captured stdout, stderr and log records, and whatever it read through capsys
+# (which is then gone from its report), are searched for the secrets the suites use: a test
+# whose output holds one fails (an error, if it showed in setup or teardown). chalice local's
+# log is searched by tests/chalice_local.py. A secret that a test passes through a redaction
+# shows only redacted, so such a test passes; a test that must show a raw secret (the check's
+# own test) says so with @pytest.mark.secrets_in_output("why").
+
+# Every secret value the tests use, with where; a value of SECRET_VARIABLES that a test sets is added.
+TEST_SECRETS: tuple[str, ...] = (
+    SIGNING_SECRET,
+    OPENAI_KEY,
+    FAKE_BOT_TOKEN,
+    "sk-test-fake-openai-key-for-scripts-0001",  # test_scripts_secrets.py
+    "0123456789abcdef0123456789abcdef",
+    "xoxb-fake-test-token-for-scripts",
+    "xoxp-fake-user-token-for-scripts",
+    "sk-this-is-the-wrong-one-not-real",
+    "xoxb-ask-script-test-not-real",  # test_scripts_ask.py
+    "xoxb-another-test-token",
+    "devkit-test-secret-not-real",  # test_slack_requests.py
+    "xoxb-fake-old-token",  # test_conversation.py
+    "xoxb-fake-new-token",
+    "sk-from-ssm-fake",  # test_worker.py
+    "sk-fake-with-newline",  # test_secrets.py
+)
+SECRET_VARIABLES = ("SLACK_SIGNING_SECRET", "OPENAI_API_KEY", "SLACK_BOT_TOKEN")
+MIN_SECRET_CHARS = 8  # a shorter value that a test sets ("s", "x") would be found in ordinary text
+
+_known_secrets = pytest.StashKey[set[str]]()
+_output_read = pytest.StashKey[list[str]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "secrets_in_output(reason): this test's output shows a secret on purpose")
+
+
+def secrets_in(text: str, secrets: Iterable[str]) -> list[str]:
+    """The ``secrets`` that appear in ``text``, masked (the check must not show them either)."""
+    return sorted(f"{secret[:4]}…({len(secret)} chars)" for secret in set(secrets) if secret and secret in text)
+
+
+def secrets_in_environment(environ: Mapping[str, str] = os.environ) -> set[str]:
+    """The values of ``SECRET_VARIABLES`` set in ``environ`` (long enough to mean something)."""
+    values = (environ.get(name, "").strip() for name in SECRET_VARIABLES)
+    return {value for value in values if len(value) >= MIN_SECRET_CHARS}
+
+
+@pytest.fixture
+def capsys(capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest) -> pytest.CaptureFixture[str]:
+    """pytest's capsys, but what the test reads is kept for the secrets check."""
+    read = request.node.stash.setdefault(_output_read, [])
+    readouterr = capsys.readouterr
+
+    def keep() -> pytest.CaptureResult[str]:
+        result = readouterr()
+        read.append(result.out + result.err)
+        return result
+
+    capsys.readouterr = keep  # type: ignore[method-assign]
+    return capsys
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    report: pytest.TestReport = yield
+    known = item.stash.setdefault(_known_secrets, set(TEST_SECRETS))
+    known |= secrets_in_environment()  # before teardown: monkeypatch has not undone the test's yet
+    texts = [text for title, text in report.sections if title.startswith("Captured ") and title.endswith(report.when)]
+    read = item.stash.get(_output_read, [])
+    texts += read
+    read.clear()  # in place: the capsys fixture keeps appending to this list
+    leaked = secrets_in("\n".join(texts), known)
+    if leaked and item.get_closest_marker("secrets_in_output") is None:
+        message = f"secrets hygiene: this test's {report.when} output shows {', '.join(leaked)}"
+        if report.outcome == "failed":
+            report.sections.append(("secrets hygiene", message))
+        else:
+            report.outcome, report.longrepr = "failed", message
+    return report

@@ -235,3 +235,65 @@ def test_unsigned_events_are_401_and_a_form_is_415(client: Client) -> None:
     assert (unsigned.status_code, unsigned.json_body) == (401, {"error": "missing X-Slack-Request-Timestamp header"})
     form = client.http.post("/slack/events", headers=signed_headers(body), body=body)
     assert form.status_code == 415
+
+
+def test_ssl_check_is_a_200_with_an_empty_body_before_anything_else(client: Client) -> None:
+    # Slack sends it unsigned, to check the URL's certificate; it was a 400 "malformed" before.
+    body = b"ssl_check=1&token=deprecated-verification-token"
+    response = client.http.post(
+        "/slack/commands", headers={"Content-Type": "application/x-www-form-urlencoded"}, body=body
+    )
+    assert (response.status_code, response.body) == (200, b"")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "allowed"),
+    [
+        ("ALLOWED_TEAM_IDS", "T0001", True),
+        ("ALLOWED_TEAM_IDS", "T9999, T8888", False),
+        ("ALLOWED_USER_IDS", "U2147483697", True),
+        ("ALLOWED_USER_IDS", "U0OTHER", False),
+        ("ALLOWED_CHANNEL_IDS", "C2147483705", True),
+        ("ALLOWED_CHANNEL_IDS", "C0OTHER", False),
+    ],
+)
+def test_a_slash_command_from_outside_the_allowed_lists_gets_a_polite_no(
+    client: Client, slack_server: FakeServer, openai_server: FakeServer, monkeypatch, setting, value, allowed
+) -> None:
+    monkeypatch.setenv(setting, value)
+    path = response_path()
+    response = post_command(client, "hi", slack_server.url + path)
+    wait_for_local_jobs()
+    assert response.status_code == 200
+    if allowed:
+        assert "Thinking" in response.json_body["text"]
+        assert len(slack_server.requests_to(path)) == 1
+    else:
+        assert response.json_body == {
+            "response_type": "ephemeral",
+            "text": "Sorry, I'm not available to you here. Please ask the bot's admin if you need me.",
+        }
+        assert slack_server.received == [] and openai_server.received == []
+
+
+@pytest.mark.usefixtures("conversation_env")
+def test_events_from_outside_the_allowed_lists_get_nothing_at_all(
+    client: Client, slack_api: FakeSlackAPI, openai_server: FakeServer, monkeypatch
+) -> None:
+    monkeypatch.setenv("ALLOWED_CHANNEL_IDS", "C0ONLY")
+    monkeypatch.setenv("ALLOWED_USER_IDS", "U2147483697")
+    refused = [
+        slack_requests.mention_event("hi"),  # a channel not on the list
+        slack_requests.dm_event("hi", user="U0STRANGER"),  # a user not on the list
+    ]
+    for body in refused:
+        response = post_event(client, body)
+        assert (response.status_code, response.json_body) == (200, {})
+    # A DM obeys the team and user lists only: the channel list does not apply.
+    ts = slack_requests.new_ts()
+    dm = slack_requests.dm_event("hi", ts=ts)
+    slack_api.add_event(dm)
+    assert post_event(client, dm).status_code == 200
+    wait_for_local_jobs()
+    assert len(openai_server.received) == 1
+    assert len(slack_api.bot_messages(slack_requests.DM_CHANNEL_ID, ts)) == 1

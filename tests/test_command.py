@@ -1,14 +1,23 @@
-"""Parsing slash-command bodies."""
+"""Parsing slash-command bodies, and the rule for where a reply may go."""
 
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 from urllib.parse import parse_qs
 
 import pytest
 
-from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, unescape
-from tests.conftest import command_form
+from chalicelib.slack.command import (
+    MalformedCommand,
+    SlashCommand,
+    parse,
+    response_url_refusal,
+    running_in_lambda,
+    unescape,
+)
+from tests.conftest import ROOT, command_form
 
 
 def test_parses_slack_fields() -> None:
@@ -69,3 +78,79 @@ def test_agrees_with_parse_qs_on_generated_forms() -> None:
         assert command.text == unescape(expected.get("text", [""])[0]).strip()
         assert command.response_url == expected["response_url"][0]
         assert command.command == (expected.get("command", [""])[0] or "/mameka")
+
+
+# --- where a reply may go --------------------------------------------------------------------------------------------
+
+SLACK = frozenset({"hooks.slack.com", "hooks.slack-gov.com"})
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "in_lambda"),
+    [
+        ("https://hooks.slack.com/commands/T1/2/x", SLACK, True),
+        ("https://hooks.slack-gov.com/commands/T1/2/x", SLACK, True),
+        ("HTTPS://Hooks.Slack.COM/commands/T1/2/x", SLACK, True),  # compared lower-cased
+        ("https://hooks.slack.com:8443/commands/T1/2/x", SLACK, True),  # the port is ignored
+        ("https://hooks.slack.com/commands/T1/2/x?a=1&b=%20#f", SLACK, True),
+        ("https://proxy.example/r", frozenset({"proxy.example"}), True),
+        ("http://127.0.0.1:8790/r", SLACK, False),  # outside Lambda: make ask, the tests
+        ("http://localhost/r", SLACK, False),
+        ("http://[::1]:9/r", SLACK, False),
+        ("http://127.0.0.1:8790/r", SLACK | {"127.0.0.1"}, True),  # listed: in Lambda too
+        ("http://[::1]:9/r", frozenset({"::1"}), True),
+    ],
+)
+def test_allowed_response_urls(url: str, hosts: frozenset[str], in_lambda: bool) -> None:
+    assert response_url_refusal(url, hosts, in_lambda) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "in_lambda", "reason"),
+    [
+        ("https://evil.example/r", SLACK, False, "host is not in RESPONSE_URL_HOSTS"),
+        ("https://hooks.slack.com.evil.example/r", SLACK, False, "host is not in RESPONSE_URL_HOSTS"),
+        ("https://slack.com/r", SLACK, False, "host is not in RESPONSE_URL_HOSTS"),
+        ("https://127.0.0.1/r", SLACK, False, "host is not in RESPONSE_URL_HOSTS"),  # https: listed hosts only
+        ("http://hooks.slack.com/r", SLACK, False, "must be https"),
+        ("http://10.0.0.1/r", frozenset({"10.0.0.1"}), False, "must be https"),  # plain http: loopback only
+        ("http://169.254.169.254/latest/meta-data/", SLACK, False, "must be https"),
+        ("http://127.0.0.1:8790/r", SLACK, True, "loopback host is not in RESPONSE_URL_HOSTS"),
+        ("http://localhost/r", frozenset({"127.0.0.1"}), True, "loopback host is not in RESPONSE_URL_HOSTS"),
+        ("ftp://hooks.slack.com/r", SLACK, False, "not an http(s) URL"),
+        # urlsplit reads hooks.slack.com here, urllib3 would connect to evil.example
+        ("https://evil.example\\@hooks.slack.com/r", SLACK, False, "not a plain URL"),
+        ("https://evil.example@hooks.slack.com/r", SLACK, False, "not a plain URL"),
+        ("https://u:p@hooks.slack.com/r", SLACK, False, "not a plain URL"),
+        ("https://hooks.slack.com\\.evil.example/r", SLACK, False, "not a plain URL"),
+        ("https://hooks.sla\tck.com/r", SLACK, False, "not a plain URL"),  # urlsplit drops the tab
+        ("https://hooks.slack.com /r", SLACK, False, "not a plain URL"),
+        (" https://hooks.slack.com/r", SLACK, False, "not a plain URL"),
+        ("https://hooks.slack.com/r\n", SLACK, False, "not a plain URL"),
+        ("https://hooks.slack.com/ré", SLACK, False, "not a plain URL"),
+        ("https://hooks%2eslack.com/r", SLACK, False, "not a plain URL"),
+        ("https://hooks.slack.com:99999/r", SLACK, False, "not a plain URL"),
+        ("https://hooks.slack.com:x/r", SLACK, False, "not a plain URL"),
+        ("https://hooks.slack.com:/r", SLACK, False, "not a plain URL"),
+        ("https://[::1/r", SLACK, False, "not a plain URL"),
+        ("https:///r", SLACK, False, "not a plain URL"),
+        ("hooks.slack.com/r", SLACK, False, "not a plain URL"),
+        ("", SLACK, False, "not a plain URL"),
+    ],
+)
+def test_refused_response_urls_say_why(url: str, hosts: frozenset[str], in_lambda: bool, reason: str) -> None:
+    refusal = response_url_refusal(url, hosts, in_lambda)
+    assert refusal is not None and reason in refusal
+    assert "evil" not in refusal and "slack.com" not in refusal  # the reason never repeats the URL
+
+
+def test_running_in_lambda() -> None:
+    assert running_in_lambda({"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker"})
+    assert not running_in_lambda({}) and not running_in_lambda({"AWS_LAMBDA_FUNCTION_NAME": ""})
+
+
+def test_the_rule_imports_only_the_standard_library() -> None:
+    # The HTTP function imports it on every cold start: it must stay cheap.
+    code = "import sys, chalicelib.slack.command; print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"

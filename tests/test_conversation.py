@@ -8,6 +8,7 @@ clients talk to; they refuse what OpenAI and Slack refuse.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -431,3 +432,40 @@ def test_a_rotated_bot_token_is_read_again_after_invalid_auth(
         second = slack_requests.new_ts()
         run(slack_requests.mention_event("two", ts=second), env, slack_api)
         assert bot_texts(slack_api, CHANNEL, second) == [f"**Answer** to: <@{USER}>: two"]
+
+
+def test_a_message_that_waited_too_long_is_told_so_in_its_thread(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    ts = slack_requests.new_ts()
+    body = slack_requests.mention_event("hi", ts=ts)
+    slack_api.add_event(body)
+    job, _ = events.parse(body)
+    payload = {**job.to_payload(), "asked_at": time.time() - 400}  # type: ignore[union-attr]
+    worker.run(payload, Deadline.in_seconds(60), {**conversation_env, "JOB_MAX_AGE_SECONDS": "300"})
+    assert bot_texts(slack_api, CHANNEL, ts) == [
+        ":warning: Sorry, I was too busy to get to your question in time. Please ask again."
+    ]
+    assert openai_server.requests_to(CHAT) == []
+
+
+def test_a_rotated_openai_key_is_read_again_after_a_401(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    from moto import mock_aws
+
+    env = {k: v for k, v in conversation_env.items() if k != "OPENAI_API_KEY"}
+    env |= {"OPENAI_API_KEY_PARAMETER": "/k", "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker"}
+    with mock_aws():
+        import boto3
+
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name="/k", Value="sk-fake-old", Type="SecureString")
+        run(slack_requests.mention_event("one"), env, slack_api)  # the old key, now cached
+        ssm.put_parameter(Name="/k", Value="sk-fake-new", Type="SecureString", Overwrite=True)
+        openai_server.script = [openai_error(401, "invalid_api_key")]  # OpenAI revoked the old key
+        ts = slack_requests.new_ts()
+        run(slack_requests.mention_event("two", ts=ts), env, slack_api)
+    assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: two"]
+    keys = [r.headers["authorization"] for r in openai_server.requests_to(CHAT)]
+    assert keys == ["Bearer sk-fake-old", "Bearer sk-fake-old", "Bearer sk-fake-new"]

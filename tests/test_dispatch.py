@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -14,7 +15,13 @@ from tests.conftest import ROOT, response_path, wait_for_local_jobs
 from tests.fakes import FakeServer, Reply
 
 JOB = SlashCommandJob(
-    id="job-1", text="hi", response_url="https://hooks.slack.com/x", user_id="U1", channel_id="C1", team_id="T1"
+    id="job-1",
+    asked_at=1700000000.0,
+    text="hi",
+    response_url="https://hooks.slack.com/x",
+    user_id="U1",
+    channel_id="C1",
+    team_id="T1",
 ).to_payload()
 LAMBDA_ENV = {"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev"}
 
@@ -33,6 +40,7 @@ def test_in_lambda_the_worker_is_invoked_asynchronously(lambda_endpoint: FakeSer
     assert invoke.json() == {
         "kind": "slash_command",
         "id": "job-1",
+        "asked_at": 1700000000.0,
         "text": "hi",
         "response_url": "https://hooks.slack.com/x",
         "user_id": "U1",
@@ -76,7 +84,13 @@ def test_a_refused_invoke_is_a_dispatch_error(lambda_endpoint: FakeServer) -> No
 def test_outside_lambda_the_worker_runs_in_a_thread(bot_env: dict[str, str], slack_server: FakeServer) -> None:
     path = response_path()
     job = SlashCommandJob(
-        id="job-2", text="hi", response_url=slack_server.url + path, user_id="U1", channel_id="C1", team_id="T1"
+        id="job-2",
+        asked_at=time.time(),
+        text="hi",
+        response_url=slack_server.url + path,
+        user_id="U1",
+        channel_id="C1",
+        team_id="T1",
     )
     dispatch.dispatch(job.to_payload(), Settings(), dict(bot_env))
     wait_for_local_jobs()

@@ -165,7 +165,12 @@ def test_in_lambda_mode_the_worker_is_invoked_and_replies_before_returning(
     tmp_path: Path, lambda_runs_worker: tuple[FakeServer, list], slack_server: FakeServer
 ) -> None:
     lambda_server, results = lambda_runs_worker
-    env = {"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", "AWS_ENDPOINT_URL_LAMBDA": lambda_server.url}
+    # The fake response_url is on loopback: in Lambda that host must be listed.
+    env = {
+        "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev",
+        "AWS_ENDPOINT_URL_LAMBDA": lambda_server.url,
+        "RESPONSE_URL_HOSTS": "127.0.0.1",
+    }
     for server in start_chalice_local(tmp_path, env):
         path = response_path()
         response = server.command("hi", slack_server.url + path)
@@ -177,6 +182,7 @@ def test_in_lambda_mode_the_worker_is_invoked_and_replies_before_returning(
         assert result["payload"] == {
             "kind": "slash_command",
             "id": result["payload"]["id"],
+            "asked_at": result["payload"]["asked_at"],
             "text": "hi",
             "response_url": slack_server.url + path,
             "user_id": "U2147483697",

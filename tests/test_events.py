@@ -41,6 +41,7 @@ def test_a_mention_becomes_a_message_job() -> None:
     job, info = parse(envelope(MENTION))
     assert job == MessageJob(
         id="Ev1",
+        asked_at=1700000000.0,
         team_id="T1",
         channel_id="C1",
         user_id="U1",
@@ -70,7 +71,9 @@ def test_assistant_thread_started_becomes_a_job() -> None:
         "event_ts": "1.000501",
     }
     job, _ = parse(envelope(event))
-    assert job == AssistantThreadStartedJob(id="Ev1", team_id="T1", channel_id="D1", thread_ts="1.000500", user_id="U1")
+    assert job == AssistantThreadStartedJob(
+        id="Ev1", asked_at=1700000000.0, team_id="T1", channel_id="D1", thread_ts="1.000500", user_id="U1"
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import time
 import uuid
 import zipfile
 from typing import Any
@@ -135,7 +136,12 @@ def assert_least_privilege(policy: dict[str, Any], calls: set[tuple[str, str]]) 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_http_function(stage: str, aws_calls: CallRecorder, slack_server: FakeServer) -> None:
     config = config_for(stage, "api_handler")
-    env = {**config.environment_variables, "AWS_LAMBDA_FUNCTION_NAME": f"mameka-{stage}"}
+    # The fake response_url is on loopback: in Lambda that host must be listed.
+    env = {
+        **config.environment_variables,
+        "AWS_LAMBDA_FUNCTION_NAME": f"mameka-{stage}",
+        "RESPONSE_URL_HOSTS": "127.0.0.1",
+    }
     boto3.client("ssm").put_parameter(
         Name=env["SLACK_SIGNING_SECRET_PARAMETER"], Value=SIGNING_SECRET, Type="SecureString"
     )
@@ -178,6 +184,8 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
     with FakeSlackAPI() as slack_api:
         env = {
             **config.environment_variables,
+            "AWS_LAMBDA_FUNCTION_NAME": f"mameka-{stage}-worker",
+            "RESPONSE_URL_HOSTS": "127.0.0.1",  # the fake response_url is on loopback
             "OPENAI_BASE_URL": openai_server.url + "/v1",
             "SLACK_API_URL": slack_api.url,
         }
@@ -192,6 +200,7 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
         path = response_path()
         command = jobs.SlashCommandJob(
             id=str(uuid.uuid4()),
+            asked_at=time.time(),
             text="hi",
             response_url=slack_server.url + path,
             user_id="U1",
@@ -208,6 +217,7 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
         openai_server.script.append(StreamReply(deltas=["Hello", " from ", "the worker"]))
         message = jobs.MessageJob(
             id=job_id(),
+            asked_at=time.time(),
             team_id="T1",
             channel_id=channel,
             user_id="U1",
@@ -222,7 +232,12 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
 
         new_container()
         pane = jobs.AssistantThreadStartedJob(
-            id=job_id(), team_id="T1", channel_id="D0002", thread_ts="1700000000.000100", user_id="U1"
+            id=job_id(),
+            asked_at=time.time(),
+            team_id="T1",
+            channel_id="D0002",
+            thread_ts="1700000000.000100",
+            user_id="U1",
         )
         worker.run(pane.to_payload(), Deadline.in_seconds(60), env)
         assert slack_api.calls_to("assistant.threads.setSuggestedPrompts"), "the prompts were not set"

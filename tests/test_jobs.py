@@ -10,10 +10,17 @@ from chalicelib import jobs
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, SlashCommandJob
 
 SLASH = SlashCommandJob(
-    id="b3c1", text="hi", response_url="https://hooks.slack.com/x", user_id="U1", channel_id="C1", team_id="T1"
+    id="b3c1",
+    asked_at=1700000000.0,
+    text="hi",
+    response_url="https://hooks.slack.com/x",
+    user_id="U1",
+    channel_id="C1",
+    team_id="T1",
 )
 MESSAGE = MessageJob(
     id="Ev1",
+    asked_at=1700000000.0,
     team_id="T1",
     channel_id="C1",
     user_id="U1",
@@ -23,7 +30,7 @@ MESSAGE = MessageJob(
     bot_user_id="UBOT",
 )
 STARTED = AssistantThreadStartedJob(
-    id="Ev2", team_id="T1", channel_id="D1", thread_ts="1700000000.000300", user_id="U1"
+    id="Ev2", asked_at=1700000000.0, team_id="T1", channel_id="D1", thread_ts="1700000000.000300", user_id="U1"
 )
 
 

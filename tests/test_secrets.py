@@ -105,3 +105,13 @@ def test_a_secret_from_the_environment_is_never_forgotten(ssm) -> None:
     assert not secrets.openai_api_key_rejected(settings)
     assert not secrets.slack_bot_token_rejected(settings)
     assert not secrets.signing_secret_rejected(settings)
+
+
+@pytest.mark.parametrize("base_url", ["http://127.0.0.1:8123/v1", "http://localhost:11434/v1", "http://[::1]/v1"])
+def test_a_local_llm_server_needs_no_key_and_ssm_is_not_asked(base_url: str) -> None:
+    # No mock_aws: an SSM call would fail here (and is what made `make run` demand a key).
+    settings = Settings.from_env({"OPENAI_BASE_URL": base_url})
+    assert secrets.openai_api_key(settings) == secrets.LOCAL_SERVER_KEY
+    assert not Settings.from_env({"OPENAI_BASE_URL": "https://api.openai.com/v1"}).llm_is_local
+    # In Lambda nothing listens on loopback: the key is read as usual.
+    assert not Settings.from_env({"OPENAI_BASE_URL": base_url, "AWS_LAMBDA_FUNCTION_NAME": "w"}).llm_is_local

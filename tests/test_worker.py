@@ -10,8 +10,9 @@ from moto import mock_aws
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
+from chalicelib.slack import messages
 from tests.conftest import OPENAI_KEY, response_path, slash_payload
-from tests.fakes import FakeServer, Reply, openai_error
+from tests.fakes import FakeServer, Reply, chat_completion, openai_error
 
 
 def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", seconds: float = 60) -> list[dict]:
@@ -49,6 +50,8 @@ def test_message_text_is_logged_only_when_asked(bot_env, slack_server: FakeServe
         (openai_error(429, "rate_limit_exceeded"), "rate limited"),
         (openai_error(429, "insufficient_quota"), "quota is used up"),
         (openai_error(401, "invalid_api_key"), "API key was rejected"),
+        (openai_error(403, "unsupported_country_region_territory"), "refused the bot access"),
+        (openai_error(404, "model_not_found"), "doesn't know the AI model"),
         (openai_error(400, "context_length_exceeded"), "too long for the AI model"),
         (openai_error(500, "server_error"), "had a problem answering"),
         (Reply(200, "not json"), "couldn't read"),
@@ -69,15 +72,20 @@ def test_each_llm_failure_gets_exactly_one_plain_reply(
     assert log_lines(output)[0]["outcome"] != "answered"
 
 
+# As in Lambda, where the key comes from SSM (outside it, a loopback LLM needs no key) and the
+# loopback response_url must be listed.
+IN_LAMBDA = {"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker", "RESPONSE_URL_HOSTS": "127.0.0.1"}
+
+
 def test_missing_api_key_parameter_says_not_set_up(bot_env, slack_server: FakeServer) -> None:
-    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"}
+    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"} | IN_LAMBDA
     with mock_aws():
         [message] = run_job(slack_server, env)
     assert "not set up correctly" in message["text"]
 
 
 def test_key_from_ssm_is_used(bot_env, openai_server: FakeServer, slack_server: FakeServer) -> None:
-    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"}
+    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"} | IN_LAMBDA
     env["OPENAI_API_KEY_PARAMETER"] = "/mameka/test/openai"
     with mock_aws():
         import boto3
@@ -122,3 +130,63 @@ def test_the_reply_is_kept_time_for(bot_env, openai_server: FakeServer, slack_se
     [message] = run_job(slack_server, {**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, seconds=12)
     assert time.monotonic() - started < 12
     assert "took too long" in message["text"]
+
+
+def test_a_job_that_waited_too_long_is_told_to_ask_again_without_the_llm(
+    bot_env, slack_server: FakeServer, openai_server: FakeServer, capsys
+) -> None:
+    path = response_path()
+    payload = {**slash_payload(slack_server.url + path), "asked_at": time.time() - 301}  # throttled in the queue
+    worker.run(payload, Deadline.in_seconds(60), bot_env)
+    assert [r.json() for r in slack_server.requests_to(path)] == [
+        {
+            "response_type": "ephemeral",
+            "text": ":warning: Sorry, I was too busy to get to your question in time. Please ask again.",
+        }
+    ]
+    assert openai_server.received == []
+    [line] = log_lines(capsys.readouterr().out)
+    assert line["outcome"] == "too_late" and line["age_s"] >= 301
+    fresh = response_path()
+    worker.run(
+        {**slash_payload(slack_server.url + fresh), "asked_at": time.time() - 200}, Deadline.in_seconds(60), bot_env
+    )
+    assert slack_server.requests_to(fresh)[0].json()["text"].endswith("*Answer* to: hi")
+
+
+def test_an_answer_cut_at_the_output_cap_says_so_in_one_line(
+    bot_env, openai_server: FakeServer, slack_server: FakeServer, capsys
+) -> None:
+    body = chat_completion("The first half of a long answ")
+    body["choices"][0]["finish_reason"] = "length"  # the model stopped at max_completion_tokens
+    openai_server.script = [Reply(200, body)]
+    [message] = run_job(slack_server, {**bot_env, "MAX_OUTPUT_TOKENS": "300"})
+    assert message["text"] == "```hi```\nThe first half of a long answ" + messages.LENGTH_LIMITED
+    assert openai_server.received[0].json()["max_completion_tokens"] == 300
+    [line] = log_lines(capsys.readouterr().out)
+    assert (line["outcome"], line["finish_reason"], line["delivered"]) == ("cut_short_length", "length", True)
+
+
+def test_a_whole_answer_has_no_length_line(bot_env, slack_server: FakeServer, capsys) -> None:
+    [message] = run_job(slack_server, bot_env)
+    assert message["text"] == "```hi```\n*Answer* to: hi"
+    [line] = log_lines(capsys.readouterr().out)
+    assert (line["outcome"], line["finish_reason"]) == ("answered", "stop")
+
+
+def test_a_rotated_openai_key_is_read_again_after_a_401(
+    bot_env, openai_server: FakeServer, slack_server: FakeServer
+) -> None:
+    env = {k: v for k, v in bot_env.items() if k != "OPENAI_API_KEY"} | IN_LAMBDA
+    env["OPENAI_API_KEY_PARAMETER"] = "/mameka/test/openai"
+    with mock_aws():
+        import boto3
+
+        ssm = boto3.client("ssm")
+        ssm.put_parameter(Name="/mameka/test/openai", Value="sk-fake-old", Type="SecureString")
+        assert run_job(slack_server, env)[0]["text"].endswith("*Answer* to: hi")  # the old key, now cached
+        ssm.put_parameter(Name="/mameka/test/openai", Value="sk-fake-new", Type="SecureString", Overwrite=True)
+        openai_server.script = [openai_error(401, "invalid_api_key")]  # OpenAI revoked the old key
+        assert run_job(slack_server, env)[0]["text"].endswith("*Answer* to: hi")
+    keys = [r.headers["authorization"] for r in openai_server.requests_to("/v1/chat/completions")]
+    assert keys == ["Bearer sk-fake-old", "Bearer sk-fake-old", "Bearer sk-fake-new"]

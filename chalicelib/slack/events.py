@@ -12,7 +12,8 @@ Contract: ``parse(body)`` is pure and returns one of:
   other event or envelope type.
 
 It raises ``MalformedEvent`` with a short, client-safe reason for a body that is not a JSON
-object, or an envelope or event without the fields that its type needs.
+object, or an envelope or event without the fields that its type needs (a finite
+``event_time``; a ``ts`` or ``thread_ts`` that is a Slack timestamp).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
+from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, finite_number, is_slack_ts
 
 ANSWERED_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
 
@@ -74,6 +75,10 @@ def parse(body: bytes) -> tuple[Decision, EventInfo]:
         raise MalformedEvent("event_callback has no event object")
     event_id = _required(envelope, "event_id", "event_callback")
     team_id = _required(envelope, "team_id", "event_callback")
+    # JSON's NaN and Infinity, or an int past float's range (400 digits), fit no job payload.
+    asked_at = finite_number(envelope.get("event_time"))
+    if asked_at is None:
+        raise MalformedEvent("event_callback has no event_time")
     event_type = _text(event.get("type"))
     info = EventInfo(
         type=event_type,
@@ -83,18 +88,21 @@ def parse(body: bytes) -> tuple[Decision, EventInfo]:
         user_id=_text(event.get("user")),
     )
     if event_type == "assistant_thread_started":
-        return _assistant_thread_started(event, event_id, team_id), info
+        return _assistant_thread_started(event, event_id, asked_at, team_id), info
     if event_type == "app_mention" or (event_type == "message" and event.get("channel_type") == "im"):
-        return _message(envelope, event, event_id, team_id), info
+        return _message(envelope, event, event_id, asked_at, team_id), info
     return Ignored(f"event type {str(event_type)[:40]}"), info
 
 
-def _message(envelope: dict[str, Any], event: dict[str, Any], event_id: str, team_id: str) -> MessageJob | Ignored:
+def _message(
+    envelope: dict[str, Any], event: dict[str, Any], event_id: str, asked_at: float, team_id: str
+) -> MessageJob | Ignored:
     # The bot's own streamed answers come back as message.im events with a bot_id and no subtype.
     if event.get("bot_id"):
         return Ignored("bot message")
     subtype = event.get("subtype")
-    if subtype is not None and subtype not in ANSWERED_SUBTYPES:
+    # A subtype that is not a string (a list cannot even be looked up in a set) is no message either.
+    if subtype is not None and not (isinstance(subtype, str) and subtype in ANSWERED_SUBTYPES):
         return Ignored(f"subtype {str(subtype)[:40]}")
     bot_user_id = _bot_user_id(envelope)
     user = _required(event, "user", "event")
@@ -103,31 +111,37 @@ def _message(envelope: dict[str, Any], event: dict[str, Any], event_id: str, tea
     thread_ts = event.get("thread_ts")
     if thread_ts is not None and not (isinstance(thread_ts, str) and thread_ts):
         raise MalformedEvent("event.thread_ts is not a string")
+    if thread_ts is not None and not is_slack_ts(thread_ts):
+        raise MalformedEvent("event.thread_ts is not a Slack timestamp")
     text = event.get("text")
     channel = _required(event, "channel", "event")
     return MessageJob(
         id=event_id,
+        asked_at=asked_at,
         # In a Slack Connect channel the asker's team is not the envelope's; streams go to the asker.
         team_id=_text(event.get("user_team")) or _text(event.get("team")) or team_id,
         channel_id=channel,
         user_id=user,
         # JSON may carry a lone surrogate ("\ud83d"), which no UTF-8 encoder downstream accepts.
         text=text.encode("utf-8", "replace").decode("utf-8") if isinstance(text, str) else "",
-        ts=_required(event, "ts", "event"),
+        ts=_timestamp(event, "ts", "event"),
         thread_ts=thread_ts,
         bot_user_id=bot_user_id,
     )
 
 
-def _assistant_thread_started(event: dict[str, Any], event_id: str, team_id: str) -> AssistantThreadStartedJob:
+def _assistant_thread_started(
+    event: dict[str, Any], event_id: str, asked_at: float, team_id: str
+) -> AssistantThreadStartedJob:
     thread = event.get("assistant_thread")
     if not isinstance(thread, dict):
         raise MalformedEvent("assistant_thread_started has no assistant_thread")
     return AssistantThreadStartedJob(
         id=event_id,
+        asked_at=asked_at,
         team_id=team_id,
         channel_id=_required(thread, "channel_id", "assistant_thread"),
-        thread_ts=_required(thread, "thread_ts", "assistant_thread"),
+        thread_ts=_timestamp(thread, "thread_ts", "assistant_thread"),
         user_id=_required(thread, "user_id", "assistant_thread"),
     )
 
@@ -145,6 +159,15 @@ def _required(container: dict[str, Any], name: str, where: str) -> str:
     value = container.get(name)
     if not isinstance(value, str) or not value:
         raise MalformedEvent(f"{where} has no {name}")
+    return value
+
+
+def _timestamp(container: dict[str, Any], name: str, where: str) -> str:
+    # The worker reads a ts as numbers (history orders messages by it): "Ev0FUZZ" would end
+    # its job in the catch-all, with no answer to anyone.
+    value = _required(container, name, where)
+    if not is_slack_ts(value):
+        raise MalformedEvent(f"{where}.{name} is not a Slack timestamp")
     return value
 
 

@@ -14,17 +14,23 @@ import functools
 import re
 from typing import Any
 
+from chalicelib.slack import markdown
+
 Message = dict[str, Any]
 
 # Slack truncates text above 40,000 characters; stay clear of it with room for the question.
 MAX_TEXT_CHARS = 39_000
 TRUNCATED = "\n…(the answer was too long for Slack and was cut here)"
+# After an answer the model stopped at MAX_OUTPUT_TOKENS (finish_reason "length").
+LENGTH_LIMITED = "\n…(the answer reached the length limit and was cut here)"
 MAX_ECHOED_QUESTION_CHARS = 3000
 
 ERROR_TEXTS = {
     "rate_limited": "The AI service is busy right now (rate limited). Please try again in a minute.",
     "quota_exhausted": "The AI service's usage quota is used up. Please tell the bot's admin.",
     "invalid_key": "The bot's OpenAI API key was rejected. Please tell the bot's admin.",
+    "permission_denied": "The AI service refused the bot access to its AI model. Please tell the bot's admin.",
+    "model_not_found": "The AI service doesn't know the AI model the bot is set up for. Please tell the bot's admin.",
     "too_long": "Your question is too long for the AI model. Please shorten it and try again.",
     "timeout": "The AI service took too long to answer, so I gave up. Please try again.",
     "unreadable": "The AI service sent an answer I couldn't read. Please try again.",
@@ -43,6 +49,8 @@ CUT_SHORT_REASONS = {
     "unreadable": "the AI service sent something I couldn't read",
 }
 THINKING_STATUS = "is thinking…"
+TOO_LATE = "Sorry, I was too busy to get to your question in time. Please ask again."
+TOO_LATE_LINE = ":warning: " + TOO_LATE
 
 
 def ephemeral(text: str) -> Message:
@@ -63,6 +71,14 @@ def acknowledgement(question: str) -> Message:
     return ephemeral(f":hourglass_flowing_sand: Thinking about your question…\n{code_block(question)}")
 
 
+def not_allowed() -> Message:
+    return ephemeral("Sorry, I'm not available to you here. Please ask the bot's admin if you need me.")
+
+
+def too_late() -> Message:
+    return ephemeral(TOO_LATE_LINE)
+
+
 def could_not_start() -> Message:
     return ephemeral(":warning: Sorry, I couldn't start working on your question. Please try again in a moment.")
 
@@ -71,14 +87,21 @@ def not_configured() -> Message:
     return error("not_configured")
 
 
-def answer(question: str, answer_markdown: str, response_type: str) -> Message:
+def answer(question: str, answer_markdown: str, response_type: str, finish_reason: str | None = None) -> Message:
+    """The question echoed, then the answer; ``finish_reason`` "length" adds the line that says it was cut."""
+    tail = ""
+    if finish_reason == "length":
+        fence = markdown.open_fence(answer_markdown)
+        if fence is not None:  # cut inside a code block: close it, or the line would be part of the code
+            answer_markdown += "\n" + markdown.closing_fence(fence)
+        tail = LENGTH_LIMITED
     body = to_mrkdwn(answer_markdown)
     if len(question) > MAX_ECHOED_QUESTION_CHARS:  # the answer matters more than the echo
         question = question[:MAX_ECHOED_QUESTION_CHARS] + "…"
     head = code_block(question) + "\n"
-    if len(head) + len(body) > MAX_TEXT_CHARS:
-        body = body[: MAX_TEXT_CHARS - len(head) - len(TRUNCATED)] + TRUNCATED
-    return {"response_type": response_type, "text": head + body}
+    if len(head) + len(body) + len(tail) > MAX_TEXT_CHARS:  # one cut, so one line saying so
+        body, tail = body[: MAX_TEXT_CHARS - len(head) - len(TRUNCATED)], TRUNCATED
+    return {"response_type": response_type, "text": head + body + tail}
 
 
 def error(kind: str) -> Message:
