@@ -40,7 +40,8 @@ def slack_event() -> Response:
 
 @app.lambda_function(name="worker")
 def worker(event: dict[str, Any], context: Any) -> None:
-    # Imported here, not at the top: it loads openai, which the HTTP function must not pay for.
+    # Imported here, not at the top: it loads slack_sdk and requests (and openai once a job asks the
+    # LLM), which the HTTP function must not pay for.
     from chalicelib import worker as jobs
 
     jobs.run(event, Deadline.in_seconds(context.get_remaining_time_in_millis() / 1000), os.environ)
