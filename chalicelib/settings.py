@@ -78,6 +78,8 @@ class Settings:
     max_output_tokens: int = 2048
     job_max_age_seconds: float = 300.0
     in_lambda: bool = False  # AWS_LAMBDA_FUNCTION_NAME is set: the Lambda runtime sets it
+    idempotency_table: str | None = None  # DynamoDB table for claims and per-user counts (worker only)
+    user_rate_limit_per_minute: int | None = None  # None: no limit
 
     @property
     def llm_is_local(self) -> bool:
@@ -164,6 +166,10 @@ class Settings:
                 _number("MAX_OUTPUT_TOKENS", text("MAX_OUTPUT_TOKENS", "2048"), low=16, high=1_000_000, whole=True)
             ),
             in_lambda=bool(environ.get("AWS_LAMBDA_FUNCTION_NAME")),
+            idempotency_table=text("IDEMPOTENCY_TABLE", None),
+            user_rate_limit_per_minute=_optional_count(
+                "USER_RATE_LIMIT_PER_MINUTE", text("USER_RATE_LIMIT_PER_MINUTE", None)
+            ),
             job_max_age_seconds=_number(
                 "JOB_MAX_AGE_SECONDS", text("JOB_MAX_AGE_SECONDS", "300"), low=1.0, high=86_400.0
             ),
@@ -199,6 +205,8 @@ ENV_NAMES = (
     "MAX_OUTPUT_TOKENS",
     "JOB_MAX_AGE_SECONDS",
     "AWS_LAMBDA_FUNCTION_NAME",
+    "IDEMPOTENCY_TABLE",
+    "USER_RATE_LIMIT_PER_MINUTE",
 )
 
 
@@ -267,3 +275,10 @@ def _names(raw: str | None, default: frozenset[str], lower: bool = False) -> fro
         return default
     items = (item.strip() for item in raw.split(","))
     return frozenset(item.lower() if lower else item for item in items if item)
+
+
+def _optional_count(name: str, raw: str | None) -> int | None:
+    """A whole number from 1 up, or None when unset (empty): "no limit"."""
+    if raw is None:
+        return None
+    return int(_number(name, raw, low=1, high=1_000_000, whole=True))
