@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test run package deploy secrets manifest ask bench lint clean
+.PHONY: venv test run package deploy delete secrets manifest ask bench lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -40,17 +40,29 @@ package: $(STAMP)
 # WORKER_MAX_CONCURRENCY (`make deploy STAGE=prod WORKER_MAX_CONCURRENCY=10`, or for make package
 # the template parameter's default) reaches scripts/deployment.py through the environment.
 #
+# Chalice cannot create DynamoDB tables: ensure-table creates the worker's claims table when it is
+# missing (one line either way) before anything is built.
+#
 # chalice deploy has no build hook, but it reuses .chalice/deployments/<hash of inputs>.zip when
 # that exists: build it with chalice package, add bytecode to that very zip (named by Chalice's own
 # function, which is not always the newest: a rollback reuses an older one), and deploy ships it.
 deploy: $(STAMP)
 	@$(BIN)/python scripts/deployment.py preflight $(STAGE)
+	@$(BIN)/python scripts/deployment.py ensure-table $(STAGE)
 	rm -rf out/prebuild
 	AWS_DEFAULT_REGION=$(PACKAGE_REGION) $(BIN)/chalice package --stage $(STAGE) out/prebuild
 	zip=$$($(BIN)/python scripts/deployment.py deployment-zip $(STAGE) out/prebuild/deployment.zip) && \
 	  $(BIN)/python scripts/compile_bytecode.py "$$zip"
 	$(BIN)/chalice deploy --stage $(STAGE)
 	$(BIN)/python scripts/deployment.py configure-worker $(STAGE)
+
+# Removes the stage (chalice delete), then offers to delete its claims table too. YES=1 deletes it
+# and YES=0 keeps it without asking (make puts YES in the environment); unset, it is asked on a
+# terminal and kept from a pipe.
+delete: $(STAMP)
+	@$(BIN)/python scripts/deployment.py preflight $(STAGE)
+	$(BIN)/chalice delete --stage $(STAGE)
+	@$(BIN)/python scripts/deployment.py delete-table $(STAGE)
 
 secrets: $(STAMP)
 	@$(BIN)/python scripts/store_secrets.py $(STAGE)

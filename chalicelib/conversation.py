@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from chalicelib import logs, secrets
+from chalicelib import limits, logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.settings import Settings, SettingsError
@@ -209,6 +209,11 @@ def _converse(
     if len(question) > settings.max_input_chars:  # the same cap on cost as for a slash command
         replier.post_notice(messages.too_long(len(question), settings.max_input_chars)["text"])
         return "too_long_input"
+    wait = limits.check(settings, job.team_id, job.user_id)
+    if wait is not None:  # USER_RATE_LIMIT_PER_MINUTE: no LLM call
+        fields["retry_after_s"] = wait
+        replier.post_notice(messages.too_many_questions(settings.user_rate_limit_per_minute or 0, wait)["text"])
+        return "user_rate_limited"
     current = {"ts": job.ts, "text": job.text, "user": job.user_id}
     chat = history.fit(
         history.to_chat(thread, current, job.bot_user_id, settings.system_prompt), settings.max_context_tokens

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import claims, conversation, jobs, logs, secrets
+from chalicelib import claims, conversation, jobs, limits, logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import Job, SlashCommandJob
 from chalicelib.settings import Settings, SettingsError
@@ -57,12 +57,16 @@ def run(payload: Any, deadline: Deadline, environ: Mapping[str, str]) -> None:
 
 
 def _run(job: Job, deadline: Deadline, environ: Mapping[str, str]) -> None:
-    if not claims.store().claim(job.claim_keys):
+    try:
+        settings: Settings | None = Settings.from_env(environ)
+    except SettingsError:
+        settings = None  # claimed in memory; the handler tells the user the bot is not set up
+    if not claims.store(settings).claim(job.claim_keys):
         logger.info("dropping %s job %s: already claimed", job.kind, job.id)
         logs.emit("answer", kind=job.kind, job_id=job.id, outcome="duplicate")
         return
     age = time.time() - job.asked_at
-    if age > _max_age(environ):
+    if settings is not None and age > settings.job_max_age_seconds:
         # It waited in Lambda's queue (throttled): a late answer costs and may no longer help.
         logger.warning("%s job %s is %.0f s old: too late to answer", job.kind, job.id, age)
         if isinstance(job, SlashCommandJob):
@@ -77,13 +81,6 @@ def _run(job: Job, deadline: Deadline, environ: Mapping[str, str]) -> None:
         conversation.answer(job, deadline, environ)
     else:
         conversation.offer_prompts(job, deadline, environ)
-
-
-def _max_age(environ: Mapping[str, str]) -> float:
-    try:
-        return Settings.from_env(environ).job_max_age_seconds
-    except SettingsError:
-        return float("inf")  # the handler tells the user the bot is not set up
 
 
 def answer_command(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
@@ -127,6 +124,10 @@ def _compose(
     fields["model"] = settings.openai_model
     if settings.log_message_text:
         fields["text"] = job.text
+    wait = limits.check(settings, job.team_id, job.user_id)
+    if wait is not None:
+        fields["retry_after_s"] = wait
+        return messages.too_many_questions(settings.user_rate_limit_per_minute or 0, wait), "user_rate_limited"
     try:
         api_key: str | None = secrets.openai_api_key(settings)
     except secrets.SecretUnavailable:

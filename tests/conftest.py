@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from chalicelib import aws, claims, dispatch, llm, secrets
+from chalicelib import aws, claims, dispatch, limits, llm, secrets
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
@@ -53,6 +53,7 @@ def new_container() -> None:
     aws.client.cache_clear()
     llm._client.cache_clear()
     claims._store = None
+    limits._memory = limits.MemoryCounts()
 
 
 def wait_for_local_jobs(timeout: float = 120.0) -> None:

@@ -469,3 +469,15 @@ def test_a_rotated_openai_key_is_read_again_after_a_401(
     assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: two"]
     keys = [r.headers["authorization"] for r in openai_server.requests_to(CHAT)]
     assert keys == ["Bearer sk-fake-old", "Bearer sk-fake-old", "Bearer sk-fake-new"]
+
+
+def test_a_user_over_the_per_minute_limit_is_told_in_the_thread(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    env = {**conversation_env, "USER_RATE_LIMIT_PER_MINUTE": "1"}
+    run(slack_requests.mention_event("one"), env, slack_api)
+    ts = slack_requests.new_ts()
+    run(slack_requests.mention_event("two", ts=ts), env, slack_api)
+    [line] = bot_texts(slack_api, CHANNEL, ts)
+    assert line.startswith("You've reached the limit of 1 question a minute.")
+    assert len(openai_server.requests_to(CHAT)) == 1

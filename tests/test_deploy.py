@@ -9,10 +9,15 @@
   (the async-invoke policy, and the opt-in concurrency cap with Lambda's refusal, which moto
   reproduces when ``MOTO_LAMBDA_CONCURRENCY_QUOTA`` is set). What exists is checked with boto3
   against the same server.
-- ``make deploy`` as a user runs it: the zip it adds bytecode to is the one ``chalice deploy``
-  ships, also after a rollback to inputs whose (older) zip already exists; without AWS
-  credentials or with an unusable ``WORKER_MAX_CONCURRENCY`` it says so in one line and does
-  nothing else.
+- ``make deploy`` as a user runs it: it creates the claims table first (``ensure-table``:
+  created once, found afterwards, its TTL turned on, a table the worker could not use refused in
+  one line); the zip it adds bytecode to is the one ``chalice deploy`` ships, also after a
+  rollback to inputs whose (older) zip already exists; without AWS credentials or with an
+  unusable ``WORKER_MAX_CONCURRENCY`` it says so in one line and does nothing else.
+- ``make delete``: ``chalice delete``, then the table is deleted with ``YES=1`` or a "y" on a
+  terminal (a pseudo-terminal here), and kept with ``YES=0``, any other answer, or from a pipe
+  (which says how to delete it). Waiting for a table to become ACTIVE, which moto never makes
+  anyone do (its tables are ACTIVE at once), is checked with botocore's Stubber.
 
 Every chalice run happens in a copy of the project, so ``.chalice/deployed`` and
 ``.chalice/deployments`` are never written into the repository. The copies share one
@@ -33,6 +38,7 @@ import fnmatch
 import hashlib
 import json
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -43,8 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from botocore.stub import Stubber
 
 from tests.conftest import ROOT, import_script
 from tests.moto_server import ACCOUNT_ID, REGION, MotoServer, running_moto_server
@@ -59,6 +67,7 @@ LOGICAL_IDS = {"api_handler": "APIHandler", "worker": "Worker"}  # as `chalice p
 ROLE_LOGICAL_IDS = {"api_handler": "ApiHandlerRole", "worker": "WorkerRole"}
 LOG_ACTIONS = frozenset({"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"})
 WORKER_ARN = {"Fn::GetAtt": ["Worker", "Arn"]}
+TABLE_ARN = {"Fn::GetAtt": ["ClaimsTable", "Arn"]}
 # Slack accepts replies on a response_url for 30 minutes: an event older than that cannot be answered.
 RESPONSE_URL_LIFETIME_SECONDS = 30 * 60
 NO_SERVER = "http://127.0.0.1:9"  # the discard port: nothing listens, so any AWS call is refused
@@ -83,6 +92,17 @@ def configured(stage: str, function: str, key: str) -> Any:
 
 def stage_variable(stage: str, name: str) -> str:
     return CONFIG["stages"][stage]["environment_variables"][name]
+
+
+def table_name(stage: str) -> str:
+    """The claims table: the worker's IDEMPOTENCY_TABLE, set for the worker alone."""
+    name = CONFIG["stages"][stage]["lambda_functions"]["worker"]["environment_variables"]["IDEMPOTENCY_TABLE"]
+    assert name == f"{APP_NAME}-{stage}-claims"
+    return name
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 def policy_file(stage: str, function: str) -> dict[str, Any]:
@@ -193,7 +213,11 @@ def copy_make_project(destination: Path, deployments_cache: Path | None = None) 
     The requirements files keep their times (copy2), so the venv's stamp stays newer and make
     installs nothing.
     """
-    project = copy_project(destination, deployments_cache)
+    return add_make(copy_project(destination, deployments_cache))
+
+
+def add_make(project: Path) -> Path:
+    """What ``make`` needs in a project copy: the Makefile, the scripts and this venv."""
     shutil.copy2(ROOT / "Makefile", project)
     shutil.copy2(ROOT / "requirements-dev.txt", project)
     shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
@@ -282,8 +306,9 @@ def test_package_points_the_http_function_at_the_worker(package: Package) -> Non
 
 def test_package_gives_each_function_only_its_own_permissions(package: Package) -> None:
     """The HTTP role may invoke only the worker and read only the signing secret; the worker role may
-    read only the OpenAI key and the Slack bot token; both may write logs; there are no other grants,
-    roles or managed policies."""
+    read only the OpenAI key and the Slack bot token, and use only the claims table with the item
+    actions its policy file names; both may write logs; there are no other grants, roles or managed
+    policies."""
     roles = {
         logical_id
         for logical_id, resource in package.template["Resources"].items()
@@ -307,11 +332,48 @@ def test_package_gives_each_function_only_its_own_permissions(package: Package) 
     assert len(api) == 2, api
 
     worker = without_logs(allowed["worker"])
-    assert {action for action, _ in worker} == {"ssm:GetParameter"}
-    assert len(worker) == 2, worker
+    table_actions = {action for action, _ in grants(policy_file(PACKAGE_STAGE, "worker")) if "dynamodb:" in action}
+    assert table_actions, "the worker's policy file grants nothing on the claims table"
+    assert {action for action, _ in worker} == {"ssm:GetParameter"} | table_actions
+    assert {(action, resource) for action, resource in worker if action in table_actions} == {
+        (action, json.dumps(TABLE_ARN, sort_keys=True)) for action in table_actions
+    }
+    assert len(worker) == 2 + len(table_actions), worker
     for name in ("OPENAI_API_KEY_PARAMETER", "SLACK_BOT_TOKEN_PARAMETER"):
         parameter = stage_variable(PACKAGE_STAGE, name)
         assert any(is_parameter_arn(resource, parameter) for _, resource in worker), (parameter, worker)
+
+
+def test_package_restates_the_worker_role_from_its_policy_file(package: Package) -> None:
+    """The merge replaces the role's policy list: what it restates is the policy file word for word,
+    but for the table statement's resource, which becomes the declared table's ARN."""
+    [restated] = package.resource("WorkerRole")["Properties"]["Policies"]
+    expected = policy_file(PACKAGE_STAGE, "worker")
+    for statement in expected["Statement"]:
+        if any(action.startswith("dynamodb:") for action in as_list(statement["Action"])):
+            assert statement["Resource"] == f"arn:aws:dynamodb:*:*:table/{table_name(PACKAGE_STAGE)}"
+            statement["Resource"] = TABLE_ARN
+    assert restated == {"PolicyName": "WorkerRolePolicy", "PolicyDocument": expected}
+
+
+def test_package_declares_the_claims_table_and_names_it_to_the_worker_only(package: Package) -> None:
+    """An on-demand table keyed by pk (S) with TTL on expires_at, deleted with the stack; the worker
+    finds it by Ref (CloudFormation names it), beside the stage's other variables; the HTTP function
+    is not told of it."""
+    table = package.resource("ClaimsTable")
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Delete", "Delete")
+    assert table["Properties"] == {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "TimeToLiveSpecification": {"AttributeName": "expires_at", "Enabled": True},
+    }
+    worker_variables = package.resource("Worker")["Properties"]["Environment"]["Variables"]
+    assert worker_variables["IDEMPOTENCY_TABLE"] == {"Ref": "ClaimsTable"}
+    for name, value in CONFIG["stages"][PACKAGE_STAGE]["environment_variables"].items():
+        assert worker_variables[name] == value
+    assert "IDEMPOTENCY_TABLE" not in package.resource("APIHandler")["Properties"]["Environment"]["Variables"]
 
 
 def test_package_turns_off_async_retries_for_the_worker(package: Package) -> None:
@@ -440,6 +502,14 @@ def test_deployed_http_function_can_reach_the_deployed_worker(deployment: Deploy
     assert not allows("worker", "ssm:GetParameter", parameter_arn + variables["SLACK_SIGNING_SECRET_PARAMETER"])
     # Only the worker calls Slack's Web API: the HTTP function may not read the bot token.
     assert not allows("api_handler", "ssm:GetParameter", parameter_arn + worker_variables["SLACK_BOT_TOKEN_PARAMETER"])
+    # Only the worker claims jobs and counts questions, in its stage's table.
+    assert worker_variables["IDEMPOTENCY_TABLE"] == table_name(DEPLOY_STAGE)
+    assert "IDEMPOTENCY_TABLE" not in variables
+    table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table_name(DEPLOY_STAGE)}"
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert allows("worker", action, table_arn)
+        assert not allows("worker", action, table_arn.replace(DEPLOY_STAGE, "prod"))
+        assert not allows("api_handler", action, table_arn)
 
 
 def test_redeploy_updates_in_place(deployment: Deployment) -> None:
@@ -525,15 +595,18 @@ def test_configure_worker_turns_off_async_retries(deployment: Deployment) -> Non
 def test_make_deploy_ships_bytecode_and_turns_off_async_retries(
     moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactory, deployments_cache: Path
 ) -> None:
-    """`make deploy STAGE=dev` as a user runs it (in a project copy, against moto): chalice
-    package builds the zip, bytecode is added to it, chalice deploy reuses that zip, and the
-    worker's async retries are turned off."""
+    """`make deploy STAGE=dev` as a user runs it (in a project copy, against moto): the claims
+    table is created first, chalice package builds the zip, bytecode is added to it, chalice
+    deploy reuses that zip, and the worker's async retries are turned off."""
     moto_server.reset()
     work = tmp_path_factory.mktemp("make-deploy")
     project = copy_make_project(work, deployments_cache)
     env = subprocess_env(moto_server.url, work)
     try:
         result = run_ok(["make", "deploy", "STAGE=dev"], project, env)
+        table_line = f"created table {table_name(DEPLOY_STAGE)} (on-demand, TTL on expires_at)\n"
+        assert result.stdout.startswith(table_line), result.stdout  # before anything is built
+        assert_usable_table(moto_server, table_name(DEPLOY_STAGE))
         compiled = re.search(r"added \d{3,} \.pyc \(unchecked-hash", result.stdout)
         assert compiled, result.stdout
         # chalice deploy, which runs after the bytecode step, took the zip that now holds it.
@@ -802,3 +875,261 @@ def test_configure_worker_caps_the_worker_only_when_asked_and_says_what_to_do_wh
     redeploy = deployment.chalice("deploy", "--stage", DEPLOY_STAGE)
     assert redeploy.returncode == 0, redeploy.stderr
     assert lambda_.get_function_concurrency(FunctionName=worker).get("ReservedConcurrentExecutions") is None
+
+
+# --- the claims table: ensure-table, the merge template's check, make delete ---------------------
+
+
+def assert_usable_table(moto: MotoServer, name: str) -> None:
+    """The table the worker needs: ACTIVE, on-demand, keyed by pk (S) alone, TTL on expires_at."""
+    dynamodb = moto.client("dynamodb")
+    table = dynamodb.describe_table(TableName=name)["Table"]
+    assert table["TableStatus"] == "ACTIVE"
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+
+
+def table_exists(moto: MotoServer, name: str) -> bool:
+    return name in moto.client("dynamodb").list_tables()["TableNames"]
+
+
+@pytest.fixture
+def empty_moto(moto_server: MotoServer) -> Iterator[MotoServer]:
+    moto_server.reset()
+    yield moto_server
+    moto_server.reset()
+
+
+def test_ensure_table_creates_the_table_once_then_finds_it(empty_moto: MotoServer, tmp_path: Path) -> None:
+    env = subprocess_env(empty_moto.url, tmp_path)
+    name = table_name(DEPLOY_STAGE)
+
+    first = run_ok(deployment_script("ensure-table", DEPLOY_STAGE), ROOT, env)
+    assert first.stdout == f"created table {name} (on-demand, TTL on expires_at)\n"
+    assert_usable_table(empty_moto, name)
+    created = empty_moto.client("dynamodb").describe_table(TableName=name)["Table"]["CreationDateTime"]
+
+    again = run_ok(deployment_script("ensure-table", DEPLOY_STAGE), ROOT, env)
+    assert again.stdout == f"table {name} exists\n"
+    assert empty_moto.client("dynamodb").describe_table(TableName=name)["Table"]["CreationDateTime"] == created
+    assert empty_moto.client("dynamodb").list_tables()["TableNames"] == [name]  # no other stage's table
+
+
+def create_table(moto: MotoServer, name: str, key: str = "pk", sort_key: str | None = None) -> None:
+    keys = [{"AttributeName": key, "KeyType": "HASH"}]
+    attributes = [{"AttributeName": key, "AttributeType": "S"}]
+    if sort_key:
+        keys.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+        attributes.append({"AttributeName": sort_key, "AttributeType": "S"})
+    moto.client("dynamodb").create_table(
+        TableName=name, KeySchema=keys, AttributeDefinitions=attributes, BillingMode="PAY_PER_REQUEST"
+    )
+
+
+def test_ensure_table_turns_on_the_ttl_of_a_table_made_without_it(empty_moto: MotoServer, tmp_path: Path) -> None:
+    """A table made by hand (or by an older deploy) keeps its items; only its TTL is turned on."""
+    name = table_name(DEPLOY_STAGE)
+    create_table(empty_moto, name)
+    empty_moto.client("dynamodb").put_item(TableName=name, Item={"pk": {"S": "claim#kept"}})
+
+    result = run_ok(deployment_script("ensure-table", DEPLOY_STAGE), ROOT, subprocess_env(empty_moto.url, tmp_path))
+
+    assert result.stdout == f"table {name} exists; turned on its TTL on expires_at\n"
+    assert_usable_table(empty_moto, name)
+    assert empty_moto.client("dynamodb").get_item(TableName=name, Key={"pk": {"S": "claim#kept"}}).get("Item")
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        (
+            {"key": "id"},
+            "table {name} exists with key schema id HASH (S); the bot needs partition key pk (S) and no sort key: "
+            "delete that table or name another in IDEMPOTENCY_TABLE",
+        ),
+        (
+            {"sort_key": "sk"},
+            "table {name} exists with key schema pk HASH (S), sk RANGE (S); the bot needs partition key pk (S) "
+            "and no sort key: delete that table or name another in IDEMPOTENCY_TABLE",
+        ),
+        (
+            {"ttl": "ttl"},
+            "table {name} expires items by 'ttl', not 'expires_at': turn its TTL off (a table has one TTL "
+            "attribute) and run make deploy again",
+        ),
+    ],
+    ids=["another partition key", "a sort key", "TTL on another attribute"],
+)
+def test_ensure_table_refuses_a_table_the_worker_could_not_use_in_one_line(
+    empty_moto: MotoServer, tmp_path: Path, setup: dict[str, str], expected: str
+) -> None:
+    name = table_name(DEPLOY_STAGE)
+    create_table(empty_moto, name, key=setup.get("key", "pk"), sort_key=setup.get("sort_key"))
+    if "ttl" in setup:
+        empty_moto.client("dynamodb").update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": setup["ttl"]}
+        )
+
+    result = run(deployment_script("ensure-table", DEPLOY_STAGE), ROOT, subprocess_env(empty_moto.url, tmp_path))
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == ["error: " + expected.format(name=name)]
+
+
+def stubbed_dynamodb() -> tuple[Any, Stubber]:
+    client = boto3.client(
+        "dynamodb",
+        region_name=REGION,
+        endpoint_url=NO_SERVER,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    return client, Stubber(client)
+
+
+def described(name: str, status: str) -> dict[str, Any]:
+    return {
+        "Table": {
+            "TableName": name,
+            "TableStatus": status,
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        }
+    }
+
+
+def test_ensure_table_waits_until_the_new_table_is_active() -> None:
+    """moto's tables are ACTIVE at once, so the wait is checked on botocore's Stubber: the table is
+    polled while CREATING, and its TTL is turned on only once it is ACTIVE (DynamoDB refuses it before)."""
+    name = "mameka-dev-claims"
+    client, stubber = stubbed_dynamodb()
+    stubber.add_client_error("describe_table", "ResourceNotFoundException", expected_params={"TableName": name})
+    stubber.add_response("create_table", {}, None)
+    for status in ("CREATING", "CREATING", "ACTIVE"):
+        stubber.add_response("describe_table", described(name, status), {"TableName": name})
+    stubber.add_response("describe_time_to_live", {"TimeToLiveDescription": {"TimeToLiveStatus": "DISABLED"}})
+    stubber.add_response(
+        "update_time_to_live",
+        {"TimeToLiveSpecification": {"Enabled": True, "AttributeName": "expires_at"}},
+        {"TableName": name, "TimeToLiveSpecification": {"Enabled": True, "AttributeName": "expires_at"}},
+    )
+    polls: list[float] = []
+    with stubber:
+        line = DEPLOYMENT.ensure_table(client, name, timeout=60, poll=0.5, sleep=polls.append)
+    stubber.assert_no_pending_responses()
+    assert line == f"created table {name} (on-demand, TTL on expires_at)"
+    assert polls == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        ("CREATING", "table {name} is still CREATING after 0 s; run make deploy again later"),
+        ("DELETING", "table {name} is being deleted; run make deploy again once it is gone"),
+        ("INACCESSIBLE_ENCRYPTION_CREDENTIALS", "table {name} is INACCESSIBLE_ENCRYPTION_CREDENTIALS, not ACTIVE"),
+    ],
+    ids=["still creating", "being deleted", "unusable"],
+)
+def test_ensure_table_gives_up_on_a_table_that_is_not_becoming_active(status: str, message: str) -> None:
+    """A bounded wait (here 0 s) on a table still CREATING, and no wait at all on one being deleted
+    (just after `make delete`) or unusable: one line, and the TTL is left alone."""
+    name = "mameka-dev-claims"
+    client, stubber = stubbed_dynamodb()
+    stubber.add_response("describe_table", described(name, status), {"TableName": name})
+    with stubber, pytest.raises(DEPLOYMENT.DeployError) as error:
+        DEPLOYMENT.ensure_table(client, name, timeout=0, poll=0, sleep=lambda seconds: None)
+    stubber.assert_no_pending_responses()
+    assert str(error.value).startswith(message.format(name=name))
+
+
+def test_merge_template_refuses_a_worker_policy_that_names_another_table() -> None:
+    document = json.loads(json.dumps(policy_file("prod", "worker")))
+    [statement] = [s for s in document["Statement"] if "dynamodb:PutItem" in as_list(s["Action"])]
+    statement["Resource"] = "arn:aws:dynamodb:*:*:table/mameka-dev-claims"
+    with pytest.raises(DEPLOYMENT.DeployError, match="must name table mameka-prod-claims and nothing else"):
+        DEPLOYMENT.table_statement(document, "mameka-prod-claims")
+    statement["Resource"] = "arn:aws:dynamodb:*:*:table/*"
+    with pytest.raises(DEPLOYMENT.DeployError, match="must name table mameka-prod-claims and nothing else"):
+        DEPLOYMENT.table_statement(document, "mameka-prod-claims")
+
+
+def test_make_delete_with_an_unusable_yes_deletes_nothing(tmp_path: Path) -> None:
+    project = copy_make_project(tmp_path)
+    result = run(["make", "delete", "STAGE=dev", "YES=maybe"], project, subprocess_env(NO_SERVER, tmp_path))
+
+    assert result.returncode != 0
+    assert own_lines(result.stderr) == [
+        "error: YES must be 1 (delete the table too) or 0 (keep it), or unset to be asked; got 'maybe'"
+    ]
+    assert result.stdout == ""  # chalice delete did not even start
+
+
+def run_on_terminal(args: list[str], cwd: Path, env: dict[str, str], typed: str) -> subprocess.CompletedProcess[str]:
+    """``args`` with a pseudo-terminal as stdin, on which ``typed`` is already waiting; stdout and
+    stderr captured. The answer is typed before the question: a terminal keeps it until it is read."""
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            args, cwd=cwd, env=env, stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        os.close(terminal)
+    try:
+        os.write(controller, typed.encode())
+        stdout, stderr = process.communicate(timeout=540)
+    finally:
+        os.close(controller)
+    return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def test_make_delete_removes_the_stage_then_deletes_the_table_only_when_told(deployment: Deployment) -> None:
+    """`make delete STAGE=dev` runs chalice delete, then, for the claims table: from a pipe, keeps it
+    and says how to delete it; on a terminal asks, and keeps it on anything but y; YES=0 keeps it
+    without asking; a "y" typed on a terminal deletes it; YES=1 deletes it without asking; and a
+    table that is gone is one line. Each later run finds the stage already deleted (chalice delete
+    then does nothing and succeeds)."""
+    project = add_make(deployment.project)
+    env = {**deployment.env, "YES": ""}  # as if unset, whatever the shell running the tests has
+    moto = deployment.moto
+    name = table_name(DEPLOY_STAGE)
+    lambda_ = moto.client("lambda")
+    run_ok(deployment_script("ensure-table", DEPLOY_STAGE), project, env)
+    question = f"Delete table {name} too (job claims and per-user counts, nothing else)? [y/N] "
+    make_delete = ["make", "delete", f"STAGE={DEPLOY_STAGE}"]
+
+    piped = run_ok(make_delete, project, {**env, "YES": ""})
+    assert lambda_.list_functions()["Functions"] == []  # chalice delete ran first
+    assert piped.stdout.endswith(f"kept table {name}: to delete it too, run `make delete STAGE=dev YES=1`\n")
+    assert question not in piped.stderr
+    assert table_exists(moto, name)
+
+    for typed in ("\n", "n\n", "yes please\n", "\x04"):  # the last: Ctrl-D, end of input
+        declined = run_on_terminal(make_delete, project, env, typed)
+        assert declined.returncode == 0, declined.stderr
+        assert declined.stderr.endswith(question), (typed, declined.stderr)
+        assert declined.stdout.endswith(f"kept table {name}\n"), typed
+        assert table_exists(moto, name), typed
+
+    kept = run_on_terminal([*make_delete, "YES=0"], project, env, "y\n")
+    assert (kept.returncode, kept.stdout.splitlines()[-1]) == (0, f"kept table {name}")
+    assert question not in kept.stderr
+    assert table_exists(moto, name)
+
+    answered = run_on_terminal(make_delete, project, env, "Y\n")
+    assert answered.returncode == 0, answered.stderr
+    assert answered.stderr.endswith(question)
+    assert answered.stdout.endswith(f"deleted table {name}\n")
+    assert not table_exists(moto, name)
+
+    run_ok(deployment_script("ensure-table", DEPLOY_STAGE), project, env)
+    told = run_ok([*make_delete, "YES=1"], project, env)
+    assert told.stdout.endswith(f"deleted table {name}\n")
+    assert question not in told.stderr
+    assert not table_exists(moto, name)
+
+    gone = run_ok(make_delete, project, env)
+    assert gone.stdout.endswith(f"table {name} does not exist\n")

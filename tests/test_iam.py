@@ -6,7 +6,14 @@ against moto: the HTTP function in Lambda mode (signing secret from SSM, an Even
 the worker) and the worker, once per kind of job, each the first job of a fresh container so
 that it reads every secret it needs itself: a slash command (OpenAI key from SSM, a real answer
 from the fake LLM), a DM (OpenAI key and Slack bot token from SSM, an answer streamed into the
-fake Slack Web API) and an opened assistant pane (bot token from SSM, its suggested prompts).
+fake Slack Web API), the same DM redelivered to another container (dropped), and an opened
+assistant pane (bot token from SSM, its suggested prompts). The worker runs with its stage's
+configured ``IDEMPOTENCY_TABLE``, created in moto by the deploy's own ``ensure-table`` code, and
+a per-user limit, so each job's claim and each question's count are DynamoDB calls too.
+
+A ``TransactWriteItems`` is recorded as the IAM actions AWS authorises it by: one per item
+action (``Put`` is ``dynamodb:PutItem``, ``Update`` ``dynamodb:UpdateItem``...), on each item's
+table; there is no ``dynamodb:TransactWriteItems`` permission to grant.
 """
 
 from __future__ import annotations
@@ -24,19 +31,29 @@ import pytest
 from chalice.config import Config
 from moto import mock_aws
 
-from chalicelib import gateway, jobs, secrets, worker
+from chalicelib import claims, gateway, jobs, limits, secrets, worker
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 from devkit import slack_requests
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.slack_requests import JSON
-from tests.conftest import ROOT, SIGNING_SECRET, new_container, response_path, signed_headers
+from tests.conftest import ROOT, SIGNING_SECRET, import_script, new_container, response_path, signed_headers
 from tests.fakes import FakeServer, StreamReply
 
 ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"
 LOG_ACTIONS = {"logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"}
 IAM_ACTION = {("lambda", "Invoke"): "lambda:InvokeFunction"}
+# What each item action of a TransactWriteItems is authorised as (the DynamoDB developer guide,
+# "Using IAM with DynamoDB transactions").
+TRANSACT_WRITE_ACTIONS = {
+    "Put": "dynamodb:PutItem",
+    "Update": "dynamodb:UpdateItem",
+    "Delete": "dynamodb:DeleteItem",
+    "ConditionCheck": "dynamodb:ConditionCheckItem",
+}
+RESOURCE_PREFIXES = ("arn:aws:ssm:*:*:parameter/", "arn:aws:lambda:*:*:function:", "arn:aws:dynamodb:*:*:table/")
+DEPLOYMENT = import_script("deployment")  # creates the table as make deploy does
 
 
 def config_for(stage: str, function: str) -> Config:
@@ -75,6 +92,13 @@ class CallRecorder:
             resource = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{params['Name']}"
         elif service == "lambda":
             resource = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{params['FunctionName']}"
+        elif service == "dynamodb" and model.name == "TransactWriteItems":
+            for item in params["TransactItems"]:
+                [(kind, details)] = item.items()
+                self.calls.add((TRANSACT_WRITE_ACTIONS[kind], table_arn(details["TableName"])))
+            return
+        elif service == "dynamodb":
+            resource = table_arn(params["TableName"])
         else:
             resource = f"unexpected service {service}"
         self.calls.add((action, resource))
@@ -110,6 +134,10 @@ def create_worker_function(name: str) -> None:
     )
 
 
+def table_arn(name: str) -> str:
+    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+
 def assert_least_privilege(policy: dict[str, Any], calls: set[tuple[str, str]]) -> None:
     assert calls, "the scenario made no AWS call: nothing was checked"
     for action, resource in calls:
@@ -121,16 +149,28 @@ def assert_least_privilege(policy: dict[str, Any], calls: set[tuple[str, str]]) 
         if actions <= LOG_ACTIONS:
             assert actions == LOG_ACTIONS
             continue
-        used = {
-            (a, r)
-            for a, r in calls
-            if a in actions and any(fnmatch.fnmatchcase(r, p) for p in as_list(statement["Resource"]))
-        }
-        assert used, f"statement {statement.get('Sid')} allows something the code never does"
+        # Every action of every statement, on every resource it names, is something the code does.
+        for action in actions:
+            for pattern in as_list(statement["Resource"]):
+                used = {(a, r) for a, r in calls if a == action and fnmatch.fnmatchcase(r, pattern)}
+                assert used, f"statement {statement.get('Sid')} allows {action} on {pattern}, which the code never does"
         # Wildcards stand only for region and account: nothing beyond what was called matches.
         for pattern in as_list(statement["Resource"]):
-            assert pattern.startswith(("arn:aws:ssm:*:*:parameter/", "arn:aws:lambda:*:*:function:")), pattern
+            assert pattern.startswith(RESOURCE_PREFIXES), pattern
             assert "*" not in pattern.split(":", 5)[5], pattern
+
+
+def create_claims_table(stage: str) -> str:
+    """The worker's configured table, created in moto by the code `make deploy` runs; its name."""
+    name = config_for(stage, "worker").environment_variables["IDEMPOTENCY_TABLE"]
+    assert DEPLOYMENT.ensure_table(boto3.client("dynamodb"), name).startswith(f"created table {name}")
+    return name
+
+
+def table_items(name: str) -> set[str]:
+    """The keys of every item in table ``name``, read by a client whose calls are not recorded."""
+    client = boto3.Session(region_name=REGION).client("dynamodb")
+    return {item["pk"]["S"] for item in client.scan(TableName=name)["Items"]}
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -188,12 +228,15 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
             "RESPONSE_URL_HOSTS": "127.0.0.1",  # the fake response_url is on loopback
             "OPENAI_BASE_URL": openai_server.url + "/v1",
             "SLACK_API_URL": slack_api.url,
+            "USER_RATE_LIMIT_PER_MINUTE": "100",  # on, so that each question is counted
         }
         openai_key, bot_token = env["OPENAI_API_KEY_PARAMETER"], env["SLACK_BOT_TOKEN_PARAMETER"]
         ssm = boto3.client("ssm")
         ssm.put_parameter(Name=openai_key, Value="sk-fake", Type="SecureString")
         # The fake Slack API refuses any other token: each Slack call below proves the SSM value was used.
         ssm.put_parameter(Name=bot_token, Value=FAKE_BOT_TOKEN, Type="SecureString")
+        table = create_claims_table(stage)
+        assert env["IDEMPOTENCY_TABLE"] == table == f"mameka-{stage}-claims"
         start_recording(aws_calls)
         calls: dict[str, set[tuple[str, str]]] = {}
 
@@ -230,6 +273,12 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
         assert "Hello from the worker" in "".join(slack_api.visible_text(channel, ts))
         calls["message"] = aws_calls.take()
 
+        new_container()  # Slack's redelivery, in another container: its claim is refused
+        asked = len(openai_server.requests_to("/v1/chat/completions"))
+        worker.run(message.to_payload(), Deadline.in_seconds(60), env)
+        assert len(openai_server.requests_to("/v1/chat/completions")) == asked
+        calls["message again"] = aws_calls.take()
+
         new_container()
         pane = jobs.AssistantThreadStartedJob(
             id=job_id(),
@@ -245,11 +294,17 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
 
     read_key = ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/openai-api-key"))
     read_token = ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-bot-token"))
+    claim = ("dynamodb:PutItem", table_arn(table))  # in a TransactWriteItems
+    count = ("dynamodb:UpdateItem", table_arn(table))
     assert calls == {
-        "slash command": {read_key},  # its reply goes to response_url: no Slack token needed
-        "message": {read_key, read_token},
-        "assistant pane": {read_token},
+        "slash command": {claim, count, read_key},  # its reply goes to response_url: no Slack token needed
+        "message": {claim, count, read_key, read_token},
+        "message again": {claim},  # dropped before anything else
+        "assistant pane": {claim, read_token},  # no question: nothing counted
     }
+    items = table_items(table)
+    assert {f"claim#{job.id}" for job in (command, message, pane)} | {f"claim#{channel}:{ts}"} <= items
+    assert sum(key.startswith("rate#T1#U1#") for key in items) >= 1
     assert_least_privilege(policy_for(stage, "worker"), set().union(*calls.values()))
 
 
@@ -267,6 +322,38 @@ def test_the_worker_reads_the_bot_token_from_its_stage_parameter(stage: str, aws
     assert all(allows(policy, action, resource) for action, resource in aws_calls.calls)
     # The HTTP function never needs it, and may not read it.
     assert not any(allows(policy_for(stage, "api_handler"), a, r) for a, r in aws_calls.calls)
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_claims_and_counts_use_only_the_workers_stage_table(stage: str, aws_calls: CallRecorder) -> None:
+    """``claims`` and ``limits`` alone, with the worker's configured environment in Lambda: a claim
+    (two keys in one transaction), the same claim refused, and a counted question are the
+    allowed item writes on the stage's own table; the other stage's table is not allowed, and the
+    HTTP function, which is not told the table's name, may not touch it."""
+    env = {
+        **config_for(stage, "worker").environment_variables,
+        "AWS_LAMBDA_FUNCTION_NAME": f"mameka-{stage}-worker",
+        "USER_RATE_LIMIT_PER_MINUTE": "1",
+    }
+    table = create_claims_table(stage)
+    settings = Settings.from_env(env)
+    start_recording(aws_calls)
+
+    store = claims.store(settings)
+    assert isinstance(store, claims.DynamoClaims)
+    assert store.claim([job_id(), "C1:1700000000.000100"]) is True
+    assert claims.DynamoClaims(table).claim(["C1:1700000000.000100"]) is False  # another container
+    assert limits.check(settings, "T1", "U1", now=1_700_000_040.0) is None
+    assert limits.check(settings, "T1", "U1", now=1_700_000_041.0) == 59  # the limit is 1
+
+    expected = {("dynamodb:PutItem", table_arn(table)), ("dynamodb:UpdateItem", table_arn(table))}
+    assert aws_calls.calls == expected
+    policy = policy_for(stage, "worker")
+    assert all(allows(policy, action, resource) for action, resource in expected)
+    other = table_arn(f"mameka-{'prod' if stage == 'dev' else 'dev'}-claims")
+    assert not any(allows(policy, action, other) for action, _ in expected)
+    assert not any(allows(policy_for(stage, "api_handler"), action, resource) for action, resource in expected)
+    assert "IDEMPOTENCY_TABLE" not in config_for(stage, "api_handler").environment_variables
 
 
 def test_each_function_has_its_own_hand_written_policy() -> None:

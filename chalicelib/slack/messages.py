@@ -79,6 +79,12 @@ def too_late() -> Message:
     return ephemeral(TOO_LATE_LINE)
 
 
+def too_many_questions(limit: int, seconds: int) -> Message:
+    questions = "question" if limit == 1 else "questions"
+    later = "1 second" if seconds == 1 else f"{seconds} seconds"
+    return ephemeral(f"You've reached the limit of {limit} {questions} a minute. Please ask again in {later}.")
+
+
 def could_not_start() -> Message:
     return ephemeral(":warning: Sorry, I couldn't start working on your question. Please try again in a moment.")
 
