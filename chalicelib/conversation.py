@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 # Kept back from the LLM for stopping the stream and saying what went wrong, at worst.
 FINISH_RESERVE_SECONDS = 10.0
+# Kept back from every Slack call, so that a Slack that never answers cannot hold the worker
+# past its deadline (in Lambda, a timeout): time to give up, log and return.
+SLACK_RESERVE_SECONDS = 1.0
 # Failures worth one more try when nothing was shown yet; a bad key or an empty quota is not.
 RETRIED_KINDS = frozenset({"cut_off", "service_error", "unreadable"})
 _END = object()
@@ -87,7 +90,7 @@ def say_too_late(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]
     try:
         settings, token = _settings_and_token(environ)
         web.post(
-            web.client(token, settings.slack_api_url, deadline),
+            web.client(token, settings.slack_api_url, deadline.shortened(SLACK_RESERVE_SECONDS)),
             job.channel_id,
             job.reply_thread_ts,
             text=messages.TOO_LATE_LINE,
@@ -119,6 +122,7 @@ def _first_call(
     """Make a job's first Slack call; after ``invalid_auth``, once more with the bot token read
     afresh (``make secrets`` may have replaced it since this container read it). Returns the
     client to go on with, and the call's error if it still failed."""
+    deadline = deadline.shortened(SLACK_RESERVE_SECONDS)
     slack = web.client(token, settings.slack_api_url, deadline)
     try:
         call(slack)

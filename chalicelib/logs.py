@@ -22,7 +22,9 @@ _QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "openai", "httpx2", "httpcor
 
 
 def emit(event: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"event": event, **fields}, ensure_ascii=False, separators=(",", ":")) + "\n")
+    line = json.dumps({"event": event, **fields}, ensure_ascii=False, separators=(",", ":"))
+    # A lone surrogate (a model name an LLM server sent as "\ud83d") cannot be written as UTF-8.
+    sys.stdout.write(line.encode("utf-8", "replace").decode("utf-8") + "\n")
     sys.stdout.flush()
 
 

@@ -255,7 +255,7 @@ def _prompts(raw: str | None) -> tuple[tuple[str, str], ...]:
     problem = f"SUGGESTED_PROMPTS must be a JSON list of at most {MAX_SUGGESTED_PROMPTS} {{title, message}} objects"
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested past json's limit
         raise SettingsError(f"{problem}; it is not JSON") from None
     if not isinstance(value, list) or len(value) > MAX_SUGGESTED_PROMPTS:
         raise SettingsError(problem)

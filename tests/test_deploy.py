@@ -210,8 +210,8 @@ def copy_project(destination: Path, deployments_cache: Path | None = None) -> Pa
 def copy_make_project(destination: Path, deployments_cache: Path | None = None) -> Path:
     """``copy_project`` plus what ``make`` runs there: the Makefile, scripts and this venv.
 
-    The requirements files keep their times (copy2), so the venv's stamp stays newer and make
-    installs nothing.
+    The requirements files are dated before the venv's stamp, so make installs nothing: the
+    venv is this checkout's (a symlink), and a pip run from the copy would rewrite its scripts.
     """
     return add_make(copy_project(destination, deployments_cache))
 
@@ -222,6 +222,11 @@ def add_make(project: Path) -> Path:
     shutil.copy2(ROOT / "requirements-dev.txt", project)
     shutil.copytree(ROOT / "scripts", project / "scripts", ignore=shutil.ignore_patterns("__pycache__"))
     (project / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
+    stamp = ROOT / ".venv" / ".installed"
+    stamp_time = stamp.stat().st_mtime if stamp.exists() else 0.0
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        if (project / name).exists():
+            os.utime(project / name, (stamp_time - 1, stamp_time - 1))
     return project
 
 

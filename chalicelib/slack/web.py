@@ -43,6 +43,7 @@ from chalicelib.deadline import Deadline
 MAX_RETRIES = 2
 # The least time worth starting an attempt with (a Slack call usually takes 0.1-0.5 s).
 MIN_ATTEMPT_SECONDS = 0.5
+CALL_TIMEOUT_SECONDS = 10.0  # the longest one call may wait for Slack's answer
 # Waits before retrying a connection error: a refused connection is often a restart in progress.
 CONNECTION_BACKOFF_SECONDS = (0.25, 0.5)
 # Used when a 429 comes without a readable Retry-After (Slack always sends one).
@@ -87,8 +88,9 @@ class _DeadlineClient(WebClient):
         self.retry_handlers = [_RateLimitRetry(self), _ConnectionRetry(self)]
 
     def refresh_timeout(self) -> None:
-        # urllib reads the client's timeout at each attempt, so a retry after a wait gets less.
-        self.timeout = self.deadline.remaining()  # type: ignore[assignment]  # urllib takes a float
+        # urllib reads the client's timeout at each attempt, so a retry after a wait gets less;
+        # and no one call may take the whole job's time (Slack answers in well under a second).
+        self.timeout = min(self.deadline.remaining(), CALL_TIMEOUT_SECONDS)  # type: ignore[assignment]
 
     def api_call(self, api_method: str, **kwargs: Any) -> Any:  # every WebClient method comes through here
         if self.deadline.remaining() < MIN_ATTEMPT_SECONDS:
