@@ -60,7 +60,7 @@ UPDATE_MAX_UNITS = markdown.MAX_MARKDOWN_CHARS - 100
 ROLLOVER_ZONE = 0.25
 EXPIRED = "message_not_in_streaming_state"
 # Errors after which a write may have landed: sending it another way could show it twice.
-UNCERTAIN = frozenset({"connection", "timeout"})
+UNCERTAIN = frozenset({"connection", "timeout", "unreadable"})
 # Cut candidates, best first: a paragraph, a line, then a sentence or clause mark or a space
 # (Japanese has no spaces). A candidate is used only if it keeps the message at least half full.
 _CUT_TIERS = (("\n\n",), ("\n",), ("。", "！", "？", "．", ". ", "、", "，", ", ", " "))
