@@ -81,6 +81,15 @@ def test_a_refused_invoke_is_a_dispatch_error(lambda_endpoint: FakeServer) -> No
         dispatch.dispatch(JOB, Settings(worker_function_name="missing"), LAMBDA_ENV)
 
 
+def test_an_invoke_not_accepted_as_an_event_is_a_dispatch_error(lambda_endpoint: FakeServer) -> None:
+    # Lambda accepts an Event invoke with 202; any other success (a 200 is a synchronous run's
+    # answer) means the job was not queued as one: the user must hear that it did not start.
+    lambda_endpoint.script = [Reply(200, b"")]
+    with pytest.raises(DispatchError, match=r"^invoke answered 200$"):
+        dispatch.dispatch(JOB, Settings(worker_function_name="w"), LAMBDA_ENV)
+    assert len(lambda_endpoint.received) == 1  # and not sent again
+
+
 def test_outside_lambda_the_worker_runs_in_a_thread(bot_env: dict[str, str], slack_server: FakeServer) -> None:
     path = response_path()
     job = SlashCommandJob(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import boto3
 import pytest
 from moto import mock_aws
 
 from chalicelib import secrets
 from chalicelib.settings import Settings
+from tests.fakes import FakeServer, Received, Reply
 
 
 @pytest.fixture
@@ -57,6 +61,37 @@ def test_a_pasted_newline_is_stripped_and_an_empty_value_is_reported(ssm, caplog
     with pytest.raises(secrets.SecretUnavailable, match=r"^SSM parameter /blank is empty$"):
         secrets.openai_api_key(Settings.from_env({"OPENAI_API_KEY_PARAMETER": "/blank"}))
     assert "SSM parameter /blank is empty" in caplog.text
+
+
+def test_two_threads_reading_one_parameter_at_once_make_one_ssm_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two local jobs start at once on a cold cache: the second waits for the first's read
+    # instead of making its own. SSM is a fake endpoint on loopback that holds its first answer
+    # until a second request arrives (what a cache without its lock would send) or 1 s passes
+    # (less than the SSM client's 2 s read timeout, after which botocore would send it again).
+    def answer(received: Received) -> Reply:
+        with contextlib.suppress(AssertionError):
+            ssm.wait_for("/", count=2, timeout=1)
+        return Reply(
+            200, {"Parameter": {"Name": "/openai/api-key", "Type": "SecureString", "Value": "sk-from-ssm-fake"}}
+        )
+
+    ssm = FakeServer(answer)
+    barrier = threading.Barrier(2)
+    values: list[str] = []
+
+    def read() -> None:
+        barrier.wait()
+        values.append(secrets.openai_api_key(Settings.from_env({})))
+
+    with ssm:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", ssm.url)
+        threads = [threading.Thread(target=read) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert values == ["sk-from-ssm-fake"] * 2
+    assert [r.headers["x-amz-target"] for r in ssm.received] == ["AmazonSSM.GetParameter"]
 
 
 class Clock:

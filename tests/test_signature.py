@@ -79,7 +79,6 @@ def test_agrees_with_slack_sdk_on_generated_requests() -> None:
             assert ours_accepts(s, ts, sig, b, now) == oracle, case
             cases += 1
             accepted += oracle
-    assert cases == 300 * 11
     assert 300 <= accepted < cases / 2  # both outcomes were exercised
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 from moto import mock_aws
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from chalicelib.slack import messages
+from chalicelib.slack import events, messages
+from devkit import slack_requests
+from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import OPENAI_KEY, response_path, slash_payload
 from tests.fakes import FakeServer, Reply, chat_completion, openai_error
 
@@ -96,10 +99,124 @@ def test_key_from_ssm_is_used(bot_env, openai_server: FakeServer, slack_server: 
     assert openai_server.received[0].headers["authorization"] == "Bearer sk-from-ssm-fake"
 
 
+NOT_SET_UP = {
+    "response_type": "ephemeral",
+    "text": ":warning: The bot is not set up correctly, so it can't answer. Please tell the bot's admin.",
+}
+SERVICE_ERROR = {
+    "response_type": "ephemeral",
+    "text": ":warning: The AI service had a problem answering. Please try again later.",
+}
+
+
 def test_bad_settings_say_not_set_up(bot_env, slack_server: FakeServer, caplog) -> None:
-    [message] = run_job(slack_server, {**bot_env, "OPENAI_TEMPERATURE": "hot"})
-    assert "not set up correctly" in message["text"]
-    assert "OPENAI_TEMPERATURE must be a number" in caplog.text
+    # The whole reply, not a part of it: a reply that also quoted the setting's raw value
+    # ("got 'hot'") passed a check for "not set up correctly". The value goes to the log only.
+    assert run_job(slack_server, {**bot_env, "OPENAI_TEMPERATURE": "hot"}) == [NOT_SET_UP]
+    assert "OPENAI_TEMPERATURE must be a number, got 'hot'" in caplog.text
+
+
+# --- the last guards: an unexpected error is answered plainly, and the worker never raises ---------------------------
+#
+# Each input below really gets past a handler's own error handling at a library boundary (no
+# module of ours is stood in for): a typo in OPENAI_BASE_URL's port makes httpx2 raise InvalidURL
+# before any request is made, which is no openai error.
+
+BAD_PORT = "http://127.0.0.1:80a/v1"  # httpx2.InvalidURL("Invalid port: '80a'")
+
+
+def test_an_unexpected_error_gets_the_plain_service_error_reply(bot_env, slack_server: FakeServer, capsys) -> None:
+    # The catch-all around composing the reply: exactly the plain message, never the error's text.
+    assert run_job(slack_server, {**bot_env, "OPENAI_BASE_URL": BAD_PORT}) == [SERVICE_ERROR]
+    [line] = log_lines(capsys.readouterr().out)
+    assert (line["outcome"], line["delivered"]) == ("internal_error", True)
+
+
+def test_an_unexpected_error_in_a_mention_gets_the_plain_service_error_line(
+    conversation_env, slack_api, openai_server: FakeServer, capsys
+) -> None:
+    ts = slack_requests.new_ts()
+    body = slack_requests.mention_event("hi", ts=ts)
+    slack_api.add_event(body)
+    job, _ = events.parse(body)
+    env = {**conversation_env, "OPENAI_BASE_URL": BAD_PORT}
+    assert worker.run(job.to_payload(), Deadline.in_seconds(60), env) is None
+    assert [m.text for m in slack_api.bot_messages(slack_requests.CHANNEL_ID, ts)] == [SERVICE_ERROR["text"]]
+    [line] = log_lines(capsys.readouterr().out)
+    assert line["outcome"] == "internal_error"
+
+
+# Inputs that got past every handler into worker.run's last guard, or still do (each a bug
+# while it does: reported with the test that found it). Without that guard the worker raised for
+# them, and Lambda would have run the job again. They stay here whatever their outcome once fixed.
+DEEP_PROMPTS = "[" * 3000  # 3 KB, inside Lambda's 4 KB of variables: json.loads raised RecursionError
+UNENCODABLE_MODEL = "gpt-\ud83d"  # a lone surrogate, JSON-escaped on the wire: writing the log line raised
+
+
+@pytest.fixture
+def slack_not_utf8() -> Iterator[FakeServer]:
+    """A Slack Web API (or a proxy before it) answering bytes that are not UTF-8: slack_sdk raises
+    a UnicodeDecodeError, which chalicelib.slack.web does not turn into a SlackError."""
+    with FakeServer(lambda received: Reply(200, b"\xff\xfe<html>proxy error</html>")) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("kind", "case"),
+    [
+        ("slash_command", "deep-setting"),
+        ("message", "deep-setting"),
+        ("slash_command", "unencodable-model"),
+        ("message", "slack-not-utf8-too-late"),  # "ask again" is said outside the thread's own guard
+    ],
+    ids=lambda value: value,
+)
+def test_the_worker_never_raises_past_its_handlers(
+    conversation_env,
+    slack_api: FakeSlackAPI,
+    openai_server: FakeServer,
+    slack_server: FakeServer,
+    slack_not_utf8: FakeServer,
+    capsys,
+    kind: str,
+    case: str,
+) -> None:
+    env = dict(conversation_env)
+    asked_at = time.time()
+    if case == "deep-setting":
+        env["SUGGESTED_PROMPTS"] = DEEP_PROMPTS
+    elif case == "unencodable-model":
+        openai_server.script = [Reply(200, chat_completion("fine", model=UNENCODABLE_MODEL))]
+    else:
+        env["SLACK_API_URL"] = slack_not_utf8.url + "/api/"
+        asked_at -= 400  # older than JOB_MAX_AGE_SECONDS
+    if kind == "slash_command":
+        payload = slash_payload(slack_server.url + response_path())
+    else:
+        body = slack_requests.mention_event("hi")
+        slack_api.add_event(body)
+        job, _ = events.parse(body)
+        assert job is not None
+        payload = job.to_payload()
+    payload["asked_at"] = asked_at
+    assert worker.run(payload, Deadline.in_seconds(60), env) is None
+    [line] = log_lines(capsys.readouterr().out)  # one line, whatever happened
+    assert line["kind"] == kind
+
+
+def test_a_setting_too_deeply_nested_to_read_says_not_set_up(bot_env, slack_server: FakeServer) -> None:
+    # Was no reply at all: json.loads raised RecursionError (not a ValueError) past Settings.from_env.
+    assert run_job(slack_server, {**bot_env, "SUGGESTED_PROMPTS": DEEP_PROMPTS}) == [NOT_SET_UP]
+
+
+def test_a_model_name_the_log_cannot_encode_keeps_the_answer_line(
+    bot_env, openai_server: FakeServer, slack_server: FakeServer, capsys
+) -> None:
+    # Was: the reply delivered, but logs.emit raised UnicodeEncodeError and the line said internal_error.
+    openai_server.script = [Reply(200, chat_completion("fine", model=UNENCODABLE_MODEL))]
+    assert run_job(slack_server, bot_env) == [{"response_type": "ephemeral", "text": "```hi```\nfine"}]
+    [line] = log_lines(capsys.readouterr().out)
+    assert (line["outcome"], line["delivered"]) == ("answered", True)
 
 
 def test_a_reply_that_fails_is_retried_then_given_up_without_raising(bot_env, slack_server: FakeServer, capsys) -> None:
@@ -190,3 +307,14 @@ def test_a_rotated_openai_key_is_read_again_after_a_401(
         assert run_job(slack_server, env)[0]["text"].endswith("*Answer* to: hi")
     keys = [r.headers["authorization"] for r in openai_server.requests_to("/v1/chat/completions")]
     assert keys == ["Bearer sk-fake-old", "Bearer sk-fake-old", "Bearer sk-fake-new"]
+
+
+def test_a_user_over_the_per_minute_limit_is_told_when_to_ask_again(
+    bot_env, slack_server: FakeServer, openai_server: FakeServer, capsys
+) -> None:
+    env = {**bot_env, "USER_RATE_LIMIT_PER_MINUTE": "2"}
+    replies = [run_job(slack_server, env)[0]["text"] for _ in range(3)]
+    assert replies[0].endswith("*Answer* to: hi") and replies[1].endswith("*Answer* to: hi")
+    assert replies[2].startswith("You've reached the limit of 2 questions a minute. Please ask again in ")
+    assert len(openai_server.received) == 2  # no LLM call for the third
+    assert log_lines(capsys.readouterr().out)[-1]["outcome"] == "user_rate_limited"

@@ -213,8 +213,8 @@ def _translated(method: str) -> Iterator[None]:
         # URLError and socket errors are OSErrors; SlackRequestError is a bad base URL.
         code = "timeout" if _is_timeout(error) else "connection"
         raise SlackError(code, method, type(error).__name__) from None
-    except UnicodeDecodeError:  # an answer that is not UTF-8 (a proxy's error page): the call was made
-        raise SlackError("unreadable", method, "the answer is not UTF-8") from None
+    except (UnicodeDecodeError, LookupError):  # a proxy's page: not UTF-8, or a charset Python lacks
+        raise SlackError("unreadable", method, "the answer could not be decoded") from None
 
 
 def _api_error_code(error: SlackApiError) -> str:
