@@ -314,3 +314,42 @@ def test_in_lambda_mode_a_mention_is_streamed_before_the_worker_returns(
         assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: hi"]
         assert not any(message.streaming for message in slack_api.bot_messages(CHANNEL, ts))
         assert server.wait_for_log("slack_event", 1)[0]["outcome"] == "dispatched"
+
+
+@pytest.mark.usefixtures("conversation_env")
+def test_in_lambda_mode_with_the_claims_table_a_redelivery_is_answered_once(
+    tmp_path: Path, lambda_runs_worker: tuple[FakeServer, list], slack_api: FakeSlackAPI, monkeypatch
+) -> None:
+    from moto import mock_aws
+
+    from chalicelib import claims
+
+    lambda_server, results = lambda_runs_worker
+    # The worker runs in this process (the fake Invoke endpoint calls it), as Lambda would, with
+    # the claims table of the stage (moto). Each delivery starts in a fresh "container".
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "mameka-dev-worker")
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "mameka-dev-claims")
+    env = {"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", "AWS_ENDPOINT_URL_LAMBDA": lambda_server.url}
+    with mock_aws():
+        import boto3
+
+        boto3.client("dynamodb").create_table(
+            TableName="mameka-dev-claims",
+            KeySchema=[{"AttributeName": claims.KEY_ATTRIBUTE, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": claims.KEY_ATTRIBUTE, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for server in start_chalice_local(tmp_path, env):
+            ts = slack_requests.new_ts()
+            first = slack_requests.mention_event("hi", ts=ts, event_id="EvFIRST")
+            slack_api.add_event(first)
+            assert server.event(first).status_code == 200
+            lambda_server.wait_for("/2015-03-31/functions/mameka-dev-worker/invocations", 1)
+            claims._store = None  # the redelivery lands in another container
+            again = slack_requests.mention_event("hi", ts=ts, event_id="EvAGAIN")  # same message, new id
+            assert server.event(again, **{"X-Slack-Retry-Num": "1"}).status_code == 200
+            lambda_server.wait_for("/2015-03-31/functions/mameka-dev-worker/invocations", 2)
+            assert len(results) == 2
+            assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: hi"]
+        items = boto3.client("dynamodb").scan(TableName="mameka-dev-claims")["Items"]
+        assert {item[claims.KEY_ATTRIBUTE]["S"] for item in items} >= {"claim#EvFIRST", f"claim#{CHANNEL}:{ts}"}
