@@ -37,6 +37,10 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in list(os.environ):
         if name.startswith(("AWS_", "OPENAI_", "SLACK_")) or name in ENV_NAMES:
             monkeypatch.delenv(name)
+    # Under `make test`, a `make` that a test runs would inherit the outer make's flags and print
+    # "Entering directory" lines into the output the test checks.
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
