@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -300,3 +301,36 @@ def test_post_update_and_a_stream(fake: FakeSlackAPI) -> None:
     web.append_stream(client, CHANNEL, stream_ts, "b")
     web.stop_stream(client, CHANNEL, stream_ts, "c")
     assert [(m.text, m.stream) for m in fake.bot_messages(CHANNEL, root)] == [("final", None), ("abc", "stopped")]
+
+
+class _UnknownCharset(BaseHTTPRequestHandler):
+    """Answers like a proxy in front of Slack might: JSON in a charset Python has no codec for."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json; charset=klingon")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_an_answer_in_an_unknown_charset_is_a_slack_error_not_a_lookup_error() -> None:
+    # Before the fix slack_sdk's LookupError escaped web.py, whose contract is SlackError only.
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _UnknownCharset)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = web.client(
+            FAKE_BOT_TOKEN, f"http://127.0.0.1:{server.server_address[1]}/api/", Deadline.in_seconds(10)
+        )
+        with pytest.raises(web.SlackError) as raised:
+            web.set_status(client, "C1", "1700000000.000100", "is thinking…")
+        assert raised.value.code == "unreadable"
+    finally:
+        server.shutdown()
+        server.server_close()
