@@ -264,13 +264,7 @@ def _converse(
                 return f"cut_short_{kind}"
             replier.post_notice(messages.notice(kind))
             return kind
-    fields.update(
-        model=result.model,
-        llm_ms=round(result.seconds * 1000),
-        tokens_in=result.tokens_in,
-        tokens_out=result.tokens_out,
-        finish_reason=result.finish_reason,
-    )
+    fields.update(llm.log_fields(result))
     replier.finish()
     if result.finish_reason == "length":
         replier.post_notice(messages.cut_short("length"))

@@ -21,8 +21,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
+class _JobBase:
+    """What every kind shares: its payload, and the keys that claim it (its id, unless it says more)."""
+
+    kind: ClassVar[str]
+    id: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}  # every subclass is a dataclass
+
+    @property
+    def claim_keys(self) -> tuple[str, ...]:
+        return (self.id,)
+
+
 @dataclass(frozen=True)
-class SlashCommandJob:
+class SlashCommandJob(_JobBase):
     """``/mameka <text>``: answered once through ``response_url``."""
 
     kind: ClassVar[str] = "slash_command"
@@ -34,16 +48,9 @@ class SlashCommandJob:
     channel_id: str
     team_id: str
 
-    def to_payload(self) -> dict[str, Any]:
-        return _payload(self)
-
-    @property
-    def claim_keys(self) -> tuple[str, ...]:
-        return (self.id,)
-
 
 @dataclass(frozen=True)
-class MessageJob:
+class MessageJob(_JobBase):
     """A mention of the bot, or a message in a DM with it (the assistant pane included)."""
 
     kind: ClassVar[str] = "message"
@@ -58,9 +65,6 @@ class MessageJob:
     ts: str
     thread_ts: str | None  # None when the message starts a thread of its own
     bot_user_id: str
-
-    def to_payload(self) -> dict[str, Any]:
-        return _payload(self)
 
     @property
     def reply_thread_ts(self) -> str:
@@ -79,7 +83,7 @@ class MessageJob:
 
 
 @dataclass(frozen=True)
-class AssistantThreadStartedJob:
+class AssistantThreadStartedJob(_JobBase):
     """The user opened the bot's assistant pane: offer the suggested prompts."""
 
     kind: ClassVar[str] = "assistant_thread_started"
@@ -90,13 +94,6 @@ class AssistantThreadStartedJob:
     channel_id: str
     thread_ts: str
     user_id: str
-
-    def to_payload(self) -> dict[str, Any]:
-        return _payload(self)
-
-    @property
-    def claim_keys(self) -> tuple[str, ...]:
-        return (self.id,)
 
 
 Job = SlashCommandJob | MessageJob | AssistantThreadStartedJob
@@ -154,7 +151,3 @@ def finite_number(value: Any) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
-
-
-def _payload(job: Job) -> dict[str, Any]:
-    return {"kind": job.kind, **dataclasses.asdict(job)}

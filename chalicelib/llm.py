@@ -104,10 +104,7 @@ def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, d
     token = _deadline.set(deadline)
     try:
         completion = _client(api_key, settings.openai_base_url).chat.completions.create(
-            model=settings.openai_model,
-            messages=messages,
-            timeout=deadline.remaining(),
-            **_options(settings),
+            **_request(messages, settings, deadline)
         )
         choice = completion.choices[0]
         text = choice.message.content
@@ -133,9 +130,15 @@ def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, d
     )
 
 
-def _options(settings: Settings) -> dict[str, Any]:
-    """What every request asks for besides the chat: the output cap, and the temperature if set."""
-    options: dict[str, Any] = {"max_completion_tokens": settings.max_output_tokens}
+def _request(messages: list[dict[str, str]], settings: Settings, deadline: Deadline) -> dict[str, Any]:
+    """What every request asks for, whole or streamed: the chat, the output cap, the time left,
+    and the temperature if set."""
+    options: dict[str, Any] = {
+        "model": settings.openai_model,
+        "messages": messages,
+        "timeout": deadline.remaining(),
+        "max_completion_tokens": settings.max_output_tokens,
+    }
     if settings.openai_temperature is not None:  # "none": reasoning models reject any value but their own
         options["temperature"] = settings.openai_temperature
     return options
@@ -153,6 +156,17 @@ class StreamResult:
     first_token_seconds: float | None = None  # from the request until the first text arrived
 
 
+def log_fields(result: Answer | StreamResult) -> dict[str, Any]:
+    """What the worker's answer line says about the LLM step, whole or streamed."""
+    return {
+        "model": result.model,
+        "llm_ms": round(result.seconds * 1000),
+        "tokens_in": result.tokens_in,
+        "tokens_out": result.tokens_out,
+        "finish_reason": result.finish_reason,
+    }
+
+
 def stream(messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline) -> ChatStream:
     """Open a streamed chat completion; iterate the result for its text.
 
@@ -164,17 +178,14 @@ def stream(messages: list[dict[str, str]], settings: Settings, api_key: str, dea
     token = _deadline.set(deadline)
     try:
         chunks = _client(api_key, settings.openai_base_url).chat.completions.create(
-            model=settings.openai_model,
-            messages=messages,
+            **_request(messages, settings, deadline),
             stream=True,
             stream_options={"include_usage": True},
-            timeout=deadline.remaining(),
             # The connection is ours alone while the stream runs and is never pooled afterwards,
             # so ChatStream may shut its socket down from another thread (a watchdog, close())
             # without touching a request that reuses it. Nothing is lost: the SDK stops reading
             # at [DONE], before the chunked terminator, which already keeps it out of the pool.
             extra_headers={"Connection": "close"},
-            **_options(settings),
         )
     except openai.APIError as error:
         raise LLMError(_kind(error)) from None

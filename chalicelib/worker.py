@@ -143,13 +143,7 @@ def _compose(
             api_key = secrets.reread_openai_api_key(settings) if error.kind == "invalid_key" else None
             if api_key is None:
                 return messages.error(error.kind), error.kind
-    fields.update(
-        model=answer.model,
-        llm_ms=round(answer.seconds * 1000),
-        tokens_in=answer.tokens_in,
-        tokens_out=answer.tokens_out,
-        finish_reason=answer.finish_reason,
-    )
+    fields.update(llm.log_fields(answer))
     message = messages.answer(job.text, answer.text, settings.slack_response_type, answer.finish_reason)
     # Stopped at MAX_OUTPUT_TOKENS: the same outcome as a streamed answer's (conversation.py).
     return message, "cut_short_length" if answer.finish_reason == "length" else "answered"
