@@ -23,6 +23,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, timeout: float = 90) -> None:
+    """Poll until something accepts connections on ``port``; fail with ``log`` if ``process`` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, f"the server exited:\n{log.read_text()}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"chalice local did not listen:\n{log.read_text()}"
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def running(env: dict[str, str], log: Path, startup_timeout: float = 90) -> Iterator[str]:
     """Run ``chalice local --stage dev`` with ``env``, output to ``log``; yield its base URL."""
@@ -32,15 +45,7 @@ def running(env: dict[str, str], log: Path, startup_timeout: float = 90) -> Iter
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            assert process.poll() is None, f"chalice local exited:\n{log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"chalice local did not listen:\n{log.read_text()}"
-                time.sleep(0.1)
+        wait_until_listening(process, port, log, startup_timeout)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -13,13 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from chalicelib.settings import ENV_NAMES, Settings, SettingsError
+from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import ROOT, import_script
 from tests.test_deploy import copy_make_project, own_lines
@@ -231,15 +231,7 @@ def test_make_run_warns_and_still_starts_without_the_openai_key_and_bot_token(tm
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, f"make run exited:\n{log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"chalice local did not listen:\n{log.read_text()}"
-                time.sleep(0.1)
+        chalice_local.wait_until_listening(process, port, log)
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
