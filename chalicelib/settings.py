@@ -80,6 +80,12 @@ class Settings:
     in_lambda: bool = False  # AWS_LAMBDA_FUNCTION_NAME is set: the Lambda runtime sets it
     idempotency_table: str | None = None  # DynamoDB table for claims and per-user counts (worker only)
     user_rate_limit_per_minute: int | None = None  # None: no limit
+    # The whole answer (every LLM step, retry and Slack call); OPENAI_TIMEOUT_SECONDS bounds one step.
+    answer_timeout_seconds: float = 300.0
+    # After a stream's first chunk, silence longer than this is a broken stream (before it, only the step's timeout).
+    stream_stall_seconds: float = 5.0
+    # A Slack stream is stopped and the answer goes on in a new message before it is this old (Slack ends them near 5 min).
+    stream_rotate_seconds: float = 240.0
 
     @property
     def llm_is_local(self) -> bool:
@@ -173,6 +179,15 @@ class Settings:
             job_max_age_seconds=_number(
                 "JOB_MAX_AGE_SECONDS", text("JOB_MAX_AGE_SECONDS", "300"), low=1.0, high=86_400.0
             ),
+            answer_timeout_seconds=_number(
+                "ANSWER_TIMEOUT_SECONDS", text("ANSWER_TIMEOUT_SECONDS", "300"), low=1.0, high=900.0
+            ),
+            stream_stall_seconds=_number(
+                "STREAM_STALL_SECONDS", text("STREAM_STALL_SECONDS", "5"), low=0.1, high=900.0
+            ),
+            stream_rotate_seconds=_number(
+                "STREAM_ROTATE_SECONDS", text("STREAM_ROTATE_SECONDS", "240"), low=1.0, high=290.0
+            ),
         )
 
 
@@ -207,6 +222,9 @@ ENV_NAMES = (
     "AWS_LAMBDA_FUNCTION_NAME",
     "IDEMPOTENCY_TABLE",
     "USER_RATE_LIMIT_PER_MINUTE",
+    "ANSWER_TIMEOUT_SECONDS",
+    "STREAM_STALL_SECONDS",
+    "STREAM_ROTATE_SECONDS",
 )
 
 
