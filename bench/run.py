@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py            # `make bench`: the full run, a few minutes
     .venv/bin/python bench/run.py --quick    # a short run, for checking the harness
     .venv/bin/python bench/run.py --profile ours   # cProfile of one system's warm path
+    .venv/bin/python bench/run.py --quick --sections worker --output /tmp/worker.md   # one section
 
 Contract: it measures, side by side and interleaved in random order so that machine noise
 hits every system alike,
@@ -25,7 +26,9 @@ hits every system alike,
 
 Every AWS, OpenAI and Slack endpoint is a fake on 127.0.0.1 (``bench/fakes.py``, its own
 process); credentials and secrets are fake. It prints a Markdown report, writes it to
-``bench/results/latest.md``, and exits 0 whether or not the goals are met (it is a
+``bench/results/latest.md`` (``--output`` to change that, ``--output -`` for none; with
+``--output``, the stream section's child writes no ``bench/results/stream.md`` of its own:
+its report is in this one), and exits 0 whether or not the goals are met (it is a
 measurement, not a test); it exits 1 if a system fails to do its job, since its numbers
 would then mean nothing. Every loop is bounded, every child process has a timeout, and all
 of them and the fakes are stopped before it returns.
@@ -201,7 +204,10 @@ def child_env(fakes: Fakes, home: Path, function_name: str, worker_name: str, **
         "AWS_ENDPOINT_URL_LAMBDA": fakes.urls["lambda"],
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_LAMBDA_FUNCTION_NAME": function_name,
-        "RESPONSE_URL_HOSTS": "127.0.0.1",  # the fake response_url is on loopback, and this is "Lambda"
+        # The deployed default (hooks.slack.com, hooks.slack-gov.com: where the signed commands'
+        # response_url points, as Slack's does) plus the fakes' loopback host, which the worker
+        # posts to; in "Lambda" plain http to loopback is allowed only when listed.
+        "RESPONSE_URL_HOSTS": "hooks.slack.com,hooks.slack-gov.com,127.0.0.1",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
         "WORKER_FUNCTION_NAME": worker_name,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -428,9 +434,14 @@ def measure_worker(fakes: Fakes, home: Path, pycache: Path, plan: Plan, results:
     }
 
 
-def measure_stream(pycache: Path, plan: Plan, results: Results) -> None:
-    """``bench/stream.py`` in a child process (its progress goes to our stderr); keeps its report."""
+def measure_stream(pycache: Path, plan: Plan, results: Results, own_file: bool = True) -> None:
+    """``bench/stream.py`` in a child process (its progress goes to our stderr); keeps its report.
+
+    ``own_file``: let it write ``bench/results/stream.md`` too (``make bench``); otherwise ``--output -``.
+    """
     args = [PYTHON, str(BENCH / "stream.py"), "--quick"] if plan.stream_quick else [PYTHON, str(BENCH / "stream.py")]
+    if not own_file:
+        args += ["--output", "-"]
     env = {**os.environ, "PYTHONPYCACHEPREFIX": str(pycache), "NO_PROXY": "127.0.0.1,localhost"}
     try:
         done = subprocess.run(args, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT, timeout=900)
@@ -894,6 +905,12 @@ def main(argv: list[str] | None = None) -> int:
         help="print a cProfile of a warm path, only",
     )
     parser.add_argument("--profile-requests", type=int, default=2000)
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="PATH",
+        help=f"where to write the report (default: {RESULTS.relative_to(ROOT)}; '-' for nowhere)",
+    )
     args = parser.parse_args(argv)
     global SYSTEMS
     if args.candidate:
@@ -932,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
             ("warm", lambda: measure_warm(fakes, home, pycache, logs, plan, rng, results)),
             ("cold", lambda: measure_cold(fakes, home, pycache, plan, rng, results)),
             ("worker", lambda: measure_worker(fakes, home, pycache, plan, results)),
-            ("stream", lambda: measure_stream(pycache, plan, results)),
+            ("stream", lambda: measure_stream(pycache, plan, results, own_file=args.output is None)),
             ("package", lambda: measure_package(fakes, home, work, plan, rng, results)),
         )
         try:
@@ -953,9 +970,11 @@ def main(argv: list[str] | None = None) -> int:
     results.load.append(os.getloadavg())
     report = render(results, command)
     print(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(f"[bench] written to {RESULTS.relative_to(ROOT)}", file=sys.stderr)
+    if args.output != "-":
+        output = RESULTS if args.output is None else Path(args.output).resolve()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(report)
+        print(f"[bench] written to {output}", file=sys.stderr)
     return 0
 
 

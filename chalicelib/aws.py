@@ -3,7 +3,8 @@
 Contract: ``client(service)`` returns the same client on every call in a process. boto3 is
 imported on first use, so code paths that never touch AWS (local runs, tests) never pay for
 it. Timeouts and retries are short: the HTTP function has Slack's 3 seconds to spend, and
-Lambda invokes are never retried.
+Lambda invokes are never retried. ``error_code(error)`` names a failed call's error for a log
+line; ``is_transient(error)`` says whether it may work if tried again shortly.
 """
 
 from __future__ import annotations
@@ -32,3 +33,49 @@ def error_code(error: Exception) -> str:
     response = getattr(error, "response", None)  # botocore's ClientError has a dict; some errors None
     code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
     return code or type(error).__name__
+
+
+# Codes that say "not now" rather than "not ever", as botocore's standard retry mode names
+# them (botocore.retries.standard), plus the 5xx codes that SSM and other JSON services send.
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "RequestThrottled",
+        "TooManyRequestsException",
+        "TooManyUpdates",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "BandwidthLimitExceeded",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalServerError",
+        "InternalServerErrorException",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+    }
+)
+# botocore's timeouts and connection failures, by class name so that this module need not
+# import botocore: ConnectTimeoutError and EndpointConnectionError are ConnectionErrors,
+# ReadTimeoutError and ConnectionClosedError HTTPClientErrors (the classes botocore retries).
+_TRANSIENT_CLASSES = frozenset({"ConnectionError", "HTTPClientError", "TimeoutError"})
+
+
+def is_transient(error: Exception) -> bool:
+    """Whether a failed call may well work if tried again shortly: throttling, a timeout, a
+    connection that failed, or a 5xx. Not ParameterNotFound, AccessDenied(Exception) or
+    NoCredentialsError: those stay until someone changes something."""
+    if error_code(error) in _TRANSIENT_CODES:
+        return True
+    response = getattr(error, "response", None)
+    metadata = response.get("ResponseMetadata", {}) if isinstance(response, dict) else {}
+    status = metadata.get("HTTPStatusCode") if isinstance(metadata, dict) else None
+    if isinstance(status, int) and status >= 500:
+        return True
+    return any(cls.__name__ in _TRANSIENT_CLASSES for cls in type(error).__mro__)

@@ -3,18 +3,22 @@
 Contract: ``answer(job, deadline, environ)`` and ``offer_prompts(job, deadline, environ)``
 never raise, finish every Slack call before they return, and write one JSON log line.
 
-``answer`` shows a sign of life at once (``assistant.threads.setStatus``; a refusal is
-logged and ignored), reads the thread's earlier messages when the message is in one, builds
-the chat within ``MAX_CONTEXT_TOKENS`` and streams the LLM's answer into the thread
-(``chalicelib.slack.stream`` decides the cadence and message sizes). Whatever fails, the user
-sees one plain-language line, and keeps whatever had already been streamed:
+``answer`` shows a sign of life at once (``assistant.threads.setStatus``), reads the
+thread's earlier messages when the message is in one (the pages read before a failure are
+kept), builds the chat within ``MAX_CONTEXT_TOKENS`` and hands it to the answer core
+(``chalicelib.answer``) with a ``ThreadSurface``: the answer is streamed into the thread
+(``chalicelib.slack.stream`` decides the cadence, message sizes and rotation), a retried
+attempt replaces what the failed one showed, and every ending is one plain-language line at
+most. Besides what the core decides:
 
-- before any text reached Slack, a failed stream (or one with no text) is tried once more
-  when the deadline allows it, and ``context_length_exceeded`` once more with half the history;
-- after that, the stream is stopped and one line says the answer was cut short, and why;
+- a status call refused with ``channel_not_found``, ``not_in_channel`` or ``invalid_auth``
+  means Slack cannot take the answer: the LLM is not asked (any other refusal of the status is
+  logged and ignored);
 - if Slack refuses the answer, or anything unexpected fails, the stream is stopped and one
   line says so, unless a line was already attempted or a call may have landed unanswered
   (``connection``/``timeout``): never two endings;
+- the "is thinking…" status is cleared on every ending that posted nothing in the thread
+  (Slack clears it itself when the bot posts);
 - if the settings or the bot token are unusable there is no way to reach the user: the log
   line says so.
 """
@@ -22,21 +26,17 @@ sees one plain-language line, and keeps whatever had already been streamed:
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chalicelib import limits, logs, secrets
+from chalicelib import answer as core
+from chalicelib import logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import history, messages, web
 from chalicelib.slack.stream import UNCERTAIN, Replier
-
-if TYPE_CHECKING:
-    from chalicelib import llm
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +45,43 @@ FINISH_RESERVE_SECONDS = 10.0
 # Kept back from every Slack call, so that a Slack that never answers cannot hold the worker
 # past its deadline (in Lambda, a timeout): time to give up, log and return.
 SLACK_RESERVE_SECONDS = 1.0
-# Failures worth one more try when nothing was shown yet; a bad key or an empty quota is not.
-RETRIED_KINDS = frozenset({"cut_off", "service_error", "unreadable"})
-_END = object()
+# A status refused for one of these means the answer cannot be posted either: no LLM call.
+UNREACHABLE = frozenset({"channel_not_found", "not_in_channel", "invalid_auth", "is_archived", "account_inactive"})
+
+
+class ThreadSurface:
+    """The answer core's surface for a thread: the ``Replier`` streams, notices end it."""
+
+    reserve_seconds = FINISH_RESERVE_SECONDS
+
+    def __init__(self, replier: Replier) -> None:
+        self.replier = replier
+
+    @property
+    def visible(self) -> bool:
+        return self.replier.visible
+
+    def push(self, text: str) -> None:
+        self.replier.push(text)
+
+    def due_in(self) -> float | None:
+        return self.replier.due_in()
+
+    def flush_if_due(self) -> None:
+        self.replier.flush_if_due()
+
+    def restart(self) -> None:
+        self.replier.restart()
+
+    def complete(self) -> None:
+        self.replier.finish()
+
+    def cut_short(self, kind: str) -> None:
+        self.replier.finish()
+        self.replier.post_notice(messages.cut_short(kind))
+
+    def say(self, text: str) -> None:
+        self.replier.post_notice(text)
 
 
 def answer(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
@@ -100,20 +134,40 @@ def say_too_late(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]
 
 
 class _Unconfigured(Exception):
-    """The settings or the bot token are unusable (already logged)."""
+    """The settings or the bot token are unusable (already logged); ``setting`` names a bad setting."""
+
+    def __init__(self, setting: str | None = None) -> None:
+        super().__init__(setting)
+        self.setting = setting
+
+
+# What reaching the thread takes: with these alone, a bad setting elsewhere can still be told.
+_REACH_SETTINGS = ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN_PARAMETER", "SLACK_API_URL", "SECRETS_TTL_SECONDS")
 
 
 def _settings_and_token(environ: Mapping[str, str]) -> tuple[Settings, str]:
     try:
-        settings = Settings.from_env(environ)
+        settings = Settings.from_env(environ, function="worker")
     except SettingsError as error:
         logger.error("invalid setting: %s", error)
-        raise _Unconfigured from None
+        raise _Unconfigured(error.name) from None
     logs.configure(settings.log_level)
     try:
         return settings, secrets.slack_bot_token(settings)
     except secrets.SecretUnavailable:
         raise _Unconfigured from None
+
+
+def _say_unconfigured(job: MessageJob, deadline: Deadline, environ: Mapping[str, str], setting: str) -> None:
+    """One line in the thread naming the bad setting, if the thread can be reached without it."""
+    try:
+        reach = Settings.from_env({name: environ[name] for name in _REACH_SETTINGS if name in environ}, "worker")
+        slack = web.client(
+            secrets.slack_bot_token(reach), reach.slack_api_url, deadline.shortened(SLACK_RESERVE_SECONDS)
+        )
+        web.post(slack, job.channel_id, job.reply_thread_ts, text=messages.not_configured(setting)["text"])
+    except (SettingsError, secrets.SecretUnavailable, web.SlackError) as error:
+        logger.error("could not say the bot is not set up: %s", getattr(error, "code", type(error).__name__))
 
 
 def _first_call(
@@ -146,7 +200,10 @@ def _answer(
 ) -> str:
     try:
         settings, token = _settings_and_token(environ)
-    except _Unconfigured:
+    except _Unconfigured as unconfigured:
+        if unconfigured.setting is not None:
+            fields["setting"] = unconfigured.setting
+            _say_unconfigured(job, deadline, environ, unconfigured.setting)
         return "not_configured"
     fields["model"] = settings.openai_model
     if settings.log_message_text:
@@ -160,15 +217,21 @@ def _answer(
     )
     if error is None:
         fields["status_ms"] = _ms_since(started)
-    else:  # a sign of life is nice to have, not a reason to stop
+    else:
         logger.warning("could not set the thread's status: %s", error.code)
         fields["status_error"] = error.code
+        if error.code in UNREACHABLE:  # the answer could not be posted: don't pay for it
+            fields["slack_error"] = error.code
+            return "slack_error"
     replier = Replier(
         slack,
         job.channel_id,
         thread_ts,
         recipient_user_id=job.user_id,
         recipient_team_id=job.team_id,
+        rotate_seconds=settings.stream_rotate_seconds,
+        bot_user_id=job.bot_user_id,
+        asked_ts=job.ts,
     )
     try:
         return _converse(job, settings, slack, replier, deadline, fields, started)
@@ -187,7 +250,19 @@ def _answer(
             _notify(replier, messages.notice("service_error"))
         return "internal_error"
     finally:
-        fields["slack_calls"] = replier.calls + (1 if "status_ms" in fields or "status_error" in fields else 0)
+        status_calls = 1 if "status_ms" in fields or "status_error" in fields else 0
+        if "status_ms" in fields and not replier.posted_ts:
+            status_calls += _clear_status(slack, job.channel_id, thread_ts)
+        fields["slack_calls"] = replier.calls + status_calls
+
+
+def _clear_status(slack: Any, channel: str, thread_ts: str) -> int:
+    """Clear "is thinking…" where nothing was posted (a post clears it); returns the calls made."""
+    try:
+        web.set_status(slack, channel, thread_ts, "")
+    except web.SlackError as error:
+        logger.warning("could not clear the thread's status: %s", error.code)
+    return 1
 
 
 def _converse(
@@ -202,10 +277,9 @@ def _converse(
     question = history.strip_mention(job.text, job.bot_user_id)
     thread: list[dict[str, Any]] = []
     if job.in_thread and job.thread_ts:
-        try:
-            thread = web.thread_messages(slack, job.channel_id, job.thread_ts, settings.max_history_messages)
-        except web.SlackError as error:  # answer without the history rather than not at all
-            logger.warning("could not read the thread: %s", error.code)
+        thread, error = web.thread_messages(slack, job.channel_id, job.thread_ts, settings.max_history_messages)
+        if error is not None:  # answer with what was read rather than not at all
+            logger.warning("could not read all of the thread: %s", error.code)
             fields["history_error"] = error.code
     if not question and not thread:
         replier.post_notice(messages.mention_usage(job.bot_user_id))
@@ -213,123 +287,14 @@ def _converse(
     if len(question) > settings.max_input_chars:  # the same cap on cost as for a slash command
         replier.post_notice(messages.too_long(len(question), settings.max_input_chars)["text"])
         return "too_long_input"
-    wait = limits.check(settings, job.team_id, job.user_id)
-    if wait is not None:  # USER_RATE_LIMIT_PER_MINUTE: no LLM call
-        fields["retry_after_s"] = wait
-        replier.post_notice(messages.too_many_questions(settings.user_rate_limit_per_minute or 0, wait)["text"])
-        return "user_rate_limited"
     current = {"ts": job.ts, "text": job.text, "user": job.user_id}
     chat = history.fit(
         history.to_chat(thread, current, job.bot_user_id, settings.system_prompt), settings.max_context_tokens
     )
     fields["history_messages"] = len(chat) - 2
-    # Imported here, after the status is set: openai takes a quarter of a second to import, and a
-    # cold worker's sign of life should not wait for it.
-    from chalicelib import llm
-
-    try:
-        api_key = secrets.openai_api_key(settings)
-    except secrets.SecretUnavailable:
-        replier.post_notice(messages.notice("not_configured"))
-        return "not_configured"
-    llm_deadline = deadline.shortened(min(FINISH_RESERVE_SECONDS, deadline.remaining() / 4)).capped(
-        settings.openai_timeout_seconds
+    return core.run(
+        chat, ThreadSurface(replier), settings, deadline, fields, core.Asker(job.team_id, job.user_id), started
     )
-    retried = halved = False
-    while True:
-        try:
-            result = _stream(chat, settings, api_key, llm_deadline, replier, fields, started)
-            break
-        except llm.LLMError as error:
-            kind = error.kind
-            if kind == "invalid_key" and not replier.visible:
-                # `make secrets` may have replaced the key since this container read it.
-                fresh_key = secrets.reread_openai_api_key(settings)
-                if fresh_key is not None:
-                    api_key = fresh_key
-                    continue
-            if not replier.visible and kind == "too_long" and not halved and len(chat) > 2:
-                chat, halved = history.halve_history(chat), True
-                replier.discard_pending()
-                continue
-            worth_retrying = kind in RETRIED_KINDS and llm_deadline.remaining() >= llm.MIN_ATTEMPT_SECONDS * 2
-            if not replier.visible and worth_retrying and not retried:
-                retried = True
-                logger.warning("the LLM failed before any text was shown (%s); trying once more", kind)
-                replier.discard_pending()  # held back by a rate limit: the second answer starts afresh
-                continue
-            if replier.visible:
-                replier.finish()
-                replier.post_notice(messages.cut_short(kind))
-                return f"cut_short_{kind}"
-            replier.post_notice(messages.notice(kind))
-            return kind
-    fields.update(llm.log_fields(result))
-    replier.finish()
-    if result.finish_reason == "length":
-        replier.post_notice(messages.cut_short("length"))
-        return "cut_short_length"
-    return "answered"
-
-
-def _stream(
-    chat: list[dict[str, str]],
-    settings: Settings,
-    api_key: str,
-    deadline: Deadline,
-    replier: Replier,
-    fields: dict[str, Any],
-    started: float,
-) -> llm.StreamResult:
-    """Pump the LLM's deltas into ``replier``, which gets to send on its own cadence.
-
-    The LLM is read in a thread of its own so that this loop can wake when the replier is due
-    (buffered text must not wait for the next token), and all Slack calls stay on this thread.
-    """
-    from chalicelib import llm  # already imported by _converse; here for the name
-
-    stream = llm.stream(chat, settings, api_key, deadline)
-    deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def read() -> None:
-        try:
-            for delta in stream:
-                deltas.put(delta)
-            deltas.put(_END)
-        except llm.LLMError as error:
-            deltas.put(error)
-        except Exception:  # anything else from deep in the SDK: a failed stream all the same
-            logger.exception("unexpected error while reading the LLM's stream")
-            deltas.put(llm.LLMError("service_error"))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        while True:
-            due = replier.due_in()
-            wait = deadline.remaining() if due is None else min(due, deadline.remaining())
-            try:
-                item = deltas.get(timeout=max(wait, 0.001))
-            except queue.Empty:
-                if deadline.remaining() <= 0:
-                    raise llm.LLMError("timeout") from None
-                replier.flush_if_due()
-                continue
-            if item is _END:
-                if not replier.visible and replier.due_in() is None:
-                    # An answer with no text (or only blank lines): nothing to show for it.
-                    raise llm.LLMError("unreadable")
-                return stream.result
-            if isinstance(item, llm.LLMError):
-                raise item
-            if "first_token_ms" not in fields:
-                fields["first_token_ms"] = _ms_since(started)
-            replier.push(item)
-            if replier.visible and "first_text_ms" not in fields:
-                fields["first_text_ms"] = _ms_since(started)
-    finally:
-        stream.close()
-        reader.join(timeout=5)
 
 
 def _notify(replier: Replier, text: str) -> None:

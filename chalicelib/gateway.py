@@ -14,8 +14,9 @@ Slash commands (``application/x-www-form-urlencoded``):
 - 200 with an ephemeral message in every other case: "not available" for an asker that
   ``ALLOWED_*_IDS`` leave out, a usage hint for empty text, "too long" above
   ``MAX_INPUT_CHARS``, "couldn't start" if dispatch fails, "not set up" if settings or the
-  signing secret are unusable, or else the acknowledgement (the job is dispatched only in
-  this last case).
+  signing secret are unusable, "busy, please try again in a minute" if SSM could not be read
+  for now (throttled, timed out, unreachable: outcome ``secrets_unavailable``), or else the
+  acknowledgement (the job is dispatched only in this last case).
 
 Events (``application/json``):
 
@@ -27,8 +28,14 @@ Events (``application/json``):
   the worker's claims drop it if the first one got through;
 - 503 ``{"error": ...}`` when the job could not be handed to the worker: the one answer that
   makes Slack deliver the event again, which is then the user's only chance of an answer;
-- 200 ``{}`` when settings or the signing secret are unusable (logged): there is no one to
-  tell, and a retry would fail the same way.
+- 503 ``{"error": ...}`` when the signing secret could not be read from SSM for now
+  (throttled, timed out, unreachable; outcome ``secrets_unavailable``): Slack delivers the
+  event again, by when SSM may answer;
+- 200 ``{}`` when settings or the signing secret are unusable (logged; a missing parameter,
+  access denied): there is no one to tell, and a retry would fail the same way.
+
+Only the settings the HTTP function uses are read (``Settings.from_env(environ, "api")``):
+a bad value of a worker-only setting never stops the signature check or the acknowledgement.
 
 It writes one JSON log line per request. It imports neither ``openai`` nor ``slack_sdk``.
 """
@@ -71,8 +78,11 @@ def handle_slash_command(
     except SettingsError as error:
         logger.error("invalid setting: %s", error)
         status, message, outcome = 200, messages.not_configured(), "not_configured"
-    except secrets.SecretUnavailable:
-        status, message, outcome = 200, messages.not_configured(), "not_configured"
+    except secrets.SecretUnavailable as error:
+        if error.transient:  # SSM throttled or unreachable for now: nothing for the admin to fix
+            status, message, outcome = 200, messages.busy(), "secrets_unavailable"
+        else:
+            status, message, outcome = 200, messages.not_configured(), "not_configured"
     except signature.InvalidSignature as error:
         status, message, outcome = 401, {"error": str(error)}, "invalid_signature"
     except MalformedCommand as error:
@@ -129,9 +139,13 @@ def handle_event(headers: Mapping[str, str], body: bytes, environ: Mapping[str, 
         settings = _verified(headers, body, environ)
         decision, info = events.parse(body)
         status, message, outcome = _route_event(decision, settings, environ)
-    except (SettingsError, secrets.SecretUnavailable) as error:
-        if isinstance(error, SettingsError):
-            logger.error("invalid setting: %s", error)
+    except secrets.SecretUnavailable as error:
+        if error.transient:  # Slack delivers a failed event again: SSM may answer by then
+            status, message, outcome = 503, {"error": "secrets are unavailable for now"}, "secrets_unavailable"
+        else:
+            status, message, outcome = 200, {}, "not_configured"
+    except SettingsError as error:
+        logger.error("invalid setting: %s", error)
         status, message, outcome = 200, {}, "not_configured"
     except signature.InvalidSignature as error:
         status, message, outcome = 401, {"error": str(error)}, "invalid_signature"
@@ -171,7 +185,7 @@ def _route_event(
 
 def _verified(headers: Mapping[str, str], body: bytes, environ: Mapping[str, str]) -> Settings:
     """The settings, once the request is proven to come from Slack; raises otherwise."""
-    settings = Settings.from_env(environ)
+    settings = Settings.from_env(environ, function="api")
     logs.configure(settings.log_level)
 
     def verify() -> None:

@@ -5,7 +5,11 @@ Contract:
 - ``ask(question, settings, api_key, deadline)`` asks one question (the system prompt, then
   ``question``: see ``messages_for``) and returns an ``Answer``; ``complete(messages, ...)``
   does the same for a whole chat (``[{"role": ..., "content": ...}, ...]``, system first).
-  ``Answer.finish_reason`` is the model's (``"length"``: it stopped at ``MAX_OUTPUT_TOKENS``).
+  ``Answer.finish_reason`` is the model's, whatever it is: ``"length"`` (it stopped at
+  ``MAX_OUTPUT_TOKENS``) and ``"content_filter"`` come with whatever text there is, even none
+  (a reasoning model may spend the whole cap on thinking); a value this module does not know
+  is returned as it came (the caller logs it and takes the answer as complete). Only an empty
+  answer that claims to be complete (``"stop"``, or no finish_reason) is ``unreadable``.
   Either raises ``LLMError`` whose ``kind`` is one of ``rate_limited``, ``quota_exhausted``,
   ``invalid_key``, ``permission_denied`` (403), ``model_not_found`` (404: an unknown model, or
   a base URL that is not an OpenAI API), ``too_long``, ``timeout``, ``unreadable`` or
@@ -14,14 +18,29 @@ Contract:
   ``stream_options.include_usage``) and returns a ``ChatStream``, or raises ``LLMError`` with
   the same kinds when the request fails before the stream starts. Iterating the ``ChatStream``
   yields non-empty text deltas and fills in ``result`` (a ``StreamResult``: model, token counts,
-  finish_reason, seconds, first_token_seconds). It raises ``LLMError`` too: ``timeout`` when the
-  deadline passes while it runs (a stall or a trickle), ``cut_off`` when the stream ends,
-  cleanly or not, without a finish_reason, ``unreadable`` for data that is not a chunk, and
-  ``service_error`` for an error event in the stream. ``finish_reason == "length"`` (or any
-  other) is not an error: the caller reads it from ``result``. ``close()`` (from any thread)
-  drops the response; an iteration in progress then ends quietly. Streams are not retried.
-- Every request asks for at most ``settings.max_output_tokens`` tokens (``max_completion_tokens``):
-  the cap on what one answer can cost.
+  finish_reason, seconds, first_token_seconds, text_chars). It raises ``LLMError`` too:
+  ``stalled`` when, after the first chunk, nothing arrives for ``settings.stream_stall_seconds``
+  (before the first chunk a reasoning model may think for minutes: only the deadline bounds
+  that wait); ``timeout`` when the deadline passes while it runs (silence or a trickle);
+  ``cut_off`` when the stream ends, cleanly or not, without a finish_reason; ``unreadable``
+  for data that is not a chat-completion chunk, which ends the stream at once (it is never
+  skipped); ``service_error`` for an error event in the stream. A finish_reason (``"length"``
+  even with no text at all, ``"content_filter"``, any other) is not an error: the caller reads
+  it from ``result``. ``close()`` (from any thread) drops the response; an iteration in
+  progress then ends quietly. Streams are not retried. However the stream ends, ``result``
+  holds ``seconds`` and the ``text_chars`` yielded; token counts stay None unless the server
+  reported them, so a caller can tell a cut attempt's cost is unknown and estimate it.
+- Every request asks for at most ``settings.max_output_tokens`` tokens: the cap on what one
+  answer can cost, as ``max_completion_tokens``, or ``max_tokens`` where that was refused.
+- A parameter the server refuses (a 400 with ``error.code`` ``unsupported_parameter`` or
+  ``unsupported_value`` and ``error.param`` naming it, or "Unrecognized request argument
+  supplied: <name>") is left out and the request asked once more, within the same deadline,
+  and left out of every later request to the same base URL and model in this container (see
+  ``reset_rejected_parameters``). Any optional parameter may go this way, never ``model``,
+  ``messages`` or ``stream``, and never the output cap: a refused ``max_completion_tokens``
+  is sent as ``max_tokens``, and a refusal of both is a ``service_error``. A refused
+  ``stream_options`` leaves a stream's token counts unknown. One WARNING names the parameter
+  when it is learnt.
 
 Nothing returns or raises later than ``deadline``, give or take one backoff of the SDK's (at
 most a second) when an attempt times out or fails to connect right at the deadline, and the
@@ -46,6 +65,8 @@ import contextvars
 import email.utils
 import functools
 import json
+import logging
+import re
 import socket
 import threading
 import time
@@ -59,6 +80,8 @@ import openai
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 MAX_RETRIES = 2
 # The least time worth starting an attempt with; less than this and the SDK is told to stop.
 MIN_ATTEMPT_SECONDS = 1.0
@@ -69,7 +92,21 @@ USAGE_GRACE_SECONDS = 2.0
 INITIAL_RETRY_DELAY = 0.5
 MAX_RETRY_DELAY = 8.0
 
+# Without these there is no request to make: a refusal naming one is an error like any other.
+REQUIRED_PARAMETERS = frozenset({"model", "messages", "stream"})
+# The output cap's two spellings; one of them is always sent.
+OUTPUT_CAPS = ("max_completion_tokens", "max_tokens")
+# OpenAI's codes for a parameter a model does not take, or a value of it that it refuses.
+REFUSAL_CODES = frozenset({"unsupported_parameter", "unsupported_value"})
+# Some OpenAI-compatible servers (and Azure) name unknown fields only in the message.
+_UNRECOGNIZED = re.compile(r"Unrecognized request arguments? supplied:\s*([\w.\[\]]+(?:\s*,\s*[\w.\[\]]+)*)")
+
 _deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("llm_deadline", default=None)
+
+# Parameters refused per (base URL, model), per container: a warm container leaves them out at once
+# instead of paying a refused request per answer. Replaced whole under the lock, read without it.
+_rejected: dict[tuple[str, str], frozenset[str]] = {}
+_rejected_lock = threading.Lock()
 
 
 class LLMError(Exception):
@@ -80,12 +117,17 @@ class LLMError(Exception):
 
 @dataclass(frozen=True)
 class Answer:
-    text: str
+    text: str  # may be empty when finish_reason is not "stop" (e.g. "length" after a long think)
     model: str
-    tokens_in: int | None
+    tokens_in: int | None  # None: the server did not say
     tokens_out: int | None
     seconds: float
-    finish_reason: str | None = None  # "stop", or "length" when cut at max_output_tokens
+    finish_reason: str | None = None  # the model's: "stop", "length", "content_filter", or any other
+
+    @property
+    def text_chars(self) -> int:
+        """Characters of text, as ``StreamResult.text_chars`` counts them."""
+        return len(self.text)
 
 
 def messages_for(question: str, settings: Settings) -> list[dict[str, str]]:
@@ -101,13 +143,10 @@ def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, d
     started = time.monotonic()
     if deadline.remaining() < MIN_ATTEMPT_SECONDS:
         raise LLMError("timeout")
-    token = _deadline.set(deadline)
     try:
-        completion = _client(api_key, settings.openai_base_url).chat.completions.create(
-            **_request(messages, settings, deadline)
-        )
+        completion = _create(messages, settings, api_key, deadline, streamed=False)
         choice = completion.choices[0]
-        text = choice.message.content
+        content = choice.message.content
         finish_reason = getattr(choice, "finish_reason", None)
         usage = completion.usage
     except openai.APIError as error:
@@ -116,32 +155,138 @@ def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, d
         # openai 3.x raises a bare JSONDecodeError for a 200 whose body is not JSON; the
         # others come from a JSON body that is not a chat completion.
         raise LLMError("unreadable") from None
-    finally:
-        _deadline.reset(token)
-    if not isinstance(text, str) or not text.strip():
+    finish_reason = finish_reason if isinstance(finish_reason, str) and finish_reason else None
+    if content is None:
+        text = ""  # a reasoning model that spent its whole cap thinking sends none
+    elif isinstance(content, str):
+        text = content
+    else:
         raise LLMError("unreadable")
+    if not text.strip() and finish_reason in (None, "stop"):
+        raise LLMError("unreadable")  # "complete", yet nothing to show: not an answer
     return Answer(
         text=text,
         model=getattr(completion, "model", None) or settings.openai_model,
-        tokens_in=getattr(usage, "prompt_tokens", None),
-        tokens_out=getattr(usage, "completion_tokens", None),
+        tokens_in=_count(getattr(usage, "prompt_tokens", None)),
+        tokens_out=_count(getattr(usage, "completion_tokens", None)),
         seconds=time.monotonic() - started,
-        finish_reason=finish_reason if isinstance(finish_reason, str) and finish_reason else None,
+        finish_reason=finish_reason,
     )
 
 
-def _request(messages: list[dict[str, str]], settings: Settings, deadline: Deadline) -> dict[str, Any]:
-    """What every request asks for, whole or streamed: the chat, the output cap, the time left,
-    and the temperature if set."""
-    options: dict[str, Any] = {
-        "model": settings.openai_model,
-        "messages": messages,
-        "timeout": deadline.remaining(),
-        "max_completion_tokens": settings.max_output_tokens,
-    }
+def reset_rejected_parameters() -> None:
+    """Forget every parameter a server refused, as a new container would (and tests do)."""
+    with _rejected_lock:
+        _rejected.clear()
+
+
+def _create(
+    messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline, *, streamed: bool
+) -> Any:
+    """Send the request (a ``ChatCompletion``, or the SDK's ``Stream`` when ``streamed``).
+
+    A refused parameter is left out and the request sent once more (see the module's contract);
+    the SDK's own retries and the deadline hooks apply to each of the two sends.
+    """
+    endpoint = ((settings.openai_base_url or "").rstrip("/"), settings.openai_model)
+    client = _client(api_key, settings.openai_base_url)
+    token = _deadline.set(deadline)
+    try:
+        for resend in (False, True):
+            rejected = _rejected.get(endpoint, frozenset())
+            body = _request(messages, settings, rejected, streamed=streamed)
+            try:
+                return client.chat.completions.create(**body, **_call_options(deadline, streamed=streamed))
+            except openai.BadRequestError as error:
+                refused = _droppable(error, body, rejected)
+                if not refused:
+                    raise
+                _remember_rejected(endpoint, refused)
+                if resend:
+                    raise  # asked again once already: the next request leaves this one out too
+                if deadline.remaining() < MIN_ATTEMPT_SECONDS:
+                    raise LLMError("timeout") from None  # the answer was within reach but for the time
+        raise AssertionError("unreachable: the second send returns or raises")
+    finally:
+        _deadline.reset(token)
+
+
+def _request(
+    messages: list[dict[str, str]], settings: Settings, rejected: frozenset[str], *, streamed: bool
+) -> dict[str, Any]:
+    """The request's body, whole or streamed: the chat, the output cap, the temperature if set,
+    and for a stream its usage; less what this endpoint refused."""
+    # The cap always holds: where max_completion_tokens was refused, its older name carries it.
+    cap = OUTPUT_CAPS[1] if OUTPUT_CAPS[0] in rejected else OUTPUT_CAPS[0]
+    body: dict[str, Any] = {"model": settings.openai_model, "messages": messages, cap: settings.max_output_tokens}
     if settings.openai_temperature is not None:  # "none": reasoning models reject any value but their own
-        options["temperature"] = settings.openai_temperature
+        body["temperature"] = settings.openai_temperature
+    if streamed:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    return {name: value for name, value in body.items() if name == cap or name not in rejected}
+
+
+def _call_options(deadline: Deadline, *, streamed: bool) -> dict[str, Any]:
+    """What the SDK is told besides the body: the time left, and for a stream a connection of its own."""
+    options: dict[str, Any] = {"timeout": deadline.remaining()}
+    if streamed:
+        # The connection is ours alone while the stream runs and is never pooled afterwards,
+        # so ChatStream may shut its socket down from another thread (a watchdog, close())
+        # without touching a request that reuses it. Nothing is lost: the SDK stops reading
+        # at [DONE], before the chunked terminator, which already keeps it out of the pool.
+        options["extra_headers"] = {"Connection": "close"}
     return options
+
+
+def _droppable(error: openai.BadRequestError, body: dict[str, Any], rejected: frozenset[str]) -> frozenset[str]:
+    """The parameters ``error`` refuses that the request can do without; empty when it cannot.
+
+    Only a parameter that was sent counts (a nested one, ``stream_options.include_usage``, by its
+    top-level name), and only when every one named may go: a request that would still be refused
+    is not worth sending again.
+    """
+    named = _refused_names(error)
+    if not named:
+        return frozenset()
+    droppable: set[str] = set()
+    for name in named:
+        top = re.split(r"[.\[]", name, maxsplit=1)[0]
+        if top not in body or top in REQUIRED_PARAMETERS:
+            return frozenset()
+        if top in OUTPUT_CAPS and OUTPUT_CAPS[1 - OUTPUT_CAPS.index(top)] in rejected:
+            return frozenset()  # the other spelling was refused already: never send no cap at all
+        droppable.add(top)
+    return frozenset(droppable)
+
+
+def _refused_names(error: openai.BadRequestError) -> list[str]:
+    """The parameters a 400 says it refuses: ``error.param`` with a refusal code, or the message's list."""
+    names: list[str] = []
+    if error.code in REFUSAL_CODES and isinstance(error.param, str) and error.param:
+        names.append(error.param)
+    body = error.body
+    message = body.get("message") if isinstance(body, dict) else body
+    if isinstance(message, str):
+        for match in _UNRECOGNIZED.finditer(message):
+            names.extend(name.strip() for name in match.group(1).split(","))
+    return names
+
+
+def _remember_rejected(endpoint: tuple[str, str], refused: frozenset[str]) -> None:
+    """Leave ``refused`` out of the endpoint's requests from now on; one WARNING per parameter learnt."""
+    with _rejected_lock:
+        known = _rejected.get(endpoint, frozenset())
+        new = refused - known
+        _rejected[endpoint] = known | refused
+    for name in sorted(new):
+        instead = " (max_tokens carries the output cap instead)" if name == OUTPUT_CAPS[0] else ""
+        logger.warning(
+            "the LLM refused the parameter %s for model %s: left out of its requests from now on%s",
+            name,
+            endpoint[1],
+            instead,
+        )
 
 
 @dataclass
@@ -149,11 +294,12 @@ class StreamResult:
     """What is known about a streamed answer; filled in as the stream is read."""
 
     model: str
-    tokens_in: int | None = None
+    tokens_in: int | None = None  # None until the usage chunk arrives: unknown for a cut stream
     tokens_out: int | None = None
     finish_reason: str | None = None
-    seconds: float = 0.0  # from the request until the stream ended (set when it ends)
+    seconds: float = 0.0  # from the request until the stream ended, however it ended (set then)
     first_token_seconds: float | None = None  # from the request until the first text arrived
+    text_chars: int = 0  # characters of text yielded so far: what a cut attempt showed, to estimate its cost
 
 
 def log_fields(result: Answer | StreamResult) -> dict[str, Any]:
@@ -175,56 +321,59 @@ def stream(messages: list[dict[str, str]], settings: Settings, api_key: str, dea
     started = time.monotonic()
     if deadline.remaining() < MIN_ATTEMPT_SECONDS:
         raise LLMError("timeout")
-    token = _deadline.set(deadline)
     try:
-        chunks = _client(api_key, settings.openai_base_url).chat.completions.create(
-            **_request(messages, settings, deadline),
-            stream=True,
-            stream_options={"include_usage": True},
-            # The connection is ours alone while the stream runs and is never pooled afterwards,
-            # so ChatStream may shut its socket down from another thread (a watchdog, close())
-            # without touching a request that reuses it. Nothing is lost: the SDK stops reading
-            # at [DONE], before the chunked terminator, which already keeps it out of the pool.
-            extra_headers={"Connection": "close"},
-        )
+        chunks = _create(messages, settings, api_key, deadline, streamed=True)
     except openai.APIError as error:
         raise LLMError(_kind(error)) from None
-    finally:
-        _deadline.reset(token)
-    return ChatStream(chunks, StreamResult(model=settings.openai_model), deadline, started)
+    result = StreamResult(model=settings.openai_model)
+    return ChatStream(chunks, result, deadline, started, settings.stream_stall_seconds)
 
 
 class ChatStream:
     """Text deltas of one streamed answer, read from the SDK's ``Stream`` of chunks.
 
     Iterating yields non-empty strings and ends when the answer is complete (``finish_reason``
-    seen). It raises ``LLMError``: "timeout" once the deadline passes (a stall or a trickle),
-    "cut_off" when the stream ends, cleanly or not, without a ``finish_reason``, "unreadable"
-    for data that is not a chat-completion chunk, or a kind from ``_kind`` for an error event.
-    After a ``finish_reason`` the text is complete: a failure while waiting for the usage chunk
-    (at most ``USAGE_GRACE_SECONDS``) only leaves the token counts unknown.
+    seen). It raises ``LLMError``: "stalled" when, after the first chunk (even the role-only
+    one), a read waits longer than ``stall_seconds``; "timeout" once the deadline passes (a
+    silence, before the first chunk or one the deadline cuts shorter than a stall, or a
+    trickle); "cut_off" when the stream ends, cleanly or not, without a ``finish_reason``;
+    "unreadable" for data that is not a chat-completion chunk (the stream ends there: what
+    follows is never read); or a kind from ``_kind`` for an error event. After a
+    ``finish_reason`` the text is complete: a failure while waiting for the usage chunk (at most
+    ``USAGE_GRACE_SECONDS``) only leaves the token counts unknown.
 
-    The deadline is kept by a watchdog timer that shuts the connection's socket down: httpcore
-    fixes a response's read timeout when the body starts, so a stall that begins late would
-    otherwise run past the deadline by as long as the stream had already run. ``close()`` uses
-    the same cut, so a reader blocked in another thread wakes at once and ends quietly.
+    Silence is kept in check by a watchdog thread that shuts the connection's socket down when a
+    read outlasts its due time: httpcore fixes a response's read timeout when the body starts,
+    so neither a stall nor a deadline that passes late could be enforced by it. Each read is due
+    by the deadline before the first chunk, and after it by ``min(stall_seconds, time left)``
+    from the moment the read begins: the clock runs only while we wait on the server, so a slow
+    consumer's own time is not taken for the server's silence. ``close()`` uses the same cut, so
+    a reader blocked in another thread wakes at once and ends quietly.
     """
 
-    def __init__(self, chunks: openai.Stream[Any], result: StreamResult, deadline: Deadline, started: float) -> None:
+    def __init__(
+        self, chunks: openai.Stream[Any], result: StreamResult, deadline: Deadline, started: float, stall_seconds: float
+    ) -> None:
         self.result = result
         self._sdk_stream = chunks
         self._chunks = iter(chunks)
         self._deadline = deadline
         self._started = started
+        self._stall_seconds = stall_seconds
         self._socket = _socket_of(chunks.response)
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)  # the watchdog waits on it
         self._reading = False  # a thread is inside the SDK's iterator (possibly blocked on the socket)
         self._closed = False  # close() was called: end quietly
-        self._expired = False  # the watchdog cut the connection
+        self._cut_kind: str | None = None  # "timeout" or "stalled" once the stream was cut for silence
         self._finished = False  # ended one way or another; nothing left to cut
-        self._saw_chunk = False  # something that looked like a chat-completion chunk arrived
-        self._timer: threading.Timer | None = None
-        self._arm(deadline.remaining())
+        self._saw_chunk = False  # a chat-completion chunk arrived: the stall clock runs from now on
+        # The current read must end by _due (monotonic), or be cut as _due_kind. One thread per
+        # stream, re-armed by assignment: a threading.Timer per chunk would start a thread per chunk.
+        self._due = deadline.expires_at
+        self._due_kind = "timeout"
+        self._watchdog_wakes_at = deadline.expires_at  # when the watchdog wakes on its own
+        threading.Thread(target=self._watch, name="llm-stream-watchdog", daemon=True).start()
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -234,13 +383,15 @@ class ChatStream:
             with self._lock:
                 done = self._finished or self._closed
                 self._reading = not done
+                if not done:
+                    self._arm()
             if done:
                 self._finish()
                 raise StopIteration
             try:
                 if self._deadline.remaining() <= 0:
                     # A server that trickles chunks never lets a read time out: check between them.
-                    self._expired = True
+                    self._cut_kind = "timeout"
                     raise LLMError("timeout")
                 chunk = next(self._chunks)
             except StopIteration:
@@ -264,7 +415,12 @@ class ChatStream:
                 with self._lock:
                     self._reading = False
             text = self._take(chunk)
+            if text is None:
+                # JSON, but not a chunk (null, a number, an object without choices): reading on
+                # would build an answer from a stream we no longer understand.
+                self._end("unreadable")
             if text:
+                self.result.text_chars += len(text)
                 return text
 
     def close(self) -> None:
@@ -284,16 +440,22 @@ class ChatStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _take(self, chunk: Any) -> str:
-        """Record what a chunk says about the answer; return its text."""
+    def _take(self, chunk: Any) -> str | None:
+        """Record what a chunk says about the answer; return its text, or None if it is no chunk."""
         choices = getattr(chunk, "choices", None)
+        usage = getattr(chunk, "usage", None)  # the last chunk, with empty choices (include_usage)
+        if choices is None and usage is not None:
+            choices = []  # some compatible servers send the usage chunk with "choices": null
         if not isinstance(choices, list):
-            return ""
+            return None
+        for choice in choices:
+            content = getattr(getattr(choice, "delta", None), "content", None)
+            if not hasattr(choice, "delta") or not (content is None or isinstance(content, str)):
+                return None
         self._saw_chunk = True
         model = getattr(chunk, "model", None)
         if isinstance(model, str) and model:
             self.result.model = model
-        usage = getattr(chunk, "usage", None)  # the last chunk, with empty choices (include_usage)
         if usage is not None:
             self.result.tokens_in = _count(getattr(usage, "prompt_tokens", None))
             self.result.tokens_out = _count(getattr(usage, "completion_tokens", None))
@@ -301,14 +463,13 @@ class ChatStream:
         for choice in choices:
             if getattr(choice, "index", 0) != 0:
                 continue  # one answer was asked for (n=1)
-            content = getattr(getattr(choice, "delta", None), "content", None)
+            content = getattr(choice.delta, "content", None)
             if isinstance(content, str):
                 text += content
             finish_reason = getattr(choice, "finish_reason", None)
             if isinstance(finish_reason, str) and finish_reason and self.result.finish_reason is None:
+                # The text is complete; only the usage chunk and [DONE] are still to come (see _arm).
                 self.result.finish_reason = finish_reason
-                # The text is complete; only the usage chunk and [DONE] are still to come.
-                self._arm(min(self._deadline.remaining(), USAGE_GRACE_SECONDS))
         if text and self.result.first_token_seconds is None:
             self.result.first_token_seconds = time.monotonic() - self._started
         return text
@@ -323,8 +484,8 @@ class ChatStream:
         """Finish, then stop iterating or raise ``LLMError(kind)``."""
         if self._closed or self.result.finish_reason is not None:
             kind = None  # the consumer gave up, or the answer is complete: nothing to report
-        elif self._expired and kind is not None:
-            kind = "timeout"  # the watchdog's cut looks like a dropped connection
+        elif self._cut_kind is not None and kind is not None:
+            kind = self._cut_kind  # the watchdog's cut looks like a dropped connection
         self._finish()
         if kind is None:
             raise StopIteration
@@ -335,40 +496,64 @@ class ChatStream:
             if self._finished:
                 return
             self._finished = True
-            if self._timer is not None:
-                self._timer.cancel()
+            self._wake.notify_all()  # the watchdog has nothing left to guard
         self.result.seconds = time.monotonic() - self._started
         self._sdk_stream.close()
 
-    def _arm(self, seconds: float) -> None:
-        """(Re)start the watchdog that cuts the connection in ``seconds``."""
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-            if self._finished:
-                return
-            self._timer = threading.Timer(seconds, self._expire)
-            self._timer.daemon = True  # never keeps a process alive
-            self._timer.start()
+    def _arm(self) -> None:
+        """Set when the read about to start must end (called with the lock held).
 
-    def _expire(self) -> None:
-        with self._lock:
-            if self._finished or self._closed:
-                return
-            self._expired = True
-            self._cut()
+        Before the first chunk only the deadline bounds it; after, the stall limit does too, and
+        once the finish_reason is in, the short grace for the usage chunk.
+        """
+        remaining = self._deadline.remaining()
+        seconds, kind = remaining, "timeout"
+        if self._saw_chunk:
+            limit = self._stall_seconds
+            if self.result.finish_reason is not None:
+                limit = min(limit, USAGE_GRACE_SECONDS)
+            if limit < remaining:
+                seconds, kind = limit, "stalled"
+        self._due, self._due_kind = time.monotonic() + seconds, kind
+        if self._due < self._watchdog_wakes_at:
+            # Only an earlier due needs the watchdog woken; a later one (every read of a steady
+            # stream) it finds when it wakes for the old one, so most chunks cost no wake-up.
+            self._wake.notify_all()
 
-    def _cut(self) -> None:
+    def _watch(self) -> None:
+        """The watchdog's thread: cut the connection when a read outlasts its due time."""
+        with self._lock:
+            while not (self._finished or self._closed):
+                now = time.monotonic()
+                if self._reading and now >= self._due:
+                    # Said before the cut: the reader wakes at once and reads it without the lock.
+                    self._cut_kind = self._due_kind
+                    if not self._cut():
+                        self._cut_kind = None  # nothing was cut: whatever ends the read is its own
+                    return  # the read fails and the stream finishes: nothing more to guard
+                if now < self._due:
+                    wake_at = self._due
+                elif now < self._deadline.expires_at:
+                    wake_at = self._deadline.expires_at  # between reads, past due: the next read re-arms
+                else:
+                    return  # not reading, and the deadline has passed: the next read sees that itself
+                self._watchdog_wakes_at = wake_at
+                self._wake.wait(wake_at - now)
+
+    def _cut(self) -> bool:
         """Shut the socket down (called with the lock held): a read blocked on it returns at once.
+
+        False when there is no socket to reach: the read timeout and the check between chunks remain.
 
         shutdown(), unlike close(), leaves the file descriptor to its owner, so it is safe while
         another thread reads. socket.socket.shutdown is called directly because SSLSocket's own
         override also drops its SSL object, after which recv() returns the raw encrypted bytes.
         """
         if self._socket is None:
-            return  # no socket to reach: the read timeout and the check between chunks remain
+            return False
         with contextlib.suppress(OSError):  # already closed: nothing left to wake
             socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+        return True
 
 
 def _socket_of(response: httpx2.Response) -> socket.socket | None:

@@ -7,7 +7,7 @@ Contract:
   (ends with ``/api/``) is the ``base_url`` for ``WebClient(token=FAKE_BOT_TOKEN, base_url=...)``.
 - Methods served, at ``/api/<method>``, with arguments as slack_sdk sends them (a JSON body,
   a form body, a query string, or both of the last two; every method answers POST and GET):
-  ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.startStream``,
+  ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.delete``, ``chat.startStream``,
   ``chat.appendStream``, ``chat.stopStream``, ``conversations.replies``,
   ``assistant.threads.setStatus``, ``assistant.threads.setSuggestedPrompts``. Any other
   method: HTTP 404 ``unknown_method``.
@@ -16,10 +16,32 @@ Contract:
   Slack does. ``chat.postMessage`` posts; ``chat.startStream`` posts a streaming message
   (text from ``markdown_text`` and the ``markdown_text`` chunks), ``chat.appendStream`` adds
   to it, ``chat.stopStream`` adds its text and ends it; ``chat.update`` replaces a message's
-  text; ``conversations.replies`` gives the root and its replies, oldest first, at most
-  ``min(limit, page_size)`` a page, with ``has_more`` and ``response_metadata.next_cursor``.
+  text; ``chat.delete`` removes the bot's message (a thread root that has replies stays as
+  Slack's tombstone: subtype ``tombstone``, text ``TOMBSTONE_TEXT``, user ``USLACKBOT``);
+  ``conversations.replies`` gives the root and its replies, oldest first, at most
+  ``min(limit, page_size)`` a page, with ``has_more`` and ``response_metadata.next_cursor``;
+  ``oldest`` / ``latest`` (with ``inclusive``) keep only the replies in that range, and the root
+  still comes first (the fake's choice: whether Slack returns a root outside the range is
+  unverified, so callers should not depend on it either way).
   Every new message's ``ts`` is unique and later than every ``ts`` the fake has seen.
   Posting in a thread clears the thread's assistant status, as Slack does.
+- Streams end: ``stream_max_age`` (seconds by ``clock``, default None: never) ends a stream that
+  long after its ``chat.startStream``, however recently it was appended to, as Slack ends
+  streams about 5 minutes after they start; ``expire_streams()`` ends every open one now. An
+  ended stream keeps the text it had (``Message.stream`` is ``"expired"``).
+- ``chat.update`` of a message still streaming: whether Slack allows it is unverified, so both
+  are modelled. ``update_while_streaming=False`` (default): refused with
+  ``streaming_state_conflict`` (``STREAMING_STATE_CONFLICT``, the code Slack's method reference
+  lists for chat.update: "The message is currently streaming text and cannot be edited"), the
+  message unchanged and still streaming. ``True``: the text is replaced and the stream ends
+  (``Message.stream`` is ``"stopped"``). Code under test should stop a stream before it updates
+  the message either way.
+- ``streamed_as_blocks`` (default False): when True, ``conversations.replies`` (and the
+  ``message`` in write answers) shows each of the bot's Markdown messages (posted or updated
+  with ``markdown_text``, or streamed) the way Slack may store them: ``text`` is only the first
+  ``FALLBACK_TEXT_CHARS`` (100) characters, a fallback, and the whole text is in ``blocks``
+  (``[{"type": "markdown", "text": ...}]``, before any blocks the message has). A reader that
+  trusts ``text`` loses the rest. What a user sees (``visible_text``...) is the whole text.
 - It refuses what Slack refuses (HTTP 200, ``{"ok": false, "error": ...}``): no token
   (``not_authed``), a wrong one (``invalid_auth``); ``markdown_text`` over 12,000 characters
   in any call or chunk, ``text`` over 40,000, a streamed message over ``stream_byte_limit``
@@ -28,22 +50,35 @@ Contract:
   outside a DM (channel not starting with ``D``) without ``recipient_user_id`` /
   ``recipient_team_id`` (``missing_recipient_user_id`` / ``missing_recipient_team_id``);
   append/stop on a stopped or expired stream (``message_not_in_streaming_state``);
-  chat.update of a message that is not there (``message_not_found``) or not the bot's
-  (``cant_update_message``); replies of an unknown thread (``thread_not_found``); a bad
-  cursor (``invalid_cursor``); more than 4 suggested prompts, more than 10 loading messages,
-  or a missing argument (``invalid_arguments``); a body that is neither JSON nor a form
-  (``invalid_post_type``), JSON that is not an object (``invalid_json``). Read methods
-  (``conversations.replies``, ``auth.test``) ignore a JSON body, as Slack's do.
-- Scripted trouble: ``fail_next(method, error, status, retry_after, count)`` makes the next
-  ``count`` calls fail without effect (``ratelimited`` answers HTTP 429 with ``Retry-After``;
-  other errors HTTP 200 with ``ok: false``); ``error="disconnect"`` applies the call and then
-  closes the connection without an answer (the client cannot know it took effect);
-  ``delay_next(method, seconds)`` applies the call and answers late; ``expire_streams()``
-  makes every open stream answer ``message_not_in_streaming_state`` from now on.
-- Observation: ``calls`` / ``calls_to(method)`` (tokens never recorded), ``wait_for(method,
-  count, timeout)`` and ``wait_until(predicate, timeout)`` (both wait on a Condition, never a
-  fixed sleep; AssertionError on timeout), ``thread()``, ``messages()``, ``visible_text()``,
-  ``status()``, ``suggested_prompts()``; ``on_call(call)`` is called after every call.
+  chat.update of a message still streaming (``streaming_state_conflict``, see above);
+  chat.update / chat.delete / append / stop of a message that is not there
+  (``message_not_found``), chat.update / chat.delete of one that is not the bot's
+  (``cant_update_message`` / ``cant_delete_message``); replies of an unknown thread
+  (``thread_not_found``); a bad cursor (``invalid_cursor``), ``oldest`` / ``latest`` that is
+  not a timestamp (``invalid_ts_oldest`` / ``invalid_ts_latest``); more than 4 suggested
+  prompts, more than 10 loading messages, or a missing argument (``invalid_arguments``); a
+  body that is neither JSON nor a form (``invalid_post_type``), JSON that is not an object
+  (``invalid_json``). Read methods (``conversations.replies``, ``auth.test``) ignore a JSON
+  body, as Slack's do.
+- Scripted trouble: ``fail_next(method, error, status, retry_after, count, after)`` lets the
+  next ``after`` calls to ``method`` through untouched (whatever they answer: ``after=1`` on
+  ``conversations.replies`` fails the second page), then makes the ``count`` calls after them
+  fail without effect (``ratelimited`` answers HTTP 429 with ``Retry-After``; other errors
+  HTTP 200 with ``ok: false``). Two errors leave the client unsure whether the call took
+  effect: ``"disconnect"`` (``DISCONNECT``) applies the call and then closes the connection
+  without an answer; ``"drop"`` (``DROP``) closes it without applying the call (the request
+  never took effect). ``delay_next(method, seconds)`` applies the call and answers late.
+  Scripts for one method queue up in the order they were made.
+- Observation: ``calls`` / ``calls_to(method)`` (tokens never recorded; a dropped call has
+  ``dropped=True``, and ``ok`` says whether it took effect: ``error`` is ``"drop"`` when it did
+  not), ``wait_for(method, count, timeout)`` and ``wait_until(predicate, timeout)`` (both wait
+  on a Condition, never a fixed sleep; AssertionError on timeout), ``thread()``, ``messages()``,
+  ``status()``, ``suggested_prompts()``; ``on_call(call)`` is called after every call. What a
+  user sees now, after every update, delete and stream append: ``text_of(channel, ts)`` is one
+  message's text (None once deleted, or if there never was one), ``visible_text(channel,
+  thread_ts)`` the texts of the thread's messages that are there now, oldest first. Neither
+  is ever the 100-character fallback of ``streamed_as_blocks``; a stream that ended keeps its
+  text.
 - ``python -m devkit.fake_slack_api [--port 8790] [--token T]`` serves it and prints one line
   per call, until Ctrl-C or end of input.
 
@@ -80,12 +115,20 @@ MAX_TEXT_CHARS = 40_000  # `text` beyond this: msg_too_long here (Slack truncate
 STREAM_BYTE_LIMIT = 11_000  # a streamed message's total; reports put Slack's cap near 10.6-11.3k bytes
 MAX_PROMPTS = 4
 MAX_LOADING_MESSAGES = 10
-DISCONNECT = "disconnect"
+DISCONNECT = "disconnect"  # fail_next: applied, then the connection closed without an answer
+DROP = "drop"  # fail_next: the connection closed without an answer, the call not applied
+# chat.update of a message still streaming, when update_while_streaming is False. Slack's method
+# reference lists this code for chat.update; whether Slack refuses every such update is unverified.
+STREAMING_STATE_CONFLICT = "streaming_state_conflict"
+FALLBACK_TEXT_CHARS = 100  # streamed_as_blocks: how much of a Markdown message stays in `text`
+TOMBSTONE_TEXT = "This message was deleted."  # what Slack leaves of a deleted root that has replies
+SLACKBOT_USER_ID = "USLACKBOT"
 
 METHODS = (
     "auth.test",
     "chat.postMessage",
     "chat.update",
+    "chat.delete",
     "chat.startStream",
     "chat.appendStream",
     "chat.stopStream",
@@ -96,6 +139,8 @@ METHODS = (
 # Slack reads only query and form arguments for these: a JSON body's arguments are not seen.
 READ_METHODS = frozenset({"auth.test", "conversations.replies"})
 _TS = re.compile(r"^\d{1,12}\.\d{6}$")
+# oldest / latest of conversations.replies: Slack also takes whole seconds ("0", its default).
+_TS_BOUND = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
 
 
 @dataclass(frozen=True)
@@ -109,7 +154,9 @@ class Call:
     at: float  # time.monotonic() when it was answered
     status: int = 200
     response: dict[str, Any] = field(default_factory=dict)
-    dropped: bool = False  # the connection was closed without an answer (fail_next(..., "disconnect"))
+    # The connection was closed without an answer: fail_next(..., "disconnect") (``ok``: it took
+    # effect) or fail_next(..., "drop") (not applied: ``ok`` False, ``error`` "drop").
+    dropped: bool = False
 
 
 @dataclass
@@ -127,6 +174,7 @@ class Message:
     stream: str | None = None  # None (not streamed), "streaming", "stopped" or "expired"
     edited: bool = False
     blocks: list[Any] | None = None
+    started_at: float | None = None  # the fake's clock at chat.startStream (for stream_max_age)
 
     @property
     def streaming(self) -> bool:
@@ -199,6 +247,10 @@ class FakeSlackAPI:
         page_size: int = 100,
         on_call: Callable[[Call], None] | None = None,
         parent_on_every_page: bool = False,
+        stream_max_age: float | None = None,
+        update_while_streaming: bool = False,
+        streamed_as_blocks: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
         self.bot_user_id = bot_user_id
@@ -208,6 +260,12 @@ class FakeSlackAPI:
         self.on_call = on_call
         # Whether continuation pages of conversations.replies repeat the root (reports differ).
         self.parent_on_every_page = parent_on_every_page
+        # Seconds after chat.startStream that a stream ends (None: never); by `clock`, so a test
+        # can age a stream without waiting five minutes.
+        self.stream_max_age = stream_max_age
+        self.update_while_streaming = update_while_streaming
+        self.streamed_as_blocks = streamed_as_blocks
+        self.clock = clock
         self.calls: list[Call] = []
         self._lock = threading.Condition(threading.RLock())
         self._messages: dict[str, dict[str, Message]] = {}
@@ -254,19 +312,25 @@ class FakeSlackAPI:
         status: int | None = None,
         retry_after: int | None = None,
         count: int = 1,
+        after: int = 0,
     ) -> None:
-        """The next ``count`` calls to ``method`` fail with ``error`` and change nothing.
+        """After ``after`` more calls to ``method`` (let through untouched, whatever they answer),
+        the ``count`` calls that follow fail with ``error`` and change nothing.
 
         ``ratelimited`` answers HTTP 429 with ``Retry-After: retry_after`` (default 1);
         other errors HTTP 200 (or ``status``). ``error="disconnect"`` instead applies the
-        call, then closes the connection without answering.
+        call, then closes the connection without answering; ``error="drop"`` closes it
+        without applying the call.
         """
+        if after < 0 or count < 0:
+            raise ValueError("after and count cannot be negative")
         if status is None:
             status = 429 if error == "ratelimited" else 200
         if error == "ratelimited" and retry_after is None:
             retry_after = 1
         with self._lock:
             queue = self._scripts.setdefault(method, deque())
+            queue.extend(_Script(None, 200, None) for _ in range(after))  # a script that changes nothing
             queue.extend(_Script(error, status, retry_after) for _ in range(count))
 
     def delay_next(self, method: str, seconds: float, count: int = 1) -> None:
@@ -368,14 +432,25 @@ class FakeSlackAPI:
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
         """The root and its replies, oldest first, as copies; [] if there is no such thread."""
         with self._lock:
+            self._end_old_streams()
             return [replace(message) for message in self._thread_messages(channel, thread_ts)]
 
     def messages(self, channel: str) -> list[Message]:
         with self._lock:
+            self._end_old_streams()
             return [replace(m) for m in sorted(self._messages.get(channel, {}).values(), key=lambda m: _ts_key(m.ts))]
 
+    def text_of(self, channel: str, ts: str) -> str | None:
+        """One message's text as a user reads it now: its last update, or all its stream's text
+        (which an ended stream keeps); None once deleted (or if there never was one)."""
+        with self._lock:
+            message = self._messages.get(channel, {}).get(ts)
+            return None if message is None else message.text
+
     def visible_text(self, channel: str, thread_ts: str) -> list[str]:
-        """The texts of the thread's messages, oldest first, as a user would read them now."""
+        """The texts of the thread's messages that are there now, oldest first, as a user reads
+        them: ``text_of`` each (deleted messages are absent; a deleted root with replies is
+        Slack's tombstone)."""
         return [message.text for message in self.thread(channel, thread_ts)]
 
     def bot_messages(self, channel: str, thread_ts: str) -> list[Message]:
@@ -395,6 +470,16 @@ class FakeSlackAPI:
     def _all_messages(self) -> Iterator[Message]:
         for channel in self._messages.values():
             yield from channel.values()
+
+    def _end_old_streams(self) -> None:
+        """Ends every stream older than ``stream_max_age``: checked before each call is answered
+        and each observation, so a stream's age is the clock's, never a timer thread's."""
+        if self.stream_max_age is None:
+            return
+        now = self.clock()
+        for message in self._all_messages():
+            if message.streaming and message.started_at is not None and now - message.started_at > self.stream_max_age:
+                message.stream = "expired"  # its text stays, as Slack's does
 
     def _new_ts(self) -> str:
         ts = new_ts()  # shared with devkit.slack_requests: events made in this process interleave correctly
@@ -431,6 +516,12 @@ class FakeSlackAPI:
 
     def _as_slack(self, message: Message) -> dict[str, Any]:
         data: dict[str, Any] = {"type": "message", "ts": message.ts, "text": message.text}
+        blocks = message.blocks
+        if self.streamed_as_blocks and message.bot_id == self.bot_id and message.markdown:
+            # Slack may keep a Markdown message's whole text in a markdown block, with only a
+            # fallback in `text`: a reader of `text` alone would lose the rest.
+            data["text"] = message.text[:FALLBACK_TEXT_CHARS]
+            blocks = [{"type": "markdown", "text": message.text}, *(message.blocks or [])]
         if message.subtype:
             data["subtype"] = message.subtype
         if message.user:
@@ -440,8 +531,8 @@ class FakeSlackAPI:
             data["app_id"] = API_APP_ID
             data["bot_profile"] = {"id": message.bot_id, "app_id": API_APP_ID, "name": "mameka", "team_id": TEAM_ID}
         data["team"] = TEAM_ID
-        if message.blocks is not None:
-            data["blocks"] = copy.deepcopy(message.blocks)
+        if blocks is not None:
+            data["blocks"] = copy.deepcopy(blocks)
         if message.edited:
             data["edited"] = {"user": message.user, "ts": message.ts}
         if message.thread_ts:
@@ -527,11 +618,32 @@ class FakeSlackAPI:
         if message.bot_id != self.bot_id:
             raise _Refusal("cant_update_message")
         text, markdown = self._message_content(params)
+        if message.streaming:
+            if not self.update_while_streaming:
+                raise _Refusal(STREAMING_STATE_CONFLICT)
+            message.stream = "stopped"  # the update ends the stream: appends are refused from now on
         blocks = params.get("blocks")
         message.text, message.markdown, message.edited = text, markdown, True
         message.blocks = blocks if isinstance(blocks, list) else None
         self._lock.notify_all()
         return {"channel": message.channel, "ts": message.ts, "text": text, "message": self._as_slack(message)}
+
+    def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self._find(params)
+        if message.bot_id != self.bot_id:
+            raise _Refusal("cant_delete_message")
+        channel = self._messages[message.channel]
+        has_replies = any(m.thread_ts == message.ts and m.ts != message.ts for m in channel.values())
+        if has_replies:
+            # Slack keeps a deleted root with replies as a tombstone, so the thread stays readable.
+            tombstone = Message(
+                message.channel, message.ts, TOMBSTONE_TEXT, SLACKBOT_USER_ID, thread_ts=message.ts, subtype="tombstone"
+            )
+            channel[message.ts] = tombstone
+        else:
+            del channel[message.ts]  # appends to a deleted stream now answer message_not_found
+        self._lock.notify_all()
+        return {"channel": message.channel, "ts": message.ts}
 
     def _stream_text(self, params: dict[str, Any], required: bool) -> str:
         pieces = []
@@ -561,7 +673,9 @@ class FakeSlackAPI:
                 raise _Refusal("missing_recipient_team_id")
         text = self._stream_text(params, required=False)
         self._check_stream_size(text)
-        message = self._bot_message(channel, text, thread_ts, markdown=True, stream="streaming")
+        message = self._bot_message(
+            channel, text, thread_ts, markdown=True, stream="streaming", started_at=self.clock()
+        )
         return {"channel": channel, "ts": message.ts}
 
     def _streaming(self, params: dict[str, Any]) -> Message:
@@ -596,6 +710,7 @@ class FakeSlackAPI:
         thread = self._thread_messages(channel, ts)
         if not thread:
             raise _Refusal("thread_not_found")
+        thread = [thread[0], *self._in_range(thread[1:], params)]  # the root comes first whatever the range
         try:
             limit = int(params.get("limit") or 0)
         except ValueError:
@@ -614,6 +729,29 @@ class FakeSlackAPI:
         answer: dict[str, Any] = {"messages": [self._as_slack(m) for m in page], "has_more": has_more}
         answer["response_metadata"] = {"next_cursor": _encode_cursor(thread[end].ts) if has_more else ""}
         return answer
+
+    @staticmethod
+    def _in_range(replies: list[Message], params: dict[str, Any]) -> list[Message]:
+        """The replies between ``oldest`` and ``latest`` (bounds included only with ``inclusive``)."""
+        bounds: dict[str, Decimal] = {}
+        for name in ("oldest", "latest"):
+            value = params.get(name)
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str) or not _TS_BOUND.match(value):
+                raise _Refusal(f"invalid_ts_{name}")
+            bounds[name] = Decimal(value)
+        inclusive = str(params.get("inclusive", "")).lower() in ("1", "true")
+        kept = []
+        for message in replies:
+            key = _ts_key(message.ts)
+            oldest, latest = bounds.get("oldest"), bounds.get("latest")
+            if oldest is not None and (key < oldest or (key == oldest and not inclusive)):
+                continue
+            if latest is not None and (key > latest or (key == latest and not inclusive)):
+                continue
+            kept.append(message)
+        return kept
 
     def _set_status(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = _required(params, "channel_id")
@@ -650,6 +788,7 @@ class FakeSlackAPI:
             "auth.test": self._auth_test,
             "chat.postMessage": self._chat_post_message,
             "chat.update": self._chat_update,
+            "chat.delete": self._chat_delete,
             "chat.startStream": self._chat_start_stream,
             "chat.appendStream": self._chat_append_stream,
             "chat.stopStream": self._chat_stop_stream,
@@ -666,6 +805,7 @@ class FakeSlackAPI:
         script: _Script | None = None
         status = 200
         with self._lock:
+            self._end_old_streams()
             try:
                 if method not in METHODS:
                     status = 404
@@ -676,17 +816,21 @@ class FakeSlackAPI:
                     raise _Refusal("invalid_auth")
                 queue = self._scripts.get(method)
                 script = queue.popleft() if queue else None
-                if script is not None and script.error not in (None, DISCONNECT):
-                    status = script.status
-                    raise _Refusal(script.error)
-                response: dict[str, Any] = {"ok": True, **self._dispatch(method, params)}
-                error = None
+                if script is not None and script.error == DROP:
+                    response: dict[str, Any] = {}  # never sent: the client sees the connection close
+                    error = DROP  # not applied: the call's record says so
+                else:
+                    if script is not None and script.error not in (None, DISCONNECT):
+                        status = script.status
+                        raise _Refusal(script.error)
+                    response = {"ok": True, **self._dispatch(method, params)}
+                    error = None
             except _Refusal as refusal:
                 error = refusal.error
                 response = {"ok": False, "error": error}
                 if refusal.detail:
                     response["response_metadata"] = {"messages": [f"[ERROR] {refusal.detail}"]}
-            dropped = script is not None and script.error == DISCONNECT
+            dropped = script is not None and script.error in (DISCONNECT, DROP)
             call = Call(method, params, error is None, error, time.monotonic(), status, response, dropped)
             self.calls.append(call)
             self._lock.notify_all()

@@ -13,7 +13,13 @@ Contract:
   - ``SLACK_SIGNING_SECRET`` is unset and its SSM parameter cannot be read either (boto3
     finds no AWS credentials or region): no request can be verified;
   - a setting has a value the bot cannot use: the line is ``chalicelib.settings``' own
-    ``SettingsError`` message, which names the variable (every request would fail).
+    ``SettingsError`` message, which names the variable. Every variable is checked, whichever
+    function reads it (``Settings.from_env(..., function=None)``): the HTTP function would
+    start with a bad worker-only value, and every answer would then fail;
+  - the time limits do not fit together (``timeout_errors``): the worker's ``lambda_timeout``
+    (``.chalice/config.json``, as Chalice resolves it for the stage) must be above
+    ``ANSWER_TIMEOUT_SECONDS`` and at most Lambda's 900 s, and ``OPENAI_TIMEOUT_SECONDS`` (one
+    LLM step) must not exceed ``ANSWER_TIMEOUT_SECONDS`` (the whole answer).
 - ``warning:`` (exit 0, ``make run`` goes on) when one kind of request cannot be answered:
   - ``OPENAI_API_KEY`` is unset (and no SSM), unless ``OPENAI_BASE_URL`` is on loopback (a local
     server needs no key): every question gets "the bot is not set up correctly";
@@ -33,6 +39,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
@@ -43,6 +50,9 @@ import check_aws  # noqa: E402
 from chalicelib.settings import ENV_NAMES, Settings, SettingsError  # noqa: E402
 
 DEFAULT_STAGE = "dev"
+WORKER = "worker"  # the worker's name in app.py and .chalice/config.json
+CHALICE_DEFAULT_LAMBDA_TIMEOUT = 60  # chalice.constants.DEFAULT_LAMBDA_TIMEOUT: what an unset lambda_timeout gets
+LAMBDA_MAX_TIMEOUT = 900  # Lambda refuses a longer timeout
 SECRET_SETTINGS = (
     "SLACK_SIGNING_SECRET",
     "SLACK_SIGNING_SECRET_PARAMETER",
@@ -88,9 +98,66 @@ def setting_errors(environ: Mapping[str, str]) -> list[Finding]:
     return [Finding("error", message) for message in messages]
 
 
-def check(environ: Mapping[str, str], aws_problem: Callable[[], str | None] = check_aws.problem) -> list[Finding]:
-    """Everything a local run with ``environ`` lacks, worst first within each secret's line."""
-    findings = setting_errors(environ)
+def worker_lambda_timeout(stage: str, config: Mapping[str, Any] | None = None) -> float:
+    """The worker's ``lambda_timeout`` for ``stage``, looked up as Chalice does (the stage's
+    function, the stage, the top-level function, the top level; else Chalice's default)."""
+    from chalice.config import Config
+
+    if config is None:
+        config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    timeout = Config(chalice_stage=stage, function_name=WORKER, config_from_disk=dict(config)).lambda_timeout
+    return float(timeout or CHALICE_DEFAULT_LAMBDA_TIMEOUT)
+
+
+def _seconds(environ: Mapping[str, str], name: str, attribute: str) -> float | None:
+    """One timeout setting, parsed alone; None when it is unusable (``setting_errors`` says so)."""
+    try:
+        return float(getattr(Settings.from_env({name: environ.get(name, "")}), attribute))
+    except SettingsError:
+        return None
+
+
+def timeout_errors(environ: Mapping[str, str], lambda_timeout: float) -> list[Finding]:
+    """The time limits that do not fit together, one finding each."""
+    findings = []
+    answer = _seconds(environ, "ANSWER_TIMEOUT_SECONDS", "answer_timeout_seconds")
+    step = _seconds(environ, "OPENAI_TIMEOUT_SECONDS", "openai_timeout_seconds")
+    where = f"the worker's lambda_timeout ({lambda_timeout:g} s in .chalice/config.json)"
+    if lambda_timeout > LAMBDA_MAX_TIMEOUT:
+        findings.append(Finding("error", f"{where} must be at most {LAMBDA_MAX_TIMEOUT} s: Lambda allows no more"))
+    if answer is not None and lambda_timeout <= answer:
+        # Lambda would kill the worker mid-answer: no error reply, and the user waits in vain.
+        findings.append(
+            Finding(
+                "error",
+                f"{where} must be above ANSWER_TIMEOUT_SECONDS ({answer:g} s), or Lambda stops the worker before "
+                "an answer's own deadline; raise it (at most 900) or lower ANSWER_TIMEOUT_SECONDS",
+            )
+        )
+    if answer is not None and step is not None and step > answer:
+        findings.append(
+            Finding(
+                "error",
+                f"OPENAI_TIMEOUT_SECONDS ({step:g} s, one LLM step) must not exceed ANSWER_TIMEOUT_SECONDS "
+                f"({answer:g} s, the whole answer)",
+            )
+        )
+    return findings
+
+
+def configuration_errors(environ: Mapping[str, str], lambda_timeout: float) -> list[Finding]:
+    """Every unusable setting and every time limit that does not fit, one finding each."""
+    return setting_errors(environ) + timeout_errors(environ, lambda_timeout)
+
+
+def check(
+    environ: Mapping[str, str],
+    aws_problem: Callable[[], str | None] = check_aws.problem,
+    lambda_timeout: float | None = None,
+) -> list[Finding]:
+    """Everything a local run with ``environ`` lacks, worst first within each secret's line;
+    with the worker's ``lambda_timeout``, the time limits too."""
+    findings = setting_errors(environ) if lambda_timeout is None else configuration_errors(environ, lambda_timeout)
     # These settings are plain strings, never refused: parsing them alone cannot raise.
     settings = Settings.from_env({name: environ[name] for name in SECRET_SETTINGS if name in environ})
     missing = [
@@ -141,7 +208,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     if stage not in stages:
         print(f"error: stage {stage!r} is not in .chalice/config.json (stages: {', '.join(stages)})", file=sys.stderr)
         return 2
-    findings = check(local_environment(stage, environ))
+    findings = check(local_environment(stage, environ), lambda_timeout=worker_lambda_timeout(stage))
     for finding in findings:
         print(finding, file=sys.stderr)
     return 1 if any(finding.level == "error" for finding in findings) else 0

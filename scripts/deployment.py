@@ -23,8 +23,15 @@ Contract:
   the variable's value, else empty, which means no cap) and a condition, so that the worker
   gets ``ReservedConcurrentExecutions`` only when the parameter is set.
 - ``preflight`` checks, without calling AWS, that the stage exists, that boto3 finds AWS
-  credentials and a region, and that ``WORKER_MAX_CONCURRENCY`` and ``YES`` are usable; each
-  failure is one line and exit 1, before anything is built, deployed or deleted.
+  credentials and a region, that ``WORKER_MAX_CONCURRENCY`` and ``YES`` are usable, and that
+  the configuration each function would be deployed with works: every setting in the
+  environment Chalice gives it (the stage's and the function's ``environment_variables`` in
+  ``.chalice/config.json``; the shell's environment is not deployed, so it is not read) is
+  usable, and the time limits fit (the worker's ``lambda_timeout`` above
+  ``ANSWER_TIMEOUT_SECONDS`` and at most 900, ``OPENAI_TIMEOUT_SECONDS`` not above
+  ``ANSWER_TIMEOUT_SECONDS``), as ``scripts/check_local.py`` checks them for ``make run``.
+  Each failure is one line (``error: ...``, never a secret) and exit 1, before anything is
+  built, deployed or deleted.
 - The claims table (job claims and per-user counts, one table per stage) is named by the
   worker's ``IDEMPOTENCY_TABLE`` in ``.chalice/config.json`` (``mameka-<stage>-claims``), which
   Chalice gives the worker only. Its schema: partition key ``pk`` (S), no sort key, on-demand
@@ -75,6 +82,7 @@ sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/dep
 sys.path.insert(0, str(ROOT / "scripts"))  # for check_aws, also when a test imports this file by path
 
 import check_aws  # noqa: E402
+import check_local  # noqa: E402  (the settings and time limits, checked as for `make run`)
 
 from chalicelib.claims import KEY_ATTRIBUTE, TTL_ATTRIBUTE  # noqa: E402  (the schema the worker writes)
 from chalicelib.dispatch import WORKER  # noqa: E402  (the @app.lambda_function name)
@@ -488,9 +496,36 @@ def preflight(stage: str, environ: Mapping[str, str]) -> None:
     stage_config(stage)
     worker_max_concurrency(environ)
     delete_answer(environ)
+    problems = configuration_problems(stage)
     missing = check_aws.problem()
     if missing:
-        raise DeployError(f"cannot use AWS: {missing}")
+        problems.append(f"cannot use AWS: {missing}")
+    if problems:
+        # main() prints "error: " before the message: one such line per problem.
+        raise DeployError("\nerror: ".join(problems))
+
+
+def configuration_problems(stage: str) -> list[str]:
+    """What would not work in the functions as deployed: each one's own environment (Chalice
+    merges the stage's variables and the function's; nothing comes from this shell), every
+    setting checked, and the time limits; one line per problem, each said once."""
+    from chalice.config import Config
+
+    config = load_config()
+    lambda_timeout = check_local.worker_lambda_timeout(stage, config)
+    problems: list[str] = []
+    for function in ("api_handler", WORKER):  # Chalice's name for the HTTP function, and app.py's worker
+        deployed = Config(chalice_stage=stage, function_name=function, config_from_disk=config).environment_variables
+        # The time limits are the worker's own: its variables, against its lambda_timeout.
+        findings = (
+            check_local.configuration_errors(deployed, lambda_timeout)
+            if function == WORKER
+            else check_local.setting_errors(deployed)
+        )
+        for finding in findings:
+            if finding.text not in problems:
+                problems.append(finding.text)
+    return problems
 
 
 def main(argv: list[str]) -> int:

@@ -56,6 +56,7 @@ def new_container() -> None:
     secrets._cache = secrets.ParameterCache()
     aws.client.cache_clear()
     llm._client.cache_clear()
+    llm.reset_rejected_parameters()
     claims._store = None
     limits._memory = limits.MemoryCounts()
 

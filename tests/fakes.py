@@ -62,8 +62,14 @@ class StreamReply:
       failure or a crashed proxy looks to the client;
     - ``close_cleanly_after``: the body ends properly, without finish_reason or [DONE];
     - ``stall_after``: nothing more is sent until the client hangs up (or the server stops);
-    - ``garbage_after``: an event whose data is not JSON, then the stream carries on;
+    - ``garbage_after``: an event whose data is ``garbage`` (by default not JSON), then the
+      stream carries on;
     - ``error_after``: an ``{"error": ...}`` event, as OpenAI sends for a failure mid-stream.
+
+    ``pause_after`` is no cut: nothing is sent for ``pause_seconds``, then the stream carries on
+    (it can be combined with one cut). ``wait_before`` is a silence between the headers and the
+    first (role-only) chunk, as a reasoning model thinks. Both end early when the client hangs
+    up (``outcome`` "client_gone") or the server stops.
 
     ``outcome`` says how the answer ended on the server's side ("done", "broken", "closed",
     "client_gone", "server_stopped"); ``ended`` is set then, so tests can wait on it.
@@ -76,7 +82,11 @@ class StreamReply:
     close_cleanly_after: int | None = None
     stall_after: int | None = None
     garbage_after: int | None = None
+    garbage: bytes = b"<html>502 Bad Gateway</html>"  # the data of garbage_after's event
     error_after: int | None = None
+    pause_after: int | None = None
+    pause_seconds: float = 0.0
+    wait_before: float = 0.0
     model: str = "fake-model"
     usage: tuple[int, int] = (11, 7)  # prompt_tokens, completion_tokens
     status: int = 200
@@ -194,10 +204,15 @@ class FakeServer:
                 for name, value in reply.headers.items():
                     self.send_header(name, value)
                 self.end_headers()
+                self.wfile.flush()
+                if reply.wait_before and (gone := self.quiet(reply.wait_before)):
+                    return gone
                 self.event(reply.delta_chunk({"role": "assistant", "content": ""}))
                 # A pass per delta, one after the last and one after the finish_reason chunk: a cut
                 # counted as len(deltas) + 1 comes when the text is complete but usage and [DONE] are not.
                 for sent in range(len(reply.deltas) + 2):
+                    if sent == reply.pause_after and (gone := self.quiet(reply.pause_seconds)):
+                        return gone
                     if sent == reply.break_after:
                         return self.drop()
                     if sent == reply.close_cleanly_after:
@@ -211,7 +226,7 @@ class FakeServer:
                             self.event(reply.delta_chunk({}, reply.finish_reason))
                         continue
                     if sent == reply.garbage_after:
-                        self.chunked(b"data: <html>502 Bad Gateway</html>\n\n")
+                        self.chunked(b"data: " + reply.garbage + b"\n\n")
                     if sent == reply.error_after:
                         self.event({"error": {"message": "The server had an error", "type": "server_error"}})
                     if sent and reply.delay and server._stopping.wait(reply.delay):
@@ -239,6 +254,21 @@ class FakeServer:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return outcome
+
+            def quiet(self, seconds: float) -> str | None:
+                """Send nothing for ``seconds``; None, or how the answer ended if it ended meanwhile.
+
+                Waits on the client's hang-up and the server's stop, never through either.
+                """
+                until = time.monotonic() + seconds
+                while (left := until - time.monotonic()) > 0:
+                    if server._stopping.is_set():
+                        return self.drop("server_stopped")
+                    readable, _, _ = select.select([self.connection], [], [], min(left, 0.05))
+                    if readable and not self.connection.recv(65536):
+                        self.close_connection = True
+                        return "client_gone"
+                return None
 
             def stall(self) -> str:
                 """Send nothing more until the client hangs up or the server stops.
@@ -314,6 +344,56 @@ def echo_llm(received: Received) -> Reply | StreamReply:
     if request.get("stream"):
         return StreamReply(deltas=split_deltas(answer))
     return Reply(200, chat_completion(answer))
+
+
+REJECTION_STYLES = ("unsupported_parameter", "unsupported_value", "unrecognized")
+
+
+def rejecting(
+    param: str,
+    style: str = "unsupported_parameter",
+    otherwise: Callable[[Received], Reply | StreamReply] = echo_llm,
+) -> Callable[[Received], Reply | StreamReply]:
+    """A default handler for a model or server that refuses ``param``: any request that carries it
+    gets a 400 in ``style``, whole or streamed; any other is answered by ``otherwise`` (the echo).
+
+    The styles are how the refusal arrives: OpenAI's ``unsupported_parameter`` (a parameter the
+    model does not take) and ``unsupported_value`` (above all a temperature a reasoning model
+    refuses), both naming it in ``error.param``; and ``unrecognized``, which some compatible
+    servers send with the name only in the message. Chain them with ``otherwise``.
+    """
+    if style not in REJECTION_STYLES:
+        raise ValueError(f"unknown rejection style {style!r}")
+
+    def handle(received: Received) -> Reply | StreamReply:
+        request = received.json()
+        if param not in request:
+            return otherwise(received)
+        if style == "unrecognized":
+            error = {
+                "message": f"Unrecognized request argument supplied: {param}",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        elif style == "unsupported_value":
+            error = {
+                "message": f"Unsupported value: '{param}' does not support {json.dumps(request[param])} with "
+                "this model. Only the default (1) value is supported.",
+                "type": "invalid_request_error",
+                "param": param,
+                "code": "unsupported_value",
+            }
+        else:
+            error = {
+                "message": f"Unsupported parameter: '{param}' is not supported with this model.",
+                "type": "invalid_request_error",
+                "param": param,
+                "code": "unsupported_parameter",
+            }
+        return Reply(400, {"error": error})
+
+    return handle
 
 
 def fake_openai() -> FakeServer:

@@ -147,6 +147,57 @@ def test_each_unusable_setting_is_an_error_in_settings_own_words() -> None:
     assert_no_secret(result.stdout, result.stderr)
 
 
+def test_time_limits_that_do_not_fit_stop_the_run_one_line_each() -> None:
+    """Before, `make run` started, and a worker whose answers outlast its lambda_timeout was killed mid-answer."""
+    limits = {"ANSWER_TIMEOUT_SECONDS": "400", "OPENAI_TIMEOUT_SECONDS": "500"}  # config.json's worker: 360 s
+    result = run_check(base_env(**ALL_SECRETS, **limits))
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: the worker's lambda_timeout (360 s in .chalice/config.json) must be above ANSWER_TIMEOUT_SECONDS "
+        "(400 s), or Lambda stops the worker before an answer's own deadline; raise it (at most 900) or lower "
+        "ANSWER_TIMEOUT_SECONDS",
+        "error: OPENAI_TIMEOUT_SECONDS (500 s, one LLM step) must not exceed ANSWER_TIMEOUT_SECONDS "
+        "(400 s, the whole answer)",
+    ]
+
+
+def test_a_bad_time_limit_is_said_once_in_settings_own_words() -> None:
+    result = run_check(base_env(**ALL_SECRETS, ANSWER_TIMEOUT_SECONDS="long", OPENAI_TIMEOUT_SECONDS="600"))
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["error: ANSWER_TIMEOUT_SECONDS must be a number, got 'long'"]
+
+
+@pytest.mark.parametrize(
+    ("config", "seconds"),
+    [
+        ({"lambda_functions": {"worker": {"lambda_timeout": 360}}, "stages": {"dev": {}}}, 360),
+        ({"lambda_timeout": 200, "stages": {"dev": {"lambda_functions": {"worker": {"lambda_timeout": 500}}}}}, 500),
+        ({"stages": {"dev": {}}}, 60),  # unset: Chalice's default
+    ],
+)
+def test_the_workers_lambda_timeout_is_looked_up_as_chalice_does(config: dict, seconds: float) -> None:
+    assert script().worker_lambda_timeout("dev", config) == seconds
+
+
+@pytest.mark.parametrize(
+    ("lambda_timeout", "environ", "problems"),
+    [
+        (360, {}, []),
+        (301, {"OPENAI_TIMEOUT_SECONDS": "300"}, []),  # equal to the answer's: one step may take it all
+        (300, {}, ["must be above ANSWER_TIMEOUT_SECONDS (300 s)"]),
+        (901, {}, ["must be at most 900 s"]),
+        (900, {"ANSWER_TIMEOUT_SECONDS": "900"}, ["must be above ANSWER_TIMEOUT_SECONDS (900 s)"]),
+        (120, {"ANSWER_TIMEOUT_SECONDS": "100", "OPENAI_TIMEOUT_SECONDS": "100.5"}, ["must not exceed"]),
+    ],
+)
+def test_time_limits(lambda_timeout: float, environ: dict[str, str], problems: list[str]) -> None:
+    findings = script().timeout_errors(environ, lambda_timeout)
+    assert [finding.level for finding in findings] == ["error"] * len(problems)
+    assert all(problem in finding.text for problem, finding in zip(problems, findings, strict=True))
+
+
 def test_unknown_stage_is_a_usage_error() -> None:
     result = run_check(base_env(**ALL_SECRETS), "staging")
 

@@ -274,13 +274,54 @@ def test_llm_failures_over_http_end_in_one_plain_line(
         ":warning: The bot's OpenAI API key was rejected. Please tell the bot's admin."
     ]
 
-    openai_server.script = [StreamReply(["半分だけ", "の答え"], break_after=2)]
+    # Broken after text was shown, with no retry left: the text stays, and one line says why.
+    openai_server.script = [StreamReply(["半分だけ", "の答え", "…"], break_after=2) for _ in range(3)]
     during = slack_requests.new_ts()
     send(local_server, slack_api, slack_requests.mention_event("hi", ts=during), 2)
     answer, notice = bot_texts(slack_api, CHANNEL, during)
     assert answer == "半分だけの答え"
     assert notice.startswith(":warning: The answer above was cut short")
     assert OPENAI_KEY not in local_server.log.read_text()
+
+
+def test_broken_streams_are_asked_again_and_replaced_over_http(
+    local_server: LocalServer, slack_api: FakeSlackAPI, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
+    """A mention, a DM and a slash command whose first stream breaks after text: one whole answer each."""
+    whole = "もう一度聞いた、全部の答え。"
+    for answers, body in enumerate(
+        [slack_requests.mention_event("hi", ts=slack_requests.new_ts()), slack_requests.dm_event("hi")], start=1
+    ):
+        openai_server.script = [StreamReply(["壊れる", "答え", "…"], close_cleanly_after=2), StreamReply([whole])]
+        send(local_server, slack_api, body, answers)
+        event = json.loads(body)["event"]
+        assert bot_texts(slack_api, event["channel"], event["ts"]) == [whole]
+
+    openai_server.script = [StreamReply(["壊れる", "答え", "…"], break_after=2), StreamReply([whole])]
+    path = response_path()
+    assert local_server.command("hi", slack_server.url + path).status_code == 200
+    [reply] = slack_server.wait_for(path)
+    assert reply.json()["text"] == "```hi```\n" + whole
+    lines = local_server.wait_for_log("answer", 3)
+    assert [(line["outcome"], line["attempts"]) for line in lines] == [("answered", 2)] * 3
+    assert len(slack_server.requests_to(path)) == 1
+
+
+def test_the_models_broadcast_mentions_are_defused_over_http(
+    local_server: LocalServer, slack_api: FakeSlackAPI, slack_server: FakeServer, openai_server: FakeServer
+) -> None:
+    injected = ["<!here> <!channel> <", "!everyone> <!subteam^S1> ", "<@U0FRIEND>"]
+    openai_server.script = [StreamReply(injected)]
+    ts = slack_requests.new_ts()
+    send(local_server, slack_api, slack_requests.mention_event("hi", ts=ts), 1)
+    [text] = bot_texts(slack_api, CHANNEL, ts)
+    assert "<!" not in text and "<@U0FRIEND>" in text
+
+    openai_server.script = [StreamReply(injected)]
+    path = response_path()
+    local_server.command("hi", slack_server.url + path)
+    [reply] = slack_server.wait_for(path)
+    assert "<!" not in reply.json()["text"] and "<@U0FRIEND>" in reply.json()["text"]
 
 
 def test_a_30000_character_answer_over_http_arrives_whole(

@@ -25,7 +25,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from devkit import slack_requests
-from devkit.fake_slack_api import FAKE_BOT_TOKEN, MAX_MARKDOWN_CHARS, Call, FakeSlackAPI
+from devkit.fake_slack_api import (
+    FAKE_BOT_TOKEN,
+    FALLBACK_TEXT_CHARS,
+    MAX_MARKDOWN_CHARS,
+    STREAMING_STATE_CONFLICT,
+    TOMBSTONE_TEXT,
+    Call,
+    FakeSlackAPI,
+)
 from tests.conftest import ROOT
 
 CHANNEL = "C2147483705"
@@ -292,7 +300,8 @@ def test_a_plain_get_with_a_query_string_works(slack: FakeSlackAPI) -> None:
     assert answer["ok"] and [m["text"] for m in answer["messages"]] == ["root"]
 
     with pytest.raises(urllib.error.HTTPError) as raised:
-        opener.open(urllib.request.Request(f"{slack.url}chat.delete", data=b"", method="POST"), timeout=10)
+        # (chat.delete was the unknown method here until the fake served it.)
+        opener.open(urllib.request.Request(f"{slack.url}chat.scheduleMessage", data=b"", method="POST"), timeout=10)
     assert raised.value.code == 404
     assert json.loads(raised.value.read())["error"] == "unknown_method"
 
@@ -418,6 +427,233 @@ def test_seeding_from_an_event_body_builds_the_thread_the_bot_reads(slack: FakeS
     thread_ts = slack.add_event(started)
     [root] = slack.thread(DM, thread_ts or "")
     assert root.subtype == "assistant_app_thread" and root.user == USER
+
+
+# --- chat.delete, stream age, updates while streaming, answers stored in blocks -------------------------------------
+
+
+class Clock:
+    """The fake's clock, moved by hand: a stream ages without anyone waiting."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_delete_removes_the_bots_message_only(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(CHANNEL, "<@UBOT0001> question", user=USER)
+    answer = client.chat_postMessage(channel=CHANNEL, thread_ts=root, text="answer")["ts"]
+    later = slack.add_message(CHANNEL, "thanks", user=USER, thread_ts=root)
+    assert refusal(lambda: client.chat_delete(channel=CHANNEL, ts=root)) == "cant_delete_message"
+    assert refusal(lambda: client.chat_delete(channel=CHANNEL, ts="1.000001")) == "message_not_found"
+
+    deleted = client.chat_delete(channel=CHANNEL, ts=answer)
+    assert (deleted["channel"], deleted["ts"]) == (CHANNEL, answer)
+    assert slack.visible_text(CHANNEL, root) == ["<@UBOT0001> question", "thanks"]
+    assert slack.text_of(CHANNEL, answer) is None and slack.text_of(CHANNEL, later) == "thanks"
+    texts = [m["text"] for m in client.conversations_replies(channel=CHANNEL, ts=root)["messages"]]
+    assert texts == ["<@UBOT0001> question", "thanks"]
+    assert refusal(lambda: client.chat_delete(channel=CHANNEL, ts=answer)) == "message_not_found"  # a second time
+
+    # A deleted stream is gone: appending to it finds nothing.
+    stream = client.chat_startStream(
+        channel=CHANNEL, thread_ts=root, markdown_text="x", recipient_user_id=USER, recipient_team_id=TEAM
+    )["ts"]
+    client.chat_delete(channel=CHANNEL, ts=stream)
+    assert refusal(lambda: client.chat_appendStream(channel=CHANNEL, ts=stream, markdown_text="y")) == (
+        "message_not_found"
+    )
+
+
+def test_deleting_a_root_with_replies_leaves_slacks_tombstone(slack: FakeSlackAPI, client: WebClient) -> None:
+    own_root = client.chat_postMessage(channel=CHANNEL, text="the bot's own thread")["ts"]
+    slack.add_message(CHANNEL, "a reply", user=USER, thread_ts=own_root)
+    client.chat_delete(channel=CHANNEL, ts=own_root)
+    [root, reply] = client.conversations_replies(channel=CHANNEL, ts=own_root)["messages"]
+    assert (root["subtype"], root["text"], root["user"]) == ("tombstone", TOMBSTONE_TEXT, "USLACKBOT")
+    assert "bot_id" not in root and reply["text"] == "a reply"
+    assert slack.visible_text(CHANNEL, own_root) == [TOMBSTONE_TEXT, "a reply"]
+
+
+def test_a_stream_ends_at_its_max_age_even_while_appended_to() -> None:
+    clock = Clock()
+    with FakeSlackAPI(stream_max_age=300, clock=clock) as slack:
+        client = web(slack)
+        root = slack.add_message(DM, "hi", user=USER)
+        ts = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="one")["ts"]
+        for _ in range(3):  # appended every 100 s: never idle, and still it ends at 300 s
+            clock.now += 100
+            client.chat_appendStream(channel=DM, ts=ts, markdown_text=" more")
+        assert slack.thread(DM, root)[1].streaming
+        clock.now += 0.5
+        assert slack.thread(DM, root)[1].stream == "expired"  # observation sees the clock too
+        assert refusal(lambda: client.chat_appendStream(channel=DM, ts=ts, markdown_text=" lost")) == (
+            "message_not_in_streaming_state"
+        )
+        assert refusal(lambda: client.chat_stopStream(channel=DM, ts=ts, markdown_text=" lost")) == (
+            "message_not_in_streaming_state"
+        )
+        assert slack.text_of(DM, ts) == "one more more more"  # the text it had stays
+        newer = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="two")["ts"]
+        client.chat_appendStream(channel=DM, ts=newer, markdown_text=" ok")  # a new stream has its own age
+        client.chat_update(channel=DM, ts=ts, markdown_text="one more more more, finished")  # an ended stream updates
+        assert slack.visible_text(DM, root) == ["hi", "one more more more, finished", "two ok"]
+
+    with FakeSlackAPI(clock=clock) as slack:  # default: no age limit
+        client = web(slack)
+        root = slack.add_message(DM, "hi", user=USER)
+        ts = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="one")["ts"]
+        clock.now += 10_000
+        client.chat_stopStream(channel=DM, ts=ts, markdown_text=" two")
+        assert slack.text_of(DM, ts) == "one two"
+
+
+def test_update_of_a_message_still_streaming_is_refused_by_default(slack: FakeSlackAPI, client: WebClient) -> None:
+    assert slack.update_while_streaming is False
+    root = slack.add_message(DM, "hi", user=USER)
+    ts = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="part")["ts"]
+    assert refusal(lambda: client.chat_update(channel=DM, ts=ts, markdown_text="whole")) == STREAMING_STATE_CONFLICT
+    [message] = slack.bot_messages(DM, root)
+    assert (message.text, message.stream, message.edited) == ("part", "streaming", False)
+    client.chat_appendStream(channel=DM, ts=ts, markdown_text=" still streams")
+    # Stop first, then update: what works whichever way Slack behaves.
+    client.chat_stopStream(channel=DM, ts=ts)
+    client.chat_update(channel=DM, ts=ts, markdown_text="whole")
+    assert slack.text_of(DM, ts) == "whole"
+
+
+def test_update_of_a_message_still_streaming_can_be_allowed_and_ends_the_stream() -> None:
+    with FakeSlackAPI(update_while_streaming=True) as slack:
+        client = web(slack)
+        root = slack.add_message(DM, "hi", user=USER)
+        ts = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="part")["ts"]
+        client.chat_update(channel=DM, ts=ts, markdown_text="whole")
+        [message] = slack.bot_messages(DM, root)
+        assert (message.text, message.stream, message.edited) == ("whole", "stopped", True)
+        assert refusal(lambda: client.chat_appendStream(channel=DM, ts=ts, markdown_text="x")) == (
+            "message_not_in_streaming_state"
+        )
+        client.chat_update(channel=DM, ts=ts, markdown_text="again")  # later updates as for any message
+        assert slack.text_of(DM, ts) == "again"
+
+
+def test_streamed_answers_can_be_stored_in_blocks_with_a_short_fallback_text() -> None:
+    long_answer = "".join(f"段落{i}: " + "x" * 40 + "\n" for i in range(8))  # well over 100 characters
+    with FakeSlackAPI(streamed_as_blocks=True) as slack:
+        client = web(slack)
+        root = slack.add_message(DM, "hi", user=USER)
+        streamed = client.chat_startStream(channel=DM, thread_ts=root, markdown_text=long_answer[:50])["ts"]
+        client.chat_appendStream(channel=DM, ts=streamed, markdown_text=long_answer[50:])
+        client.chat_stopStream(channel=DM, ts=streamed)
+        posted = client.chat_postMessage(channel=DM, thread_ts=root, markdown_text=long_answer)["ts"]
+        plain = client.chat_postMessage(channel=DM, thread_ts=root, text="m" * 150)["ts"]
+        slack.add_message(DM, "u" * 150, user=USER, thread_ts=root)
+
+        messages = {m["ts"]: m for m in client.conversations_replies(channel=DM, ts=root)["messages"]}
+        for ts in (streamed, posted):
+            assert messages[ts]["text"] == long_answer[:FALLBACK_TEXT_CHARS]
+            assert messages[ts]["blocks"] == [{"type": "markdown", "text": long_answer}]
+        assert messages[plain]["text"] == "m" * 150 and "blocks" not in messages[plain]  # mrkdwn text: as it was
+        assert [m["text"] for m in messages.values() if m.get("user") == USER] == ["hi", "u" * 150]
+        # What a user sees is the whole answer.
+        assert slack.visible_text(DM, root) == ["hi", long_answer, long_answer, "m" * 150, "u" * 150]
+
+    with FakeSlackAPI() as slack:  # default: the whole text in `text`, no blocks
+        client = web(slack)
+        root = slack.add_message(DM, "hi", user=USER)
+        client.chat_postMessage(channel=DM, thread_ts=root, markdown_text=long_answer)
+        answer = client.conversations_replies(channel=DM, ts=root)["messages"][1]
+        assert answer["text"] == long_answer and "blocks" not in answer
+
+
+def test_replies_oldest_and_latest_keep_the_root_first(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(CHANNEL, "root", user=USER, ts="1700000000.000100")
+    for n in range(1, 5):
+        slack.add_message(CHANNEL, f"reply {n}", user=USER, thread_ts=root, ts=f"1700000000.00020{n}")
+
+    def texts(**arguments: Any) -> list[str]:
+        return [m["text"] for m in client.conversations_replies(channel=CHANNEL, ts=root, **arguments)["messages"]]
+
+    assert texts(oldest="1700000000.000202") == ["root", "reply 3", "reply 4"]
+    assert texts(oldest="1700000000.000202", inclusive=True) == ["root", "reply 2", "reply 3", "reply 4"]
+    assert texts(latest="1700000000.000203") == ["root", "reply 1", "reply 2"]
+    assert texts(oldest="1700000000.000201", latest="1700000000.000203", inclusive=True) == [
+        "root",
+        "reply 1",
+        "reply 2",
+        "reply 3",
+    ]
+    assert texts(oldest="1700000001") == ["root"]
+    assert texts(oldest="0") == ["root", "reply 1", "reply 2", "reply 3", "reply 4"]
+    assert refusal(lambda: client.conversations_replies(channel=CHANNEL, ts=root, oldest="yesterday")) == (
+        "invalid_ts_oldest"
+    )
+    assert refusal(lambda: client.conversations_replies(channel=CHANNEL, ts=root, latest="1.2.3")) == (
+        "invalid_ts_latest"
+    )
+
+
+def test_a_dropped_connection_before_the_post_took_effect(slack: FakeSlackAPI) -> None:
+    """ "drop": the client is as unsure as after "disconnect", but nothing happened."""
+    slack.fail_next("chat.postMessage", "drop")
+    with pytest.raises((http.client.RemoteDisconnected, urllib.error.URLError, ConnectionError)):
+        web(slack, retry_handlers=[]).chat_postMessage(channel=CHANNEL, text="never")
+    assert slack.messages(CHANNEL) == []
+    [call] = slack.calls_to("chat.postMessage")
+    assert call.dropped and not call.ok and call.error == "drop"
+
+    slack.fail_next("chat.postMessage", "drop")
+    web(slack).chat_postMessage(channel=CHANNEL, text="once")  # slack_sdk's default retry: this time it is right
+    assert [m.text for m in slack.messages(CHANNEL)] == ["once"]
+    assert [(c.dropped, c.ok) for c in slack.calls_to("chat.postMessage")[1:]] == [(True, False), (False, True)]
+
+
+@pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing:UserWarning")  # a no_text call
+def test_fail_next_after_fails_a_later_call(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(CHANNEL, "root", user=USER)
+    for n in range(5):
+        slack.add_message(CHANNEL, f"reply {n}", user=USER, thread_ts=root)
+    slack.fail_next("conversations.replies", "internal_error", after=1)  # the second page
+    first = client.conversations_replies(channel=CHANNEL, ts=root, limit=2)
+    assert first["has_more"]
+    cursor = first["response_metadata"]["next_cursor"]
+    assert refusal(lambda: client.conversations_replies(channel=CHANNEL, ts=root, limit=2, cursor=cursor)) == (
+        "internal_error"
+    )
+    again = client.conversations_replies(channel=CHANNEL, ts=root, limit=2, cursor=cursor)  # only one was scripted
+    assert [m["text"] for m in again["messages"]] == ["reply 1", "reply 2"]
+    assert [c.error for c in slack.calls_to("conversations.replies")] == [None, "internal_error", None]
+
+    # The calls let through are counted whatever they answer, and other methods are not counted.
+    slack.fail_next("chat.postMessage", "ratelimited", retry_after=0, after=2, count=2)
+    assert refusal(lambda: client.chat_postMessage(channel=CHANNEL)) == "no_text"  # let through: it counts
+    client.auth_test()
+    client.chat_postMessage(channel=CHANNEL, text="second")
+    for _ in range(2):
+        with pytest.raises(SlackApiError) as raised:
+            client.chat_postMessage(channel=CHANNEL, text="limited")
+        assert raised.value.response.status_code == 429
+    client.chat_postMessage(channel=CHANNEL, text="fifth")
+    assert [m.text for m in slack.messages(CHANNEL) if m.bot_id] == ["second", "fifth"]
+    with pytest.raises(ValueError):
+        slack.fail_next("chat.postMessage", after=-1)
+
+
+def test_text_of_and_visible_text_follow_updates_deletes_and_appends(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(DM, "question", user=USER)
+    posted = client.chat_postMessage(channel=DM, thread_ts=root, text="draft")["ts"]
+    client.chat_update(channel=DM, ts=posted, markdown_text="final")
+    streamed = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="a")["ts"]
+    client.chat_appendStream(channel=DM, ts=streamed, chunks=[{"type": "markdown_text", "text": "b"}])
+    assert slack.text_of(DM, streamed) == "ab"  # a stream still open shows what it has so far
+    client.chat_stopStream(channel=DM, ts=streamed, markdown_text="c")
+    gone = client.chat_postMessage(channel=DM, thread_ts=root, text="oops")["ts"]
+    client.chat_delete(channel=DM, ts=gone)
+    assert [slack.text_of(DM, ts) for ts in (root, posted, streamed, gone)] == ["question", "final", "abc", None]
+    assert slack.visible_text(DM, root) == ["question", "final", "abc"]
+    assert slack.text_of("D0NOWHERE", root) is None
 
 
 # --- the command line -------------------------------------------------------------------------------------------------

@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import time
 
+import boto3
+import pytest
+from botocore.stub import Stubber
+from chalice.test import Client
 from moto import mock_aws
 
+from app import app
+from chalicelib import aws
 from chalicelib.gateway import handle_event, handle_slash_command
 from devkit import slack_requests
-from tests.conftest import SIGNING_SECRET, command_form, signed_headers
+from tests.conftest import ROOT, SIGNING_SECRET, command_form, signed_headers
 from tests.fakes import FakeServer, Reply
 
 ENV = {"SLACK_SIGNING_SECRET": SIGNING_SECRET}
@@ -86,8 +92,6 @@ def test_rejected_requests_are_logged_too(capsys) -> None:
 def test_debug_logging_never_shows_the_secret_from_ssm(caplog) -> None:
     import logging
 
-    import boto3
-
     with mock_aws():
         boto3.client("ssm").put_parameter(Name="/slack/signing-secret", Value=SIGNING_SECRET, Type="SecureString")
         with caplog.at_level(logging.DEBUG):
@@ -117,9 +121,10 @@ def test_an_event_that_cannot_be_dispatched_is_a_503_so_that_slack_delivers_it_a
 
 
 def test_an_event_with_a_broken_setup_is_acknowledged_and_logged(capsys, caplog) -> None:
-    status, body = call_event({**ENV, "MAX_HISTORY_MESSAGES": "many"}, slack_requests.mention_event("hi"))
+    # A setting the HTTP function itself uses (a worker-only one no longer stops it: see below).
+    status, body = call_event({**ENV, "MAX_INPUT_CHARS": "many"}, slack_requests.mention_event("hi"))
     assert (status, body) == (200, {})
-    assert "MAX_HISTORY_MESSAGES must be a number" in caplog.text
+    assert "MAX_INPUT_CHARS must be a number" in caplog.text
     assert log_line(capsys.readouterr().out)["outcome"] == "not_configured"
 
 
@@ -157,8 +162,6 @@ def test_a_rotated_signing_secret_is_picked_up_by_a_warm_container(lambda_server
         return handle_slash_command(headers, body, env, "req-r")[0]
 
     with mock_aws():
-        import boto3
-
         ssm = boto3.client("ssm")
         ssm.put_parameter(Name="/s", Value="the-old-secret", Type="SecureString")
         assert call_with("the-old-secret") == 200  # read once and cached
@@ -167,3 +170,89 @@ def test_a_rotated_signing_secret_is_picked_up_by_a_warm_container(lambda_server
         ssm.put_parameter(Name="/s", Value="the-newest-secret", Type="SecureString", Overwrite=True)
         assert call_with("the-newest-secret") == 401  # but only once a minute: forgers cannot flood SSM
         assert call_with("the-new-secret") == 200
+
+
+# --- SSM busy is not "not set up" -------------------------------------------------------------
+
+
+BUSY = ":warning: The bot is busy right now, so it can't answer yet. Please try again in a minute."
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [("ThrottlingException", 400), ("TooManyUpdates", 400), ("InternalServerError", 500), ("ServiceUnavailable", 503)],
+)
+def test_a_signing_secret_ssm_cannot_give_for_now_is_busy_not_not_set_up(capsys, code: str, status: int) -> None:
+    """Before, a throttled SSM told the user "not set up" and Slack never redelivered the event.
+    moto cannot throttle: botocore's Stubber answers for SSM here, on the container's own client."""
+    body = command_form("hi", "https://hooks.slack.com/commands/T/1/x")
+    event = slack_requests.mention_event("hi")
+    with Stubber(aws.client("ssm")) as ssm:
+        for _ in range(2):  # one answer per request: a cold container holds no value to fall back on
+            ssm.add_client_error("get_parameter", service_error_code=code, http_status_code=status)
+        command_status, message = handle_slash_command(lower(signed_headers(body)), body, {}, "req-b")
+        event_status, event_body = handle_event(lower(signed_headers_for_json(event)), event, {}, "req-e")
+        ssm.assert_no_pending_responses()
+
+    assert (command_status, message) == (200, {"response_type": "ephemeral", "text": BUSY})
+    assert (event_status, event_body) == (503, {"error": "secrets are unavailable for now"})  # Slack delivers it again
+    command_line, event_line = log_lines(capsys.readouterr().out)
+    assert (command_line["outcome"], command_line["status"]) == ("secrets_unavailable", 200)
+    assert (event_line["outcome"], event_line["status"]) == ("secrets_unavailable", 503)
+
+
+def test_a_missing_or_forbidden_signing_secret_is_still_not_set_up(capsys) -> None:
+    event = slack_requests.mention_event("hi")
+    with mock_aws():  # no such parameter
+        assert call_event({}, event) == (200, {})
+    with Stubber(aws.client("ssm")) as ssm:  # moto grants everything: access denied comes from the Stubber
+        ssm.add_client_error("get_parameter", service_error_code="AccessDeniedException", http_status_code=400)
+        status, message = call({})
+    assert status == 200 and "not set up correctly" in message["text"]
+    assert [line["outcome"] for line in log_lines(capsys.readouterr().out)] == ["not_configured", "not_configured"]
+
+
+# --- worker-only settings never stop the HTTP function -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("SUGGESTED_PROMPTS", "["), ("OPENAI_TEMPERATURE", "warm"), ("MAX_HISTORY_MESSAGES", "many")],
+)
+def test_a_bad_worker_only_setting_never_stops_verification_or_the_ack(
+    lambda_server: FakeServer, monkeypatch, capsys, name: str, value: str
+) -> None:
+    """Before, any bad setting made every request "not set up": even url_verification failed,
+    so the app's events URL could not be verified. Only the worker, which uses it, refuses it."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    for variable, setting in {**ENV, "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", name: value}.items():
+        monkeypatch.setenv(variable, setting)
+    challenge = slack_requests.url_verification("c-42")
+    mention = slack_requests.mention_event("hi")
+    command = command_form("hi", "https://hooks.slack.com/commands/T/1/x")
+    with Client(app, stage_name="dev", project_dir=str(ROOT)) as client:  # the stage names the worker
+
+        def post(path: str, body: bytes, content_type: str, secret: str = SIGNING_SECRET):
+            headers = signed_headers(body, secret=secret, content_type=content_type)
+            return client.http.post(path, headers=headers, body=body)
+
+        verified = post("/slack/events", challenge, slack_requests.JSON)
+        forged = post("/slack/events", challenge, slack_requests.JSON, secret="not-the-secret")
+        mentioned = post("/slack/events", mention, slack_requests.JSON)
+        acknowledged = post("/slack/commands", command, slack_requests.FORM)
+
+    assert (verified.status_code, verified.json_body) == (200, {"challenge": "c-42"})
+    assert forged.status_code == 401
+    assert (mentioned.status_code, mentioned.json_body) == (200, {})
+    assert acknowledged.status_code == 200 and "Thinking about your question" in acknowledged.json_body["text"]
+    assert [invoke.json()["kind"] for invoke in lambda_server.received] == ["message", "slash_command"]
+    outcomes = [line["outcome"] for line in log_lines(capsys.readouterr().out)]
+    assert outcomes == ["url_verification", "invalid_signature", "dispatched", "dispatched"]
+
+
+def lower(headers: dict[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def log_lines(captured: str) -> list[dict]:
+    return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]

@@ -64,6 +64,53 @@ def test_an_answer_cut_at_the_output_cap_says_so(openai_server: FakeServer) -> N
     assert (answer.text, answer.finish_reason) == ("a long answ", "length")
 
 
+def finished(content: str | None, finish_reason: str | None) -> Reply:
+    """A whole answer with this content (None: the field is null) and finish_reason."""
+    body = chat_completion("unused")
+    body["choices"][0]["message"]["content"] = content
+    body["choices"][0]["finish_reason"] = finish_reason
+    return Reply(200, body)
+
+
+@pytest.mark.parametrize(
+    ("content", "finish_reason", "text"),
+    [
+        ("", "length", ""),  # a reasoning model that spent the whole cap thinking
+        (None, "length", ""),
+        (" \n", "length", " \n"),
+        ("", "content_filter", ""),
+        ("partly sa", "content_filter", "partly sa"),
+        ("an answer", "some_future_reason", "an answer"),  # unknown: returned as it came
+        ("", "some_future_reason", ""),
+    ],
+)
+def test_every_finish_reason_comes_back_with_whatever_text_there_is(
+    openai_server: FakeServer, content: str | None, finish_reason: str, text: str
+) -> None:
+    openai_server.script = [finished(content, finish_reason)]
+    answer = ask(openai_server)
+    assert (answer.text, answer.finish_reason, answer.text_chars) == (text, finish_reason, len(text))
+    assert (answer.tokens_in, answer.tokens_out) == (11, 7)
+    assert len(openai_server.received) == 1
+
+
+@pytest.mark.parametrize(("content", "finish_reason"), [("", "stop"), (None, "stop"), (" \n", "stop"), ("", None)])
+def test_an_empty_answer_that_claims_to_be_complete_is_unreadable(
+    openai_server: FakeServer, content: str | None, finish_reason: str | None
+) -> None:
+    openai_server.script = [finished(content, finish_reason)]
+    assert kind_of_failure(openai_server) == "unreadable"
+    assert len(openai_server.received) == 1
+
+
+def test_a_whole_answer_without_usage_leaves_the_token_counts_unknown(openai_server: FakeServer) -> None:
+    body = chat_completion("散歩道")
+    del body["usage"]
+    openai_server.script = [Reply(200, body)]
+    answer = ask(openai_server)
+    assert (answer.text, answer.text_chars, answer.tokens_in, answer.tokens_out) == ("散歩道", 3, None, None)
+
+
 @pytest.mark.parametrize("way", ["ask", "complete", "stream"])
 @pytest.mark.parametrize(("setting", "sent"), [(None, 2048), ("300", 300)])
 def test_every_request_caps_the_output_tokens(
@@ -273,6 +320,31 @@ def test_a_length_finish_is_not_an_error(openai_server: FakeServer) -> None:
     chat_stream = open_stream(openai_server)
     assert read_all(chat_stream) == (["long", " answ"], None)
     assert chat_stream.result.finish_reason == "length"
+
+
+@pytest.mark.parametrize(
+    ("deltas", "finish_reason"),
+    [
+        ([], "length"),  # the whole cap spent thinking: no text, and no error
+        ([], "content_filter"),
+        (["partly ", "sa"], "content_filter"),
+        (["an ", "answer"], "some_future_reason"),
+    ],
+)
+def test_a_stream_ends_well_with_any_finish_reason(
+    openai_server: FakeServer, deltas: list[str], finish_reason: str
+) -> None:
+    openai_server.script = [StreamReply(deltas=deltas, finish_reason=finish_reason)]
+    chat_stream = open_stream(openai_server)
+    assert read_all(chat_stream) == (deltas, None)
+    result = chat_stream.result
+    assert (result.finish_reason, result.text_chars, result.tokens_in, result.tokens_out) == (
+        finish_reason,
+        len("".join(deltas)),
+        11,
+        7,
+    )
+    assert (result.first_token_seconds is None) == (not deltas)
 
 
 @pytest.mark.parametrize(

@@ -163,8 +163,9 @@ def test_a_read_is_retried_after_the_connection_dropped(fake: FakeSlackAPI) -> N
     root = fake.add_message(CHANNEL, "question")
     fake.add_message(CHANNEL, "more", thread_ts=root)
     fake.fail_next("conversations.replies", "disconnect")
-    messages = web.thread_messages(make_client(fake), CHANNEL, root, 50)
+    messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 50)
     assert [m["text"] for m in messages] == ["question", "more"]
+    assert error is None
     assert len(fake.calls_to("conversations.replies")) == 2
 
 
@@ -263,17 +264,20 @@ def test_thread_messages_keeps_the_root_and_the_newest_replies(parent_on_every_p
         root = fake.add_message(CHANNEL, "root")
         for n in range(30):
             fake.add_message(CHANNEL, f"reply {n}", thread_ts=root, bot=n % 2 == 1)
-        messages = web.thread_messages(make_client(fake), CHANNEL, root, 10)
+        messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 10)
         assert [m["text"] for m in messages] == ["root"] + [f"reply {n}" for n in range(21, 30)]
+        assert error is None
         assert messages[1]["bot_id"] == fake.bot_id  # the bot's own answers come back as Slack shows them
         assert len(fake.calls_to("conversations.replies")) >= 5  # every page was read
 
-        assert [m["text"] for m in web.thread_messages(make_client(fake), CHANNEL, root, 1)] == ["root"]
+        only_root, error = web.thread_messages(make_client(fake), CHANNEL, root, 1)
+        assert [m["text"] for m in only_root] == ["root"] and error is None
 
 
 def test_thread_messages_of_a_thread_with_no_replies(fake: FakeSlackAPI) -> None:
     root = fake.add_message(CHANNEL, "alone")
-    assert [m["text"] for m in web.thread_messages(make_client(fake), CHANNEL, root, 50)] == ["alone"]
+    messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 50)
+    assert [m["text"] for m in messages] == ["alone"] and error is None
 
 
 def test_status_and_suggested_prompts(fake: FakeSlackAPI) -> None:
@@ -301,6 +305,190 @@ def test_post_update_and_a_stream(fake: FakeSlackAPI) -> None:
     web.append_stream(client, CHANNEL, stream_ts, "b")
     web.stop_stream(client, CHANNEL, stream_ts, "c")
     assert [(m.text, m.stream) for m in fake.bot_messages(CHANNEL, root)] == [("final", None), ("abc", "stopped")]
+
+
+# --- faults around the stream: idempotent writes, partial reads, a lost chat.startStream answer -----------------------
+
+
+@pytest.mark.parametrize("fault", ["disconnect", "drop"])
+def test_update_is_sent_again_after_a_dropped_connection(fake: FakeSlackAPI, fault: str) -> None:
+    # "disconnect": the first update landed, the second sets the same whole text; "drop": only the second lands.
+    client = make_client(fake)
+    root = fake.add_message(CHANNEL, "question")
+    ts = web.post(client, CHANNEL, root, markdown_text="draft")
+    fake.fail_next("chat.update", fault)
+    web.update(client, CHANNEL, ts, markdown_text="the whole answer")
+    calls = fake.calls_to("chat.update")
+    assert [(call.dropped, call.ok) for call in calls] == [(True, fault == "disconnect"), (False, True)]
+    assert fake.text_of(CHANNEL, ts) == "the whole answer"
+
+
+@pytest.mark.parametrize("fault", ["disconnect", "drop"])
+def test_delete_is_sent_again_after_a_dropped_connection(fake: FakeSlackAPI, fault: str) -> None:
+    client = make_client(fake)
+    root = fake.add_message(CHANNEL, "question")
+    ts = web.post(client, CHANNEL, root, markdown_text="wrong place")
+    fake.fail_next("chat.delete", fault)
+    web.delete(client, CHANNEL, ts)  # after "disconnect" the second finds nothing: deleted all the same
+    assert [call.error for call in fake.calls_to("chat.delete")] == [
+        None if fault == "disconnect" else "drop",
+        "message_not_found" if fault == "disconnect" else None,
+    ]
+    assert fake.text_of(CHANNEL, ts) is None
+    assert fake.visible_text(CHANNEL, root) == ["question"]
+
+
+def test_delete_counts_a_missing_message_as_deleted_and_refuses_others(fake: FakeSlackAPI) -> None:
+    client = make_client(fake)
+    root = fake.add_message(CHANNEL, "question")
+    web.delete(client, CHANNEL, "1700000000.000300")  # never there: nothing to do
+    with pytest.raises(web.SlackError) as caught:
+        web.delete(client, CHANNEL, root)  # the user's message
+    assert (caught.value.code, caught.value.method) == ("cant_delete_message", "chat.delete")
+    assert fake.visible_text(CHANNEL, root) == ["question"]
+
+
+def test_a_delete_that_does_not_fit_the_deadline_is_not_sent_again(fake: FakeSlackAPI) -> None:
+    fake.fail_next("chat.delete", "ratelimited", retry_after=30)
+    root = fake.add_message(CHANNEL, "question")
+    ts = web.post(make_client(fake), CHANNEL, root, text="x")
+    with pytest.raises(web.SlackError) as caught:
+        web.delete(make_client(fake, seconds=10), CHANNEL, ts)
+    assert caught.value.code == "ratelimited"
+    assert len(fake.calls_to("chat.delete")) == 1
+
+
+@pytest.mark.parametrize("method", ["chat.postMessage", "chat.startStream", "chat.appendStream"])
+@pytest.mark.parametrize("fault", ["disconnect", "drop"])
+def test_posts_and_stream_writes_are_never_sent_blindly_again(fake: FakeSlackAPI, method: str, fault: str) -> None:
+    # Whether the request landed is unknown to the client: a second post or append could show twice.
+    client = make_client(fake)
+    root = fake.add_message("D0123456", "question")
+    stream_ts = web.start_stream(client, "D0123456", root, "a")
+    fake.fail_next(method, fault)
+    with pytest.raises(web.SlackError) as caught:
+        if method == "chat.postMessage":
+            web.post(client, "D0123456", root, markdown_text="b")
+        elif method == "chat.startStream":
+            web.start_stream(client, "D0123456", root, "b")
+        else:
+            web.append_stream(client, "D0123456", stream_ts, "b")
+    assert caught.value.code == "connection"
+    assert len([call for call in fake.calls_to(method) if call.dropped or not call.ok]) == 1
+    assert fake.calls_to(method)[-1].dropped  # the dropped one was the last: not sent again
+
+
+def replies_thread(fake: FakeSlackAPI, replies: int = 12) -> str:
+    root = fake.add_message(CHANNEL, "root")
+    for n in range(replies):
+        fake.add_message(CHANNEL, f"reply {n}", thread_ts=root, bot=n % 3 == 2)
+    return root
+
+
+def test_thread_messages_keeps_the_pages_read_before_a_failure() -> None:
+    with FakeSlackAPI(page_size=5) as fake:
+        root = replies_thread(fake)
+        fake.fail_next("conversations.replies", "internal_error", after=1)  # the second page
+        messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 50)
+        assert [m["text"] for m in messages] == ["root"] + [f"reply {n}" for n in range(4)]
+        assert error is not None and (error.code, error.method) == ("internal_error", "conversations.replies")
+
+        # The newest of what was read, when that is more than max_messages.
+        fake.fail_next("conversations.replies", "internal_error", after=2)  # the third page
+        messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 4)
+        assert [m["text"] for m in messages] == ["root", "reply 6", "reply 7", "reply 8"]
+        assert error is not None and error.code == "internal_error"
+
+
+def test_thread_messages_first_page_failure_gives_nothing_and_the_error(fake: FakeSlackAPI) -> None:
+    root = replies_thread(fake)
+    fake.fail_next("conversations.replies", "channel_not_found")
+    messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 50)
+    assert messages == [] and error is not None and error.code == "channel_not_found"
+    bad = web.client("xoxb-wrong", fake.url, Deadline.in_seconds(30))
+    messages, error = web.thread_messages(bad, CHANNEL, root, 50)
+    assert messages == [] and error is not None and error.code == "invalid_auth"
+
+
+def test_thread_messages_waits_out_a_rate_limit_on_a_later_page() -> None:
+    with FakeSlackAPI(page_size=5) as fake:
+        root = replies_thread(fake)
+        fake.fail_next("conversations.replies", "ratelimited", retry_after=1, after=1)
+        started = time.monotonic()
+        messages, error = web.thread_messages(make_client(fake), CHANNEL, root, 50)
+        assert time.monotonic() - started >= 1.0  # Retry-After was honoured
+        assert error is None
+        assert [m["text"] for m in messages] == ["root"] + [f"reply {n}" for n in range(12)]
+        calls = fake.calls_to("conversations.replies")
+        assert [(call.status, call.error) for call in calls] == [(200, None), (429, "ratelimited"), (200, None)] + [
+            (200, None)
+        ] * (len(calls) - 3)
+        assert calls[1].params.get("cursor") == calls[2].params.get("cursor")  # the same page asked again
+
+
+def test_thread_messages_gives_up_on_a_rate_limit_longer_than_the_deadline() -> None:
+    with FakeSlackAPI(page_size=5) as fake:
+        root = replies_thread(fake)
+        fake.fail_next("conversations.replies", "ratelimited", retry_after=30, after=1)
+        started = time.monotonic()
+        messages, error = web.thread_messages(make_client(fake, seconds=10), CHANNEL, root, 50)
+        assert time.monotonic() - started < 2
+        assert error is not None and error.code == "ratelimited"
+        assert [m["text"] for m in messages] == ["root"] + [f"reply {n}" for n in range(4)]
+
+
+def test_find_own_message_finds_a_stream_whose_start_answer_was_lost() -> None:
+    with FakeSlackAPI(page_size=3) as fake:
+        client = make_client(fake)
+        root = fake.add_message(CHANNEL, "<@UBOT0001> question", user="U0001")
+        fake.add_message(CHANNEL, "an earlier answer", thread_ts=root, bot=True)
+        for n in range(6):
+            fake.add_message(CHANNEL, f"chat {n}", thread_ts=root, user="U0002")
+        job_ts = fake.add_message(CHANNEL, "<@UBOT0001> follow-up", thread_ts=root, user="U0001")
+        fake.add_message(CHANNEL, "from someone else, later", thread_ts=root, user="U0002")
+        assert web.find_own_message(client, CHANNEL, root, fake.bot_user_id, job_ts) is None
+
+        fake.fail_next("chat.startStream", "disconnect")  # the stream started; its ts never came back
+        with pytest.raises(web.SlackError) as caught:
+            web.start_stream(client, CHANNEL, root, "lost ", recipient_user_id="U0001", recipient_team_id="T0001")
+        assert caught.value.code == "connection"
+        fake.add_message(CHANNEL, "and a user after it", thread_ts=root, user="U0002")
+        calls_before = len(fake.calls_to("conversations.replies"))
+
+        found = web.find_own_message(client, CHANNEL, root, fake.bot_user_id, job_ts)
+        [streamed] = [m for m in fake.bot_messages(CHANNEL, root) if m.streaming]
+        assert found == streamed.ts
+        # Only the replies after the job were asked for: the root and 3 replies are 2 pages of 3,
+        # where the whole thread (12 messages) is 4.
+        reads = fake.calls_to("conversations.replies")[calls_before:]
+        assert len(reads) == 2 and all(read.params["oldest"] == job_ts for read in reads)
+
+        # Recovery as the notes say: stop the stream (safe to repeat), then set its whole text.
+        web.stop_stream(client, CHANNEL, found)
+        web.update(client, CHANNEL, found, markdown_text="the whole answer")
+        assert fake.visible_text(CHANNEL, root)[-2:] == ["the whole answer", "and a user after it"]
+
+
+def test_find_own_message_after_a_start_that_never_took_effect(fake: FakeSlackAPI) -> None:
+    client = make_client(fake)
+    root = fake.add_message("D0123456", "question")
+    fake.fail_next("chat.startStream", "drop")
+    with pytest.raises(web.SlackError):
+        web.start_stream(client, "D0123456", root, "never shown")
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root) is None
+    first = web.post(client, "D0123456", root, text="one")
+    second = web.post(client, "D0123456", root, text="two")
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root) == second
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, second) is None
+    assert web.find_own_message(client, "D0123456", root, "UOTHER", root) is None
+    assert first != second
+    calls = len(fake.calls)
+    with pytest.raises(web.SlackError) as caught:  # a SlackError, as every failure in web.py
+        web.find_own_message(client, "D0123456", root, fake.bot_user_id, "Ev0FUZZ")
+    assert caught.value.code == "invalid_arguments" and len(fake.calls) == calls  # nothing was sent
+    with pytest.raises(web.SlackError) as caught:
+        web.find_own_message(client, "D0123456", "1700000000.000999", fake.bot_user_id, root)
+    assert caught.value.code == "thread_not_found"
 
 
 class _UnknownCharset(BaseHTTPRequestHandler):

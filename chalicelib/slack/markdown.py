@@ -57,3 +57,22 @@ def _closes(line: str, opening: str) -> bool:
         and len(match.group(1)) >= len(fence)
         and not match.group(2).strip()
     )
+
+
+def defuse_broadcasts(text: str, previous: str = "") -> str:
+    """``text`` (Markdown for ``markdown_text``) with a zero-width space (U+200B) between every
+    ``<`` and ``!``, so that Slack cannot read a special mention in it (``<!channel>``,
+    ``<!here>``, ``<!everyone>``, ``<!subteam^…>``, any ``<!…>``): the model's text is not ours to
+    trust, and a prompt injection could otherwise ping a whole channel. ``previous`` is the text
+    sent before ``text`` in the same message (a stream arrives in pieces): when it ends with
+    ``<`` and ``text`` starts with ``!``, ``text`` starts with the zero-width space. Nothing else
+    changes: ``<@U…>`` mentions and ``<#C…>`` channel links still work, and the space is invisible
+    (code in which it lands, such as HTML's ``<!DOCTYPE html>``, reads the same but copies with it).
+
+    Joining the results for the pieces of any text, each given what came before it (as sent or
+    as written), gives that text with no ``<!`` in it; a result given again is returned as is.
+    """
+    zero_width_space = "\u200b"  # shows nothing; Slack's parser sees "<", then not "!"
+    if text.startswith("!") and previous.endswith("<"):
+        text = zero_width_space + text
+    return text.replace("<!", "<" + zero_width_space + "!")

@@ -21,8 +21,11 @@ Message = dict[str, Any]
 # Slack truncates text above 40,000 characters; stay clear of it with room for the question.
 MAX_TEXT_CHARS = 39_000
 TRUNCATED = "\n…(the answer was too long for Slack and was cut here)"
-# After an answer the model stopped at MAX_OUTPUT_TOKENS (finish_reason "length").
+# After an answer the model stopped at MAX_OUTPUT_TOKENS (finish_reason "length"), or the
+# provider's content filter stopped (finish_reason "content_filter").
 LENGTH_LIMITED = "\n…(the answer reached the length limit and was cut here)"
+FILTERED = "\n…(the AI service's content filter stopped the answer here, so it is incomplete)"
+ANSWER_TAILS = {"length": LENGTH_LIMITED, "content_filter": FILTERED}
 MAX_ECHOED_QUESTION_CHARS = 3000
 
 ERROR_TEXTS = {
@@ -37,7 +40,13 @@ ERROR_TEXTS = {
     "service_error": "The AI service had a problem answering. Please try again later.",
     "not_configured": "The bot is not set up correctly, so it can't answer. Please tell the bot's admin.",
     "cut_off": "The AI service stopped answering part-way. Please try again.",
+    "stalled": "The AI service stopped sending its answer part-way. Please try again.",
+    "output_limit": "The AI model used up its output limit (MAX_OUTPUT_TOKENS) before it wrote any answer. "
+    "Please tell the bot's admin, or ask something shorter.",
+    "content_filter": "The AI service's content filter stopped the answer. Please rephrase your question.",
     "slack_error": "Slack refused part of my answer, so it may be incomplete. Please try again.",
+    # A secret could not be read from SSM for now (throttled, timed out, unreachable): nothing to fix.
+    "secrets_busy": "The bot is busy right now, so it can't answer yet. Please try again in a minute.",
 }
 # Why an answer that was already streaming stopped early, said after what the user has.
 CUT_SHORT_REASONS = {
@@ -47,6 +56,9 @@ CUT_SHORT_REASONS = {
     "rate_limited": "the AI service is busy (rate limited)",
     "quota_exhausted": "the AI service's usage quota is used up",
     "unreadable": "the AI service sent something I couldn't read",
+    "stalled": "the AI service stopped sending it for too long",
+    "content_filter": "the AI service's content filter stopped it",
+    "service_error": "the AI service had a problem",
 }
 THINKING_STATUS = "is thinking…"
 TOO_LATE = "Sorry, I was too busy to get to your question in time. Please ask again."
@@ -89,18 +101,30 @@ def could_not_start() -> Message:
     return ephemeral(":warning: Sorry, I couldn't start working on your question. Please try again in a moment.")
 
 
-def not_configured() -> Message:
-    return error("not_configured")
+def not_configured(setting: str | None = None) -> Message:
+    """The "not set up" message, naming ``setting`` (a variable's name, never its value) when given."""
+    if setting is None:
+        return error("not_configured")
+    return ephemeral(
+        f":warning: The bot is not set up correctly ({setting} is invalid), so it can't answer. "
+        "Please tell the bot's admin."
+    )
+
+
+def busy() -> Message:
+    """A secret could not be read for now (SSM throttled or unreachable): ask again shortly."""
+    return error("secrets_busy")
 
 
 def answer(question: str, answer_markdown: str, response_type: str, finish_reason: str | None = None) -> Message:
-    """The question echoed, then the answer; ``finish_reason`` "length" adds the line that says it was cut."""
+    """The question echoed, then the answer; ``finish_reason`` "length" or "content_filter" adds
+    the line that says it was cut, and why."""
     tail = ""
-    if finish_reason == "length":
+    if finish_reason in ANSWER_TAILS:
         fence = markdown.open_fence(answer_markdown)
         if fence is not None:  # cut inside a code block: close it, or the line would be part of the code
             answer_markdown += "\n" + markdown.closing_fence(fence)
-        tail = LENGTH_LIMITED
+        tail = ANSWER_TAILS[finish_reason]
     body = to_mrkdwn(answer_markdown)
     if len(question) > MAX_ECHOED_QUESTION_CHARS:  # the answer matters more than the echo
         question = question[:MAX_ECHOED_QUESTION_CHARS] + "…"

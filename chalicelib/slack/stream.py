@@ -18,11 +18,26 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
   is posted with ``chat.postMessage`` and then rewritten whole with ``chat.update`` at most
   every ``UPDATE_INTERVAL_SECONDS``, rolling over to a new message before
   ``markdown.MAX_MARKDOWN_CHARS`` (counted in UTF-16 units, the strictest reading).
-- ``message_not_in_streaming_state`` (Slack expired the stream) on an append or a stop: the
+- A stream is stopped before it is ``rotate_seconds`` old (Slack ends a stream about 5
+  minutes after it starts, even while it is appended to) and the text goes on in a new
+  streamed message, a code fence closed and reopened as at a size cut.
+- ``message_not_in_streaming_state`` (Slack ended the stream) on an append or a stop: the
   message is finished with ``chat.update`` of its whole text and later text goes to a new
-  message. ``msg_too_long`` on an append (Slack's cap lower than we thought): the message is
-  stopped where it is and the text goes to a new one. ``ratelimited`` on a send that is not the
+  message.
+- A connection dropped or timed out during a stream call leaves Slack's state unknown; it is
+  never answered by sending the same text again. After ``chat.appendStream`` or
+  ``chat.stopStream``: the stream is stopped (safe to repeat) and the message set to its whole
+  text with ``chat.update`` (idempotent); later text goes to a new message. After
+  ``chat.startStream``: the message is looked for in the thread (the bot's newest after
+  ``asked_ts`` and every message this replier posted); found, it is stopped and updated the
+  same way; not found, the start is made once more.
+- ``msg_too_long`` on an append (Slack's cap lower than we thought): the message is stopped
+  where it is and the text goes to a new one. ``ratelimited`` on a send that is not the
   last: the text stays buffered for the next turn.
+- ``restart()`` forgets the current attempt: pending text, and every answer message it showed
+  (the open stream is stopped, then each message deleted), so that a new attempt replaces it.
+- The model's text never reaches Slack as a broadcast mention (``<!here>``, ``<!channel>``,
+  ``<!subteam^…>``...): ``markdown.defuse_broadcasts`` is applied to every delta, across deltas.
 - ``finish()`` sends what is left (but trailing text that is only whitespace) and stops the
   open stream; it can be called again (no-op).
   ``post_notice(text)`` finishes first, then posts one mrkdwn line in the thread.
@@ -58,6 +73,7 @@ UPDATE_MAX_UNITS = markdown.MAX_MARKDOWN_CHARS - 100
 # In the last quarter of its limit a message ends at the first line break, rather than fill up
 # with small deltas and be cut wherever the one that does not fit happens to be.
 ROLLOVER_ZONE = 0.25
+ROTATE_SECONDS = 240.0  # STREAM_ROTATE_SECONDS' default: Slack ends a stream about 5 minutes in
 EXPIRED = "message_not_in_streaming_state"
 # Errors after which a write may have landed: sending it another way could show it twice.
 UNCERTAIN = frozenset({"connection", "timeout", "unreadable"})
@@ -77,6 +93,7 @@ class _Message:
     last_sent: float
     limit: int  # in UTF-8 bytes when streamed, else in UTF-16 units
     full: bool = False  # its last piece is in; it only needs closing
+    opened: float = 0.0  # when it was started: a stream is rotated before Slack ends it
 
 
 class Replier:
@@ -90,6 +107,9 @@ class Replier:
         recipient_user_id: str | None = None,
         recipient_team_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        rotate_seconds: float = ROTATE_SECONDS,
+        bot_user_id: str | None = None,
+        asked_ts: str | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -98,6 +118,12 @@ class Replier:
         self._recipient_user_id = None if in_dm else recipient_user_id
         self._recipient_team_id = None if in_dm else recipient_team_id
         self._clock = clock
+        self._rotate_seconds = rotate_seconds
+        self._bot_user_id = bot_user_id
+        self._asked_ts = asked_ts  # the question's ts: a lost start is looked for after it
+        self._pushed_tail = ""  # the last character pushed: a broadcast can straddle two deltas
+        self._answer_ts: list[str] = []  # this attempt's answer messages (not notices)
+        self._start_retried = False
         self._pending = ""  # pushed, not yet sent
         self._reopen = ""  # a fence's opening line to start the next message with
         self._current: _Message | None = None
@@ -116,9 +142,10 @@ class Replier:
     # --- the caller's side --------------------------------------------------------------------------------------------
 
     def push(self, text: str) -> None:
-        if self._failed is not None:
+        if self._failed is not None or not text:
             return
-        self._pending += text
+        self._pending += markdown.defuse_broadcasts(text, self._pushed_tail)
+        self._pushed_tail = text[-1]
         self.flush_if_due()
 
     def due_in(self) -> float | None:
@@ -140,7 +167,22 @@ class Replier:
 
     def discard_pending(self) -> None:
         """Forget text not yet sent: an answer that failed before it showed will be asked for again."""
-        self._pending, self._reopen = "", ""
+        self._pending, self._reopen, self._pushed_tail = "", "", ""
+
+    def restart(self) -> None:
+        """Forget the current attempt, shown or not: the next one replaces it (see the module docstring)."""
+        self.discard_pending()
+        message, self._current = self._current, None
+        if message is not None and message.streamed:
+            self._stop_quietly(message.ts)
+        for ts in self._answer_ts:
+            try:
+                self._call(web.delete, self._client, self._channel, ts)
+                self.posted_ts.remove(ts)
+            except web.SlackError as error:  # the partial stays; the new answer still follows it
+                logger.warning("could not delete a partial answer before asking again: %s", error.code)
+        self._answer_ts.clear()
+        self.visible = False
 
     def post_notice(self, text: str) -> str:
         """Posts one plain-language mrkdwn line in the thread, after the answer; returns its ts."""
@@ -161,6 +203,8 @@ class Replier:
             while self._pending.strip() or (self._current is not None and (final or self._current.full)):
                 if self._current is None:
                     self._start(final)
+                elif self._current.streamed and self._clock() - self._current.opened >= self._rotate_seconds:
+                    self._rotate(self._current)
                 elif final or self._clock() >= self._ready_at():
                     self._extend(self._current, final)
                 else:
@@ -207,7 +251,8 @@ class Replier:
                 )
             except web.SlackError as error:
                 if error.code in UNCERTAIN:
-                    raise
+                    self._recover_start(error, text, rest, reopen, full)
+                    return
                 logger.warning("Slack refused to stream (%s): posting and updating instead", error.code)
                 self._streams_refused = True
                 return  # the caller's loop starts the message again, as a posted one
@@ -215,7 +260,9 @@ class Replier:
             ts = self._call(web.post, self._client, self._channel, self._thread_ts, markdown_text=text)
         self.visible = True
         self.posted_ts.append(ts)
-        self._current = _Message(ts, streamed, text, self._clock(), limit, full=full)
+        self._answer_ts.append(ts)
+        now = self._clock()
+        self._current = _Message(ts, streamed, text, now, limit, full=full, opened=now)
         self._pending, self._reopen = rest, reopen
         if full and not streamed:
             self._current = None  # a posted message is complete as soon as it is posted
@@ -242,8 +289,8 @@ class Replier:
             try:
                 self._call(web.append_stream, self._client, self._channel, message.ts, piece)
             except web.SlackError as error:
-                if error.code == EXPIRED:
-                    self._finish_expired(message, piece)
+                if error.code == EXPIRED or error.code in UNCERTAIN:
+                    self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
                     self._pending = rest
                     return
                 if error.code == "msg_too_long":
@@ -267,14 +314,58 @@ class Replier:
                 self._call(web.stop_stream, self._client, self._channel, message.ts, piece if piece.strip() else None)
                 message.text += piece
             except web.SlackError as error:
-                if error.code != EXPIRED:
+                if error.code != EXPIRED and error.code not in UNCERTAIN:
                     raise
-                self._finish_expired(message, piece)
+                self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
         self._current = None
 
-    def _finish_expired(self, message: _Message, piece: str) -> None:
-        """Slack expired the stream (about 5 minutes): chat.update still sets the message's text."""
-        logger.info("a stream expired; finishing its message with chat.update")
+    def _rotate(self, message: _Message) -> None:
+        """Stop a stream before Slack ends it; its open code block, if any, is closed and reopened."""
+        fence = markdown.open_fence(message.text)
+        piece = ""
+        if fence is not None:
+            closing = markdown.closing_fence(fence)
+            piece = closing if message.text.endswith("\n") else "\n" + closing
+        logger.info("a stream reached STREAM_ROTATE_SECONDS; going on in a new message")
+        self._close(message, piece)
+        if fence is not None:
+            self._reopen = fence + "\n"
+
+    def _recover_start(self, error: web.SlackError, text: str, rest: str, reopen: str, full: bool) -> None:
+        """``chat.startStream``'s answer was lost: find the message it may have made, or start again once."""
+        ts = None
+        if self._bot_user_id and self._asked_ts:
+            after = max([self._asked_ts, *self.posted_ts], key=_ts_key)
+            try:
+                self.calls += 1
+                ts = web.find_own_message(self._client, self._channel, self._thread_ts, self._bot_user_id, after)
+            except web.SlackError as lookup_error:
+                logger.warning("could not look for a stream whose start was lost: %s", lookup_error.code)
+                raise error from None
+        if ts is None:
+            if self._start_retried or not (self._bot_user_id and self._asked_ts):
+                raise error
+            logger.warning("chat.startStream was lost (%s) and made no message; starting again", error.code)
+            self._start_retried = True
+            return  # the caller's loop starts the message again
+        logger.warning("chat.startStream was lost (%s); finishing its message with chat.update", error.code)
+        self.visible = True
+        self.posted_ts.append(ts)
+        self._answer_ts.append(ts)
+        now = self._clock()
+        message = _Message(ts, True, "", now, STREAM_MAX_BYTES, opened=now)
+        self._pending, self._reopen = rest, ""
+        self._finish_ended(message, text, stop_first=True)
+        if not self._reopen:
+            self._reopen = reopen
+
+    def _finish_ended(self, message: _Message, piece: str, stop_first: bool) -> None:
+        """Finish a stream Slack ended (about 5 minutes in) or whose last call's fate is unknown:
+        stop it if it may still run (safe to repeat), then ``chat.update`` sets the message's
+        whole text, which is idempotent, unlike sending the piece again."""
+        if stop_first:
+            self._stop_quietly(message.ts)
+        logger.info("finishing a stream's message with chat.update")
         text = message.text + piece
         fence = markdown.open_fence(text)
         if fence is not None:  # the text goes on in a new message: close the code block here, reopen it there
@@ -291,10 +382,13 @@ class Replier:
         message, self._current = self._current, None
         if message is None or not message.streamed:
             return
+        self._stop_quietly(message.ts)
+
+    def _stop_quietly(self, ts: str) -> None:
         try:
-            self._call(web.stop_stream, self._client, self._channel, message.ts, None)
-        except web.SlackError as error:
-            logger.warning("could not stop the stream after a failure: %s", error.code)
+            self._call(web.stop_stream, self._client, self._channel, ts, None)
+        except web.SlackError as error:  # stopped already, or Slack ended it: either way it has stopped
+            logger.info("could not stop a stream: %s", error.code)
 
     def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.calls += 1
@@ -443,3 +537,12 @@ def _size(text: str, streamed: bool) -> int:
 
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _ts_key(ts: str) -> tuple[int, int]:
+    """A Slack ts ("1700000000.000100": always six digits after the point) as a sortable key."""
+    seconds, _, fraction = ts.partition(".")
+    try:
+        return int(seconds), int(fraction or 0)
+    except ValueError:
+        return 0, 0

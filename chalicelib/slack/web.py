@@ -15,10 +15,20 @@ Retries (slack_sdk's own retry loop, with our handlers instead of its defaults),
   ``MIN_ATTEMPT_SECONDS`` fits in the time left; otherwise raise ``SlackError("ratelimited")``
   at once, without sleeping.
 - A connection error: retried when the request cannot have reached Slack (connection refused,
-  name not resolved), or when the method is idempotent (``IDEMPOTENT_METHODS``: reads, and the
-  assistant-thread setters, which only set a value). A ``chat.*`` write whose request may have
-  been sent is never sent again: a re-sent ``chat.postMessage`` is a duplicate the user sees.
+  name not resolved), or when the method is idempotent (``IDEMPOTENT_METHODS``: reads, the
+  assistant-thread setters, which only set a value, ``chat.update``, which sets a message's
+  whole text, and ``chat.delete``). Any other write whose request may have been sent
+  (``chat.postMessage``, ``chat.startStream``, ``chat.appendStream``, ``chat.stopStream``) is
+  never sent again: a re-sent ``chat.postMessage`` is a duplicate the user sees, a re-sent
+  append repeats its text.
   Timeouts are never retried: the timeout is the time left, so nothing is left to retry with.
+
+Helpers: ``set_status``, ``set_suggested_prompts``, ``post``, ``update``, ``delete``,
+``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError``; ``delete`` counts a
+message that is not there as deleted. ``thread_messages`` never raises: it returns the
+messages it read and the error that stopped it, if any. ``find_own_message`` finds the bot's
+newest message in a thread after a ts (a streamed message whose ``chat.startStream`` answer was
+lost), and raises ``SlackError``.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -48,7 +59,9 @@ CALL_TIMEOUT_SECONDS = 10.0  # the longest one call may wait for Slack's answer
 CONNECTION_BACKOFF_SECONDS = (0.25, 0.5)
 # Used when a 429 comes without a readable Retry-After (Slack always sends one).
 DEFAULT_RETRY_AFTER_SECONDS = 1.0
-# Safe to send twice: reading, or setting a value to the same thing again.
+# Safe to send twice: reading, or setting a value to the same thing again. chat.update sends the
+# message's whole text (never a delta), so a second one leaves what the first did; a second
+# chat.delete finds nothing (message_not_found, which delete() counts as done).
 IDEMPOTENT_METHODS = frozenset(
     {
         "auth.test",
@@ -59,10 +72,13 @@ IDEMPOTENT_METHODS = frozenset(
         "assistant.threads.setStatus",
         "assistant.threads.setSuggestedPrompts",
         "assistant.threads.setTitle",
+        "chat.update",
+        "chat.delete",
     }
 )
 REPLIES_PAGE_SIZE = 200  # conversations.replies: Slack suggests at most 200 per page
 _ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,80}$")
+_SLACK_TS = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
 
 
 class SlackError(Exception):
@@ -251,38 +267,88 @@ def set_suggested_prompts(
         )
 
 
-def thread_messages(client: WebClient, channel: str, thread_ts: str, max_messages: int) -> list[dict[str, Any]]:
-    """The thread's root and its newest ``max_messages - 1`` replies, oldest first.
+def thread_messages(
+    client: WebClient, channel: str, thread_ts: str, max_messages: int
+) -> tuple[list[dict[str, Any]], SlackError | None]:
+    """The thread's root and its newest ``max_messages - 1`` replies, oldest first, and the error
+    that stopped the reading (None when every page was read). Never raises ``SlackError``.
 
     ``conversations.replies`` answers oldest first, so every page is read (with the cursor) and
-    only the newest replies are kept: ``limit`` alone would keep the oldest.
+    only the newest replies are kept: ``limit`` alone would keep the oldest. When a page fails,
+    what the pages before it gave is kept (the root and the newest of the replies read so far:
+    older than the ones never read) and returned with the error; a first page that fails gives
+    ``([], error)``. A rate-limited page is retried after ``Retry-After`` when that fits the
+    client's deadline, and a dropped connection is retried, by the client's retry handlers.
     """
     if max_messages <= 0:
-        return []
+        return [], None
     root: dict[str, Any] | None = None
     replies: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_messages - 1)
+    error: SlackError | None = None
+    try:
+        for page in _reply_pages(client, channel, thread_ts, limit=1 if max_messages == 1 else REPLIES_PAGE_SIZE):
+            for message in page:
+                if message.get("ts") == thread_ts:
+                    root = root or dict(message)  # some pages repeat the root: keep it once
+                elif max_messages > 1:
+                    replies.append(dict(message))
+            if max_messages == 1:
+                break  # only the root was wanted
+    except SlackError as failure:
+        # The pages already read are still worth answering with: the caller decides.
+        error = failure
+    return ([root] if root is not None else []) + list(replies), error
+
+
+def find_own_message(client: WebClient, channel: str, thread_ts: str, bot_user_id: str, after_ts: str) -> str | None:
+    """The ts of the bot's newest message in the thread later than ``after_ts``, or None.
+
+    For a ``chat.startStream`` whose answer was lost (the connection dropped): the message may
+    exist with a ts we never got. Only the replies after ``after_ts`` are asked for
+    (``conversations.replies`` with ``oldest``), so this reads the thread's last page(s), not
+    all of it; the ts and author are checked here all the same. Raises ``SlackError`` (code
+    ``invalid_arguments``, before any call, when ``after_ts`` is not a Slack ts).
+    """
+    after = _ts_value(after_ts)
+    if after is None:
+        # A SlackError like every failure here (the module's contract): a job's ts is input, and
+        # a caller handling lookup errors must not meet a ValueError instead. Nothing is sent.
+        raise SlackError("invalid_arguments", "conversations.replies", "after_ts is not a Slack ts")
+    newest: tuple[Decimal, str] | None = None
+    for page in _reply_pages(client, channel, thread_ts, limit=REPLIES_PAGE_SIZE, oldest=after_ts):
+        for message in page:
+            ts = message.get("ts")
+            value = _ts_value(ts)
+            if value is None or value <= after or message.get("user") != bot_user_id:
+                continue
+            if newest is None or value > newest[0]:
+                newest = (value, str(ts))
+    return None if newest is None else newest[1]
+
+
+def _reply_pages(
+    client: WebClient, channel: str, thread_ts: str, limit: int, oldest: str | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """Each page of ``conversations.replies`` (its messages that are objects), following the
+    cursor; raises ``SlackError`` for a page that fails."""
     cursor: str | None = None
     seen_cursors: set[str] = set()
     while True:
         with _translated("conversations.replies"):
             response = client.conversations_replies(
-                channel=channel, ts=thread_ts, cursor=cursor, limit=1 if max_messages == 1 else REPLIES_PAGE_SIZE
+                channel=channel, ts=thread_ts, cursor=cursor, limit=limit, oldest=oldest
             )
-        for message in response.get("messages") or []:
-            if not isinstance(message, dict):
-                continue
-            if message.get("ts") == thread_ts:
-                root = root or dict(message)  # some pages repeat the root: keep it once
-            elif max_messages > 1:
-                replies.append(dict(message))
-        if max_messages == 1:
-            break  # only the root was wanted
+        yield [message for message in response.get("messages") or [] if isinstance(message, dict)]
         metadata = response.get("response_metadata") or {}
         cursor = metadata.get("next_cursor") if isinstance(metadata, dict) else None
         if not response.get("has_more") or not cursor or cursor in seen_cursors:
-            break  # a repeated cursor would loop for ever
+            return  # a repeated cursor would loop for ever
         seen_cursors.add(cursor)
-    return ([root] if root is not None else []) + list(replies)
+
+
+def _ts_value(ts: Any) -> Decimal | None:
+    """A Slack ts as the decimal it is (a float is exact only to about 0.2 µs here), or None."""
+    return Decimal(ts) if isinstance(ts, str) and _SLACK_TS.match(ts) else None
 
 
 def post(
@@ -308,6 +374,20 @@ def update(
     """Replaces a message's whole text."""
     with _translated("chat.update"):
         client.chat_update(channel=channel, ts=ts, markdown_text=markdown_text, text=text)
+
+
+def delete(client: WebClient, channel: str, ts: str) -> None:
+    """Deletes the bot's message; one that is not there counts as deleted.
+
+    A retried ``chat.delete`` whose first request landed finds nothing: ``message_not_found`` is
+    the outcome wanted, not an error.
+    """
+    try:
+        with _translated("chat.delete"):
+            client.chat_delete(channel=channel, ts=ts)
+    except SlackError as error:
+        if error.code != "message_not_found":
+            raise
 
 
 def start_stream(

@@ -1,0 +1,287 @@
+"""One answer, whatever carries it: the core that slash commands and threads share.
+
+Contract: ``run(chat, surface, settings, deadline, fields, asker)`` answers ``chat`` (system
+prompt first, the question last) and delivers the answer through ``surface``; it returns the
+outcome and adds what it learned to ``fields`` (the job's log line). In order:
+
+- the per-user limit (``USER_RATE_LIMIT_PER_MINUTE``): over it, one line and no LLM call;
+- the OpenAI key: unreadable, one "not set up" line (or "busy" for a transient SSM error);
+- the LLM, streamed on both surfaces, within ``deadline`` less the surface's reserve and at
+  most ``OPENAI_TIMEOUT_SECONDS``. A failed attempt (a stream cut off, stalled past
+  ``STREAM_STALL_SECONDS``, unreadable, or a service error) is asked again, up to
+  ``MAX_RETRIES`` times, after an exponential backoff with jitter, while the deadline leaves
+  room: the surface is told to ``restart``, so what the user saw of the failed attempt is
+  replaced by the new answer, never left as a partial. A 401 is tried once more with the key
+  read afresh; ``context_length_exceeded`` once more with half the history;
+- the ending, exactly one: ``complete()``; ``cut_short(kind)`` (the text, then one line why:
+  ``length``, ``content_filter``, or a failure after text was shown with no time to ask again);
+  or ``say(line)`` (one plain-language line and no answer). An answer stopped at
+  ``MAX_OUTPUT_TOKENS`` before any text (a reasoning model can spend it all on thinking) is one
+  line naming the limit, after one LLM call. An unknown ``finish_reason`` is logged and taken
+  as complete.
+
+Accounting: ``attempts``, ``llm_ms`` and ``tokens_in``/``tokens_out`` over every attempt,
+failed ones too; an attempt cut before its usage arrived is estimated (``tokens_estimated``).
+
+Failures of the surface itself (``web.SlackError`` from a thread) are raised for the caller,
+which knows what can still be said; nothing else is.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib import limits, secrets
+from chalicelib.deadline import Deadline
+from chalicelib.settings import Settings
+from chalicelib.slack import history, messages
+
+if TYPE_CHECKING:
+    from chalicelib import llm
+
+logger = logging.getLogger(__name__)
+
+# Failures worth asking again for; a bad key or an empty quota is not.
+RETRIED_KINDS = frozenset({"cut_off", "stalled", "unreadable", "service_error"})
+MAX_RETRIES = 2
+# The first retry waits about this long, each later one twice as long, each ±25%.
+BACKOFF_SECONDS = 0.5
+KNOWN_FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+_END = object()
+
+
+class Surface(Protocol):
+    """Where an answer is shown: a slash command's one reply, or a thread's streamed messages."""
+
+    reserve_seconds: float  # kept back from the LLM for the ending, at worst
+
+    @property
+    def visible(self) -> bool:
+        """Some of the current attempt's text has reached the user."""
+        ...
+
+    def push(self, text: str) -> None: ...
+
+    def due_in(self) -> float | None:
+        """Seconds until buffered text should go out (0: now), or None when nothing waits."""
+        ...
+
+    def flush_if_due(self) -> None: ...
+
+    def restart(self) -> None:
+        """Forget the current attempt: its buffered text and whatever of it the user saw."""
+        ...
+
+    def complete(self) -> None: ...
+
+    def cut_short(self, kind: str) -> None: ...
+
+    def say(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Asker:
+    team_id: str
+    user_id: str
+
+
+@dataclass
+class _Attempts:
+    """What every attempt cost, failed ones included."""
+
+    count: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    seconds: float = 0.0
+    estimated: bool = False
+    model: str | None = None
+    finish_reason: str | None = None
+
+    def add(self, chat: list[dict[str, str]], result: llm.StreamResult, text: str) -> None:
+        self.seconds += result.seconds
+        self.model = result.model or self.model
+        if result.tokens_in is not None and result.tokens_out is not None:
+            self.tokens_in += result.tokens_in
+            self.tokens_out += result.tokens_out
+            return
+        # Cut before the usage chunk: the provider bills it all the same.
+        self.estimated = True
+        self.tokens_in += result.tokens_in or sum(history.estimate_tokens(m["content"]) for m in chat)
+        self.tokens_out += result.tokens_out or (history.estimate_tokens(text) if text else 0)
+
+    def fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"attempts": self.count, "llm_ms": round(self.seconds * 1000)}
+        if self.model:
+            fields["model"] = self.model
+        fields.update(tokens_in=self.tokens_in, tokens_out=self.tokens_out, finish_reason=self.finish_reason)
+        if self.estimated:
+            fields["tokens_estimated"] = True
+        return fields
+
+
+def run(
+    chat: list[dict[str, str]],
+    surface: Surface,
+    settings: Settings,
+    deadline: Deadline,
+    fields: dict[str, Any],
+    asker: Asker,
+    started: float | None = None,
+) -> str:
+    started = time.perf_counter() if started is None else started
+    wait = limits.check(settings, asker.team_id, asker.user_id)
+    if wait is not None:
+        fields["retry_after_s"] = wait
+        surface.say(messages.too_many_questions(settings.user_rate_limit_per_minute or 0, wait)["text"])
+        return "user_rate_limited"
+    try:
+        api_key = secrets.openai_api_key(settings)
+    except secrets.SecretUnavailable as error:
+        kind = "secrets_busy" if getattr(error, "transient", False) else "not_configured"
+        surface.say(messages.notice(kind))
+        return "secrets_unavailable" if kind == "secrets_busy" else "not_configured"
+    reserve = min(surface.reserve_seconds, deadline.remaining() / 4)
+    step = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
+    attempts = _Attempts()
+    try:
+        return _attempts(chat, surface, settings, api_key, step, fields, attempts, started)
+    finally:
+        fields.update(attempts.fields())
+
+
+def _attempts(
+    chat: list[dict[str, str]],
+    surface: Surface,
+    settings: Settings,
+    api_key: str,
+    step: Deadline,
+    fields: dict[str, Any],
+    attempts: _Attempts,
+    started: float,
+) -> str:
+    # Imported here, after the caller's first sign of life: openai takes a quarter of a second
+    # to import, and a cold worker's "is thinking…" should not wait for it.
+    from chalicelib import llm
+
+    retries = 0
+    rekeyed = halved = False
+    while True:
+        try:
+            result, text = _attempt(chat, surface, settings, api_key, step, fields, attempts, started)
+        except llm.LLMError as error:
+            kind = error.kind
+            if kind == "invalid_key" and not rekeyed:
+                # `make secrets` may have replaced the key since this container read it.
+                rekeyed = True
+                fresh_key = secrets.reread_openai_api_key(settings)
+                if fresh_key is not None:
+                    api_key = fresh_key
+                    surface.restart()
+                    continue
+            if kind == "too_long" and not halved and len(chat) > 2:
+                chat, halved = history.halve_history(chat), True
+                surface.restart()
+                continue
+            if kind in RETRIED_KINDS and retries < MAX_RETRIES:
+                pause = BACKOFF_SECONDS * 2**retries * random.uniform(0.75, 1.25)
+                if step.remaining() >= pause + llm.MIN_ATTEMPT_SECONDS * 2:
+                    retries += 1
+                    logger.warning("the LLM's answer failed (%s); asking again (retry %d)", kind, retries)
+                    surface.restart()
+                    time.sleep(pause)
+                    continue
+            if surface.visible:
+                surface.cut_short(kind)
+                return f"cut_short_{kind}"
+            surface.say(messages.notice(kind))
+            return kind
+        finish_reason = result.finish_reason
+        attempts.finish_reason = finish_reason
+        if finish_reason == "length" and not text.strip():
+            # A reasoning model spent MAX_OUTPUT_TOKENS thinking: asking again would do the same.
+            surface.say(messages.notice("output_limit"))
+            return "output_limit"
+        if finish_reason == "content_filter" and not text.strip():
+            surface.say(messages.notice("content_filter"))
+            return "content_filter"
+        if finish_reason in ("length", "content_filter"):
+            surface.cut_short(finish_reason)
+            return f"cut_short_{finish_reason}"
+        if finish_reason not in KNOWN_FINISH_REASONS:
+            logger.warning("unknown finish_reason %r: the answer is taken as complete", finish_reason)
+        surface.complete()
+        return "answered"
+
+
+def _attempt(
+    chat: list[dict[str, str]],
+    surface: Surface,
+    settings: Settings,
+    api_key: str,
+    step: Deadline,
+    fields: dict[str, Any],
+    attempts: _Attempts,
+    started: float,
+) -> tuple[llm.StreamResult, str]:
+    """One streamed attempt, pumped into ``surface``; returns its result and text.
+
+    The LLM is read in a thread of its own so that this loop wakes when the surface is due
+    (buffered text must not wait for the next token), and all surface calls stay on this thread.
+    """
+    from chalicelib import llm
+
+    attempts.count += 1
+    stream = llm.stream(chat, settings, api_key, step)
+    deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    text = ""
+
+    def read() -> None:
+        try:
+            for delta in stream:
+                deltas.put(delta)
+            deltas.put(_END)
+        except llm.LLMError as error:
+            deltas.put(error)
+        except Exception:  # anything else from deep in the SDK: a failed stream all the same
+            logger.exception("unexpected error while reading the LLM's stream")
+            deltas.put(llm.LLMError("service_error"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while True:
+            due = surface.due_in()
+            wait = step.remaining() if due is None else min(due, step.remaining())
+            try:
+                item = deltas.get(timeout=max(wait, 0.001))
+            except queue.Empty:
+                if step.remaining() <= 0:
+                    raise llm.LLMError("timeout") from None
+                surface.flush_if_due()
+                continue
+            if item is _END:
+                if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
+                    raise llm.LLMError("unreadable")  # an answer with no text: nothing to show for it
+                return stream.result, text
+            if isinstance(item, llm.LLMError):
+                raise item
+            if "first_token_ms" not in fields:
+                fields["first_token_ms"] = _ms_since(started)
+            text += item
+            surface.push(item)
+            if surface.visible and "first_text_ms" not in fields:
+                fields["first_text_ms"] = _ms_since(started)
+    finally:
+        stream.close()
+        reader.join(timeout=5)
+        attempts.add(chat, stream.result, text)
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)

@@ -1,0 +1,113 @@
+"""A slash command answered through its ``response_url``: the answer core's one-reply surface.
+
+Contract: ``answer(job, deadline, environ)`` runs the answer core (``chalicelib.answer``) with
+a surface that gathers the streamed answer and shows nothing until the end, then POSTs exactly
+one reply: the answer (the question echoed, Markdown converted to mrkdwn), or one
+plain-language line. Slack allows a ``response_url`` five uses, so there are no interim
+posts; a retried attempt simply starts the gathered text afresh. It never raises and writes
+one JSON log line (``"event": "answer"``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib import answer as core
+from chalicelib import logs
+from chalicelib.deadline import Deadline
+from chalicelib.jobs import SlashCommandJob
+from chalicelib.settings import Settings, SettingsError
+from chalicelib.slack import messages, response_url
+from chalicelib.slack.messages import Message
+
+logger = logging.getLogger(__name__)
+
+
+class ReplySurface:
+    """Gathers the answer; its ``message`` is the one reply, set by the ending."""
+
+    # Kept back from the LLM for the reply: its worst case. A short-lived run (a 3 s test
+    # context) keeps a quarter of what it has instead, rather than leave nothing for the LLM.
+    reserve_seconds = response_url.WORST_CASE_SECONDS
+    visible = False  # nothing is shown before the one reply
+
+    def __init__(self, question: str, response_type: str) -> None:
+        self._question = question
+        self._response_type = response_type
+        self._text = ""
+        self.message: Message | None = None
+
+    def push(self, text: str) -> None:
+        self._text += text
+
+    def due_in(self) -> float | None:
+        return None
+
+    def flush_if_due(self) -> None:
+        pass
+
+    def restart(self) -> None:
+        self._text = ""
+
+    def complete(self) -> None:
+        self.message = messages.answer(self._question, self._text, self._response_type)
+
+    def cut_short(self, kind: str) -> None:
+        self.message = messages.answer(self._question, self._text, self._response_type, finish_reason=kind)
+
+    def say(self, text: str) -> None:
+        self.message = messages.ephemeral(text)
+
+
+def answer(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+    fields: dict[str, Any] = {
+        "kind": job.kind,
+        "job_id": job.id,
+        "team_id": job.team_id,
+        "channel_id": job.channel_id,
+        "user_id": job.user_id,
+    }
+    try:
+        message, outcome = _compose(job, deadline, environ, fields)
+    except Exception:  # the user must hear back whatever went wrong
+        logger.exception("unexpected error while answering a job")
+        message, outcome = messages.error("service_error"), "internal_error"
+    started = time.perf_counter()
+    # post() checks the URL against RESPONSE_URL_HOSTS again: a refused one is not posted to.
+    delivery = response_url.post(job.response_url, message, environ)
+    fields.update(outcome=outcome, delivered=delivery.delivered, reply_ms=round((time.perf_counter() - started) * 1000))
+    if not delivery.delivered:  # the user cannot be told: the log line is all there is
+        fields["reply_error"] = delivery.error
+        if delivery.status is not None:
+            fields["reply_status"] = delivery.status
+        if delivery.detail is not None:
+            fields["reply_detail"] = delivery.detail
+    logs.emit("answer", **fields)
+
+
+def too_late(job: SlashCommandJob, environ: Mapping[str, str]) -> None:
+    """Tell the asker the question waited too long; no LLM call."""
+    response_url.post(job.response_url, messages.too_late(), environ)
+
+
+def _compose(
+    job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]
+) -> tuple[Message, str]:
+    """The one reply for this job and its outcome; adds what it learns to ``fields``."""
+    try:
+        settings = Settings.from_env(environ, function="worker")
+    except SettingsError as error:
+        logger.error("invalid setting: %s", error)
+        fields["setting"] = error.name
+        return messages.not_configured(error.name), "not_configured"
+    logs.configure(settings.log_level)
+    fields["model"] = settings.openai_model
+    if settings.log_message_text:
+        fields["text"] = job.text
+    surface = ReplySurface(job.text, settings.slack_response_type)
+    chat = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": job.text}]
+    outcome = core.run(chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id))
+    return surface.message or messages.error("service_error"), outcome
