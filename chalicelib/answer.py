@@ -7,8 +7,9 @@ outcome and adds what it learned to ``fields`` (the job's log line). In order:
 - the per-user limit (``USER_RATE_LIMIT_PER_MINUTE``): over it, one line and no LLM call;
 - the OpenAI key: unreadable, one "not set up" line (or "busy" for a transient SSM error);
 - the LLM, streamed on both surfaces, within ``deadline`` less the surface's reserve and at
-  most ``OPENAI_TIMEOUT_SECONDS``. A failed attempt (a stream cut off, stalled past
-  ``STREAM_STALL_SECONDS``, unreadable, or a service error) is asked again, up to
+  most ``OPENAI_TIMEOUT_SECONDS``. A request refused before its stream begins was retried by
+  the SDK already. A stream that fails once begun (cut off, stalled past
+  ``STREAM_STALL_SECONDS``, unreadable, an error event, no text at all) is asked again, up to
   ``MAX_RETRIES`` times, after an exponential backoff with jitter, while the deadline leaves
   room: the surface is told to ``restart``, so what the user saw of the failed attempt is
   replaced by the new answer, never left as a partial. A 401 is tried once more with the key
@@ -34,6 +35,7 @@ import queue
 import random
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -60,6 +62,7 @@ class Surface(Protocol):
     """Where an answer is shown: a slash command's one reply, or a thread's streamed messages."""
 
     reserve_seconds: float  # kept back from the LLM for the ending, at worst
+    paced: bool  # it sends text as it comes, on a cadence (False: all at the end)
 
     @property
     def visible(self) -> bool:
@@ -188,7 +191,8 @@ def _attempts(
                 chat, halved = history.halve_history(chat), True
                 surface.restart()
                 continue
-            if kind in RETRIED_KINDS and retries < MAX_RETRIES:
+            # A request refused before its stream began was already retried by the SDK.
+            if kind in RETRIED_KINDS and getattr(error, "mid_stream", False) and retries < MAX_RETRIES:
                 pause = BACKOFF_SECONDS * 2**retries * random.uniform(0.75, 1.25)
                 if step.remaining() >= pause + llm.MIN_ATTEMPT_SECONDS * 2:
                     retries += 1
@@ -229,28 +233,58 @@ def _attempt(
     attempts: _Attempts,
     started: float,
 ) -> tuple[llm.StreamResult, str]:
-    """One streamed attempt, pumped into ``surface``; returns its result and text.
-
-    The LLM is read in a thread of its own so that this loop wakes when the surface is due
-    (buffered text must not wait for the next token), and all surface calls stay on this thread.
-    """
+    """One streamed attempt, pumped into ``surface``; returns its result and text."""
     from chalicelib import llm
 
     attempts.count += 1
     stream = llm.stream(chat, settings, api_key, step)
-    deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
     text = ""
+    try:
+        for delta in _paced(stream, surface, step) if surface.paced else _guarded(stream):
+            if "first_token_ms" not in fields:
+                fields["first_token_ms"] = _ms_since(started)
+            text += delta
+            surface.push(delta)
+            if surface.visible and "first_text_ms" not in fields:
+                fields["first_text_ms"] = _ms_since(started)
+        if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
+            raise llm.LLMError("unreadable")  # an answer with no text: nothing to show for it
+        return stream.result, text
+    except llm.LLMError as error:
+        error.mid_stream = True  # type: ignore[attr-defined]  # the SDK never retries a stream
+        raise
+    finally:
+        stream.close()
+        attempts.add(chat, stream.result, text)
+
+
+def _guarded(stream: llm.ChatStream) -> Iterator[str]:
+    """The stream's deltas; anything from deep in the SDK but an ``LLMError`` is a failed stream too."""
+    from chalicelib import llm
+
+    try:
+        yield from stream
+    except llm.LLMError:
+        raise
+    except Exception:
+        logger.exception("unexpected error while reading the LLM's stream")
+        raise llm.LLMError("service_error") from None
+
+
+def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline) -> Iterator[str]:
+    """The stream's deltas, read in a thread of their own so that this one wakes when the surface
+    is due (buffered text must not wait for the next token); every surface call stays here."""
+    from chalicelib import llm
+
+    deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def read() -> None:
         try:
-            for delta in stream:
+            for delta in _guarded(stream):
                 deltas.put(delta)
             deltas.put(_END)
         except llm.LLMError as error:
             deltas.put(error)
-        except Exception:  # anything else from deep in the SDK: a failed stream all the same
-            logger.exception("unexpected error while reading the LLM's stream")
-            deltas.put(llm.LLMError("service_error"))
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -266,21 +300,13 @@ def _attempt(
                 surface.flush_if_due()
                 continue
             if item is _END:
-                if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
-                    raise llm.LLMError("unreadable")  # an answer with no text: nothing to show for it
-                return stream.result, text
+                return
             if isinstance(item, llm.LLMError):
                 raise item
-            if "first_token_ms" not in fields:
-                fields["first_token_ms"] = _ms_since(started)
-            text += item
-            surface.push(item)
-            if surface.visible and "first_text_ms" not in fields:
-                fields["first_text_ms"] = _ms_since(started)
+            yield item
     finally:
-        stream.close()
+        stream.close()  # a reader blocked on the socket wakes and ends
         reader.join(timeout=5)
-        attempts.add(chat, stream.result, text)
 
 
 def _ms_since(started: float) -> int:

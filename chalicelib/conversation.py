@@ -53,6 +53,7 @@ class ThreadSurface:
     """The answer core's surface for a thread: the ``Replier`` streams, notices end it."""
 
     reserve_seconds = FINISH_RESERVE_SECONDS
+    paced = True
 
     def __init__(self, replier: Replier) -> None:
         self.replier = replier

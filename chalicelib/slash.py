@@ -33,6 +33,7 @@ class ReplySurface:
     # context) keeps a quarter of what it has instead, rather than leave nothing for the LLM.
     reserve_seconds = response_url.WORST_CASE_SECONDS
     visible = False  # nothing is shown before the one reply
+    paced = False
 
     def __init__(self, question: str, response_type: str) -> None:
         self._question = question

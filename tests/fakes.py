@@ -238,7 +238,11 @@ class FakeServer:
                 return self.end("done")
 
             def event(self, data: dict[str, Any]) -> None:
-                self.chunked(b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n")
+                try:
+                    body = json.dumps(data, ensure_ascii=False).encode()
+                except UnicodeEncodeError:  # a lone surrogate (a test's odd model name): JSON-escaped, as OpenAI would
+                    body = json.dumps(data).encode()
+                self.chunked(b"data: " + body + b"\n\n")
 
             def chunked(self, data: bytes) -> None:
                 self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")

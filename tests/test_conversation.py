@@ -184,14 +184,15 @@ def test_an_llm_failure_before_any_text_is_one_plain_line(
 def test_an_llm_failure_mid_stream_keeps_the_text_and_says_why_once(
     conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, capsys
 ) -> None:
-    openai_server.script = [StreamReply(["前半の答え。", "まだ続く", "…"], break_after=2)]
+    # Broken each time it is asked (the first try and two more): the last attempt's text stays.
+    openai_server.script = [StreamReply(["前半の答え。", "まだ続く", "…"], break_after=2) for _ in range(3)]
     ts = slack_requests.new_ts()
     run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
     answer, notice = bot_texts(slack_api, CHANNEL, ts)
     assert answer == "前半の答え。まだ続く"
     assert notice.startswith(":warning: The answer above was cut short because the AI service stopped sending it")
     assert not any(message.streaming for message in slack_api.bot_messages(CHANNEL, ts))
-    assert len(openai_server.requests_to(CHAT)) == 1  # text was shown: no second try
+    assert len(openai_server.requests_to(CHAT)) == 3  # no retry left after the third
     assert answer_lines(capsys.readouterr().out)[0]["outcome"] == "cut_short_cut_off"
 
 
@@ -209,7 +210,7 @@ def test_a_stream_that_ends_without_finishing_is_a_failure_too(
     conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
 ) -> None:
     # A server that closes the connection cleanly mid-answer: the SDK raises nothing.
-    openai_server.script = [StreamReply(["partial answer"], close_cleanly_after=1)]
+    openai_server.script = [StreamReply(["partial answer"], close_cleanly_after=1) for _ in range(3)]
     ts = slack_requests.new_ts()
     run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
     answer, notice = bot_texts(slack_api, CHANNEL, ts)
@@ -235,7 +236,10 @@ def test_context_too_long_is_tried_again_with_half_the_history(
     openai_server.script = [openai_error(400, "context_length_exceeded")]
     run(slack_requests.mention_event("question", thread_ts=root), conversation_env, slack_api)
     first, second = (len(r.json()["messages"]) for r in openai_server.requests_to(CHAT))
-    assert (first, second) == (11, 6)  # system + 9 history + current, then system + 4 + current
+    assert openai_server.requests_to(CHAT)[1].json()["messages"][1]["content"].endswith("root")
+    # system + 9 history + current, then system + the root (it states the task) + the newer
+    # half of the 8 replies + current
+    assert (first, second) == (11, 7)
     assert bot_texts(slack_api, CHANNEL, root)[-1].endswith("question")
 
 
@@ -337,13 +341,13 @@ def test_a_wrong_bot_token_is_logged_not_raised(
 def test_an_answer_with_no_text_is_one_plain_line_not_silence(
     deltas: list[str], conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
 ) -> None:
-    openai_server.script = [StreamReply(deltas), StreamReply(deltas)]  # the retry is empty too
+    openai_server.script = [StreamReply(deltas) for _ in range(3)]  # the retries are empty too
     ts = slack_requests.new_ts()
     run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
     assert bot_texts(slack_api, CHANNEL, ts) == [
         ":warning: The AI service sent an answer I couldn't read. Please try again."
     ]
-    assert len(openai_server.requests_to(CHAT)) == 2
+    assert len(openai_server.requests_to(CHAT)) == 3
 
 
 @pytest.mark.parametrize("method", ["chat.postMessage", "chat.stopStream"])

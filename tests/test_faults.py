@@ -23,6 +23,7 @@ An unexpected error (the worker's catch-all) is ``tests/test_worker.py``'s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import time
@@ -66,6 +67,8 @@ SAYS = {
     "timeout": ":warning: The AI service took too long to answer, so I gave up. Please try again.",
     "unreadable": ":warning: The AI service sent an answer I couldn't read. Please try again.",
     "not_configured": ":warning: The bot is not set up correctly, so it can't answer. Please tell the bot's admin.",
+    "stalled": ":warning: The AI service stopped sending its answer part-way. Please try again.",
+    "secrets_busy": ":warning: The bot is busy right now, so it can't answer yet. Please try again in a minute.",
     "slack_error": ":warning: Slack refused part of my answer, so it may be incomplete. Please try again.",
 }
 CUT_SHORT = {
@@ -73,7 +76,10 @@ CUT_SHORT = {
     "Please ask again if you need the rest.",
     "timeout": ":warning: The answer above was cut short because the AI service took too long. "
     "Please ask again if you need the rest.",
+    "stalled": ":warning: The answer above was cut short because the AI service stopped sending it for too long. "
+    "Please ask again if you need the rest.",
 }
+ANSWER = f"**Answer** to: <@{USER}>: {QUESTION}"  # what the fake LLM answers to the mention
 
 
 # --- running one job --------------------------------------------------------------------------------------------------
@@ -140,6 +146,14 @@ SSM_FAULTS = [
 ]
 
 
+# A throttled SSM is a passing trouble, not a broken setup: "busy, try again in a minute".
+SSM_ENDINGS = {
+    "ParameterNotFound": ("not_configured", "not_configured"),
+    "AccessDeniedException": ("not_configured", "not_configured"),
+    "ThrottlingException": ("secrets_busy", "secrets_unavailable"),
+}
+
+
 def without(env: dict[str, str], name: str) -> dict[str, str]:
     return {key: value for key, value in env.items() if key != name}
 
@@ -158,10 +172,11 @@ def test_ssm_openai_key_for_a_slash_command(
     env = without(bot_env, "OPENAI_API_KEY") | IN_LAMBDA | {"OPENAI_API_KEY_PARAMETER": OPENAI_KEY_PARAMETER}
     with ssm_failing_with(code, monkeypatch) as ssm:
         replies = ask_by_command(env, slack_server)
-    assert replies == [{"response_type": "ephemeral", "text": SAYS["not_configured"]}]
+    says, outcome = SSM_ENDINGS[code]
+    assert replies == [{"response_type": "ephemeral", "text": SAYS[says]}]
     assert openai_server.received == []
     line = the_answer_line(capsys, caplog)
-    assert (line["outcome"], line["delivered"]) == ("not_configured", True)
+    assert (line["outcome"], line["delivered"]) == (outcome, True)
     assert f"could not read SSM parameter {OPENAI_KEY_PARAMETER}: {code}" in caplog.text
     if ssm is not None:
         assert [r.headers["x-amz-target"] for r in ssm.received] == ["AmazonSSM.GetParameter"] * attempts
@@ -181,9 +196,10 @@ def test_ssm_openai_key_for_a_mention(
     env = without(conversation_env, "OPENAI_API_KEY") | IN_LAMBDA | {"OPENAI_API_KEY_PARAMETER": OPENAI_KEY_PARAMETER}
     with ssm_failing_with(code, monkeypatch) as ssm:
         texts = ask_by_mention(env, slack_api)
-    assert texts == [SAYS["not_configured"]]
+    says, outcome = SSM_ENDINGS[code]
+    assert texts == [SAYS[says]]
     assert openai_server.received == []
-    assert the_answer_line(capsys, caplog)["outcome"] == "not_configured"
+    assert the_answer_line(capsys, caplog)["outcome"] == outcome
     assert f"could not read SSM parameter {OPENAI_KEY_PARAMETER}: {code}" in caplog.text
     if ssm is not None:
         assert len(ssm.received) == attempts
@@ -301,51 +317,72 @@ def test_llm_fault_for_a_mention(
     assert the_answer_line(capsys, caplog)["outcome"] == kind
 
 
-# A mention's answer is streamed, so it can also fail part-way: the text already shown stays.
+# A mention's answer is streamed, so it can also fail part-way. A broken stream is asked for
+# again (twice at most) and replaces what was shown; with no retry or no time left, the text
+# already shown stays and one line says why.
+CUT = StreamReply(["The first half. ", "The second half", "."], break_after=2)
 STREAM_FAULTS = [
+    pytest.param([CUT], [ANSWER], "answered", 2, id="stream-cut-off-then-whole"),
     pytest.param(
-        StreamReply(["The first half. ", "The second half", "."], break_after=2),
+        [CUT, CUT, CUT],
         ["The first half. The second half", CUT_SHORT["cut_off"]],
         "cut_short_cut_off",
-        id="stream-cut-off",
+        3,
+        id="stream-cut-off-every-time",
     ),
     pytest.param(
-        StreamReply(["A slow start", " and nothing more"], stall_after=1),
-        ["A slow start", CUT_SHORT["timeout"]],
-        "cut_short_timeout",
-        id="stream-stalls",
+        [StreamReply(["A slow start", " and then"], pause_after=1, pause_seconds=2.5)],
+        [ANSWER],
+        "answered",
+        2,
+        id="stream-stalls-then-whole",  # STREAM_STALL_SECONDS (1 here) of silence after text
     ),
     pytest.param(
-        StreamReply(["never sent"], stall_after=0),
+        [StreamReply(["A slow start", " and nothing more"], stall_after=1)] * 3,
+        ["A slow start", CUT_SHORT["stalled"]],
+        "cut_short_stalled",
+        3,
+        id="stream-stalls-every-time",
+    ),
+    pytest.param(
+        [StreamReply(["never sent"], stall_after=0)] * 3,
+        [SAYS["stalled"]],
+        "stalled",
+        3,
+        id="stream-stalls-after-its-first-chunk",  # the role chunk, before any text
+    ),
+    pytest.param(
+        [StreamReply(["never sent"], wait_before=60)],
         [SAYS["timeout"]],
         "timeout",
-        id="stream-stalls-before-any-text",
+        1,
+        id="stream-silent-before-its-first-chunk",  # a reasoning model thinks: only the step's timeout bounds it
     ),
 ]
 
 
-@pytest.mark.parametrize(("reply", "texts", "outcome"), STREAM_FAULTS)
+@pytest.mark.parametrize(("replies", "texts", "outcome", "requests"), STREAM_FAULTS)
 def test_llm_stream_fault_for_a_mention(
     conversation_env: dict[str, str],
     openai_server: FakeServer,
     slack_api: FakeSlackAPI,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
-    reply: StreamReply,
+    replies: list[StreamReply],
     texts: list[str],
     outcome: str,
+    requests: int,
 ) -> None:
-    openai_server.script = [reply]
-    env = {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "3"}  # a stall ends at the LLM's deadline
+    openai_server.script = [dataclasses.replace(reply) for reply in replies]  # each with its own `ended`
+    env = {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "6", "STREAM_STALL_SECONDS": "1"}
     assert ask_by_mention(env, slack_api) == texts
     assert all(message.stream != "streaming" for message in slack_api.messages(CHANNEL))  # the stream was stopped
-    assert len(openai_server.requests_to(CHAT)) == 1  # a timeout, or text already shown: no second try
+    assert len(openai_server.requests_to(CHAT)) == requests
     assert the_answer_line(capsys, caplog)["outcome"] == outcome
 
 
 # --- the Slack Web API (a mention's answer) ---------------------------------------------------------------------------
 
-ANSWER = f"**Answer** to: <@{USER}>: {QUESTION}"  # what the fake LLM answers to the mention
 
 
 def test_slack_ratelimited_with_a_retry_after_that_fits_is_waited_for(
@@ -388,12 +425,7 @@ def refuse_every_write(slack_api: FakeSlackAPI, error: str, **script: Any) -> No
 
 
 @pytest.mark.parametrize(
-    ("error", "script"),
-    [
-        pytest.param("ratelimited", {"retry_after": 300}, id="ratelimited-past-the-deadline"),
-        pytest.param("channel_not_found", {}, id="channel_not_found"),
-        pytest.param("not_in_channel", {}, id="not_in_channel"),
-    ],
+    ("error", "script"), [pytest.param("ratelimited", {"retry_after": 300}, id="ratelimited-past-the-deadline")]
 )
 def test_slack_refusing_every_post_leaves_only_the_log(
     conversation_env: dict[str, str],
@@ -413,6 +445,24 @@ def test_slack_refusing_every_post_leaves_only_the_log(
     posts = slack_api.calls_to("chat.postMessage")
     assert [call.params.get("text") for call in posts if "text" in call.params] == [SAYS["slack_error"]]
     assert all(call.error == error for call in posts)
+    line = the_answer_line(capsys, caplog)
+    assert (line["outcome"], line["slack_error"], line["status_error"]) == ("slack_error", error, error)
+
+
+@pytest.mark.parametrize("error", ["channel_not_found", "not_in_channel"])
+def test_slack_without_the_channel_costs_no_llm_call_and_leaves_only_the_log(
+    conversation_env: dict[str, str],
+    slack_api: FakeSlackAPI,
+    openai_server: FakeServer,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    error: str,
+) -> None:
+    # The status call, the first, says the answer could not be posted: the LLM is not paid for.
+    refuse_every_write(slack_api, error)
+    assert ask_by_mention(conversation_env, slack_api) == []
+    assert openai_server.requests_to(CHAT) == []
+    assert [call.method for call in slack_api.calls] == ["assistant.threads.setStatus"]
     line = the_answer_line(capsys, caplog)
     assert (line["outcome"], line["slack_error"], line["status_error"]) == ("slack_error", error, error)
 

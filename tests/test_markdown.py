@@ -1,10 +1,19 @@
-"""Code fences as chalicelib.slack.markdown reads them (the cutting itself is tested in test_stream*)."""
+"""chalicelib.slack.markdown: code fences as it reads them (the cutting itself is tested in
+test_stream*), and ``defuse_broadcasts`` on exact output and on properties (deterministic:
+derandomize, no example database, no deadline): for any text cut into any pieces, each defused
+with what came before it (as written or as sent), the pieces join into the text with a
+zero-width space after every ``<`` that a ``!`` follows, and nothing else changed; defusing
+again changes nothing."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from chalicelib.slack.markdown import closing_fence, open_fence
+from chalicelib.slack.markdown import closing_fence, defuse_broadcasts, open_fence
+
+ZWSP = "\u200b"
 
 
 def test_open_fence() -> None:
@@ -29,3 +38,60 @@ def test_closing_fence() -> None:
     assert closing_fence("  ~~~~ yaml") == "~~~~"
     with pytest.raises(ValueError):
         closing_fence("python")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<!channel> <!here> <!everyone>", f"<{ZWSP}!channel> <{ZWSP}!here> <{ZWSP}!everyone>"),
+        (
+            "ping <!subteam^S0123|@team> and <!date^1392734382^{date}|x>",
+            f"ping <{ZWSP}!subteam^S0123|@team> and <{ZWSP}!date^1392734382^{{date}}|x>",
+        ),
+        ("<<!here>>", f"<<{ZWSP}!here>>"),
+        (
+            "```html\n<!DOCTYPE html>\n```",
+            f"```html\n<{ZWSP}!DOCTYPE html>\n```",
+        ),  # code too: Slack's parser is not ours
+        (
+            "<@U123> and <@U123|taro> in <#C123|general>, <https://x.com|X>",
+            "<@U123> and <@U123|taro> in <#C123|general>, <https://x.com|X>",
+        ),
+        ("a < b! and !<", "a < b! and !<"),
+        ("", ""),
+    ],
+)
+def test_defuse_broadcasts(text: str, expected: str) -> None:
+    assert defuse_broadcasts(text) == expected
+
+
+def test_a_broadcast_split_between_pieces_is_defused_too() -> None:
+    assert defuse_broadcasts("!channel> now", previous="hey <") == f"{ZWSP}!channel> now"
+    assert defuse_broadcasts("!channel>", previous="<") == f"{ZWSP}!channel>"
+    assert defuse_broadcasts("!", previous="a <") == f"{ZWSP}!"
+    assert defuse_broadcasts("!yes", previous="< ") == "!yes"  # not adjacent
+    assert defuse_broadcasts("@U1>", previous="<") == "@U1>"
+
+
+PROPERTIES = settings(deadline=None, derandomize=True, database=None, max_examples=300)
+texts = st.lists(
+    st.sampled_from(["<", "!", "<!", "channel", ">", "@U1", "<@U1>", ZWSP, "x", "\n", "&lt;"]), max_size=40
+).map("".join) | st.text(max_size=100)
+
+
+@PROPERTIES
+@given(text=texts, cuts=st.lists(st.integers(0, 200), max_size=12), as_sent=st.booleans())
+@example(text="<!", cuts=[1], as_sent=False)
+@example(text=f"<{ZWSP}!<!", cuts=[1, 3], as_sent=True)
+def test_no_split_lets_a_broadcast_through(text: str, cuts: list[int], as_sent: bool) -> None:
+    points = sorted({min(cut, len(text)) for cut in cuts})
+    pieces = [text[start:end] for start, end in zip([0, *points], [*points, len(text)], strict=True)]
+    sent = ""
+    for index, piece in enumerate(pieces):
+        previous = sent if as_sent else "".join(pieces[:index])
+        defused = defuse_broadcasts(piece, previous)
+        assert defuse_broadcasts(defused, previous) == defused
+        sent += defused
+    assert "<!" not in sent
+    assert len(sent) == len(text) + text.count("<!")  # one zero-width space per "<!"
+    assert sent.replace(ZWSP, "") == text.replace(ZWSP, "")  # and nothing else

@@ -7,7 +7,7 @@ from chalicelib.slack import messages
 
 def test_answer_is_question_in_code_block_then_answer() -> None:
     message = messages.answer("散歩道は？", "**代々木公園**がおすすめだよ！", "in_channel")
-    assert message == {"response_type": "in_channel", "text": "```散歩道は？```\n*代々木公園*がおすすめだよ！"}
+    assert message == {"response_type": "in_channel", "text": "```散歩道は？```\n*代々木公園*\u200bがおすすめだよ！"}
 
 
 def test_user_text_is_escaped_and_cannot_close_the_code_block() -> None:
@@ -65,10 +65,13 @@ def test_an_answer_cut_at_the_length_limit_ends_with_one_line_saying_so() -> Non
     message = messages.answer("散歩道は？", "**代々木公園**がおすす", "in_channel", "length")
     assert message == {
         "response_type": "in_channel",
-        "text": "```散歩道は？```\n*代々木公園*がおすす\n…(the answer reached the length limit and was cut here)",
+        "text": "```散歩道は？```\n*代々木公園*\u200bがおすす\n…(the answer reached the length limit and was cut here)",
     }
-    for finish_reason in ("stop", None, "content_filter"):
+    for finish_reason in ("stop", None, "a_reason_from_2027"):
         assert messages.answer("q", "a", "ephemeral", finish_reason)["text"] == "```q```\na"
+    # The content filter's stop is never shown as a complete answer.
+    filtered = messages.answer("q", "a", "ephemeral", "content_filter")["text"]
+    assert filtered.startswith("```q```\na\n…") and "content filter" in filtered
 
 
 def test_an_answer_cut_inside_a_code_block_has_the_block_closed_before_the_line() -> None:

@@ -431,3 +431,59 @@ def test_a_start_that_may_have_landed_is_not_posted_again(fake: FakeSlackAPI, cl
     assert caught.value.code == "connection"
     assert fake.calls_to("chat.postMessage") == []  # no fallback copy of what may already show
     assert not reply.visible
+
+
+# --- the answer core's needs: rotation, restart, lost calls, broadcasts ------------------------------------------------
+
+
+def test_a_stream_is_rotated_before_it_reaches_rotate_seconds_and_a_code_block_reopens(
+    fake: FakeSlackAPI, clock: Clock
+) -> None:
+    reply, root = replier(fake, clock, rotate_seconds=240.0)
+    reply.push("Here:\n```python\nx = 1\n")
+    clock.advance(239.0)
+    reply.push("y = 2\n")
+    reply.flush_if_due()
+    assert len(fake.calls_to("chat.startStream")) == 1  # not old enough yet
+    clock.advance(1.0)
+    reply.push("z = 3\n```\nDone.")
+    reply.flush_if_due()
+    reply.finish()
+    first, second = answer_texts(fake, DM, root)
+    assert first == "Here:\n```python\nx = 1\ny = 2\n```"
+    assert second == "```python\nz = 3\n```\nDone."
+    assert [c for c in fake.calls if not c.ok] == []
+
+
+def test_restart_removes_what_the_attempt_showed(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock)
+    reply.push("a partial answer")
+    assert reply.visible and answer_texts(fake, DM, root) == ["a partial answer"]
+    reply.push(" that breaks")  # held back by the cadence: forgotten too
+    reply.restart()
+    assert not reply.visible and answer_texts(fake, DM, root) == [] and reply.posted_ts == []
+    reply.push("the whole answer")
+    reply.finish()
+    assert answer_texts(fake, DM, root) == ["the whole answer"]
+    assert all(not message.streaming for message in fake.bot_messages(DM, root))
+
+
+def test_a_lost_start_that_made_a_message_is_finished_not_posted_twice(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock, bot_user_id=fake.bot_user_id, asked_ts="1.000000")
+    fake.fail_next("chat.startStream", "disconnect")  # applied, then the answer was lost
+    reply.push("first part. ")
+    reply.push("second part.")
+    reply.finish()
+    assert "".join(answer_texts(fake, DM, root)) == "first part. second part."
+    assert len(fake.calls_to("chat.update")) == 1
+
+
+def test_a_broadcast_split_across_deltas_is_defused(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock)
+    for delta in ["ping <", "!here> and <!chan", "nel> but <@U0FRIEND>"]:
+        reply.push(delta)
+        clock.advance(2.0)
+        reply.flush_if_due()
+    reply.finish()
+    [text] = answer_texts(fake, DM, root)
+    assert "<!" not in text and "<@U0FRIEND>" in text

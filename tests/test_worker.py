@@ -15,7 +15,7 @@ from chalicelib.slack import events, messages
 from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import OPENAI_KEY, response_path, slash_payload
-from tests.fakes import FakeServer, Reply, chat_completion, openai_error
+from tests.fakes import FakeServer, Reply, StreamReply, openai_error
 
 
 def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", seconds: float = 60) -> list[dict]:
@@ -112,7 +112,9 @@ SERVICE_ERROR = {
 def test_bad_settings_say_not_set_up(bot_env, slack_server: FakeServer, caplog) -> None:
     # The whole reply, not a part of it: a reply that also quoted the setting's raw value
     # ("got 'hot'") passed a check for "not set up correctly". The value goes to the log only.
-    assert run_job(slack_server, {**bot_env, "OPENAI_TEMPERATURE": "hot"}) == [NOT_SET_UP]
+    # The reply names the setting (the admin's first clue), never its value.
+    settings = {**bot_env, "OPENAI_TEMPERATURE": "hot"}
+    assert run_job(slack_server, settings) == [messages.not_configured("OPENAI_TEMPERATURE")]
     assert "OPENAI_TEMPERATURE must be a number, got 'hot'" in caplog.text
 
 
@@ -186,7 +188,7 @@ def test_the_worker_never_raises_past_its_handlers(
     if case == "deep-setting":
         env["SUGGESTED_PROMPTS"] = DEEP_PROMPTS
     elif case == "unencodable-model":
-        openai_server.script = [Reply(200, chat_completion("fine", model=UNENCODABLE_MODEL))]
+        openai_server.script = [StreamReply(deltas=["fine"], model=UNENCODABLE_MODEL)]
     else:
         env["SLACK_API_URL"] = slack_not_utf8.url + "/api/"
         asked_at -= 400  # older than JOB_MAX_AGE_SECONDS
@@ -206,14 +208,16 @@ def test_the_worker_never_raises_past_its_handlers(
 
 def test_a_setting_too_deeply_nested_to_read_says_not_set_up(bot_env, slack_server: FakeServer) -> None:
     # Was no reply at all: json.loads raised RecursionError (not a ValueError) past Settings.from_env.
-    assert run_job(slack_server, {**bot_env, "SUGGESTED_PROMPTS": DEEP_PROMPTS}) == [NOT_SET_UP]
+    assert run_job(slack_server, {**bot_env, "SUGGESTED_PROMPTS": DEEP_PROMPTS}) == [
+        messages.not_configured("SUGGESTED_PROMPTS")
+    ]
 
 
 def test_a_model_name_the_log_cannot_encode_keeps_the_answer_line(
     bot_env, openai_server: FakeServer, slack_server: FakeServer, capsys
 ) -> None:
     # Was: the reply delivered, but logs.emit raised UnicodeEncodeError and the line said internal_error.
-    openai_server.script = [Reply(200, chat_completion("fine", model=UNENCODABLE_MODEL))]
+    openai_server.script = [StreamReply(deltas=["fine"], model=UNENCODABLE_MODEL)]
     assert run_job(slack_server, bot_env) == [{"response_type": "ephemeral", "text": "```hi```\nfine"}]
     [line] = log_lines(capsys.readouterr().out)
     assert (line["outcome"], line["delivered"]) == ("answered", True)
@@ -274,9 +278,8 @@ def test_a_job_that_waited_too_long_is_told_to_ask_again_without_the_llm(
 def test_an_answer_cut_at_the_output_cap_says_so_in_one_line(
     bot_env, openai_server: FakeServer, slack_server: FakeServer, capsys
 ) -> None:
-    body = chat_completion("The first half of a long answ")
-    body["choices"][0]["finish_reason"] = "length"  # the model stopped at max_completion_tokens
-    openai_server.script = [Reply(200, body)]
+    # The model stopped at max_completion_tokens.
+    openai_server.script = [StreamReply(deltas=["The first half ", "of a long answ"], finish_reason="length")]
     [message] = run_job(slack_server, {**bot_env, "MAX_OUTPUT_TOKENS": "300"})
     assert message["text"] == "```hi```\nThe first half of a long answ" + messages.LENGTH_LIMITED
     assert openai_server.received[0].json()["max_completion_tokens"] == 300

@@ -10,11 +10,12 @@ contains an exception's text or a secret.
 
 from __future__ import annotations
 
-import functools
-import re
 from typing import Any
 
 from chalicelib.slack import markdown
+from chalicelib.slack.mrkdwn import escape, to_mrkdwn
+
+__all__ = ["escape", "to_mrkdwn"]  # re-exported: messages are what callers import
 
 Message = dict[str, Any]
 
@@ -153,45 +154,6 @@ def mention_usage(bot_user_id: str) -> str:
     return f"Ask me anything, for example: <@{bot_user_id}> 東京でおすすめの散歩道は？"
 
 
-def escape(text: str) -> str:
-    """Escape the three characters mrkdwn reserves (and only those)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def code_block(text: str) -> str:
     # A ``` inside the block would end it early; a zero-width space keeps it literal.
     return "```" + escape(text).replace("```", "`\u200b``") + "```"
-
-
-@functools.cache
-def _patterns() -> tuple[re.Pattern[str], ...]:
-    """Compiled on the worker's first answer, not at import: the HTTP function never converts
-    Markdown, and compiling these six took about 1 ms of its cold start."""
-    return (
-        re.compile(r"(```.*?```|`[^`\n]+`)", re.DOTALL),
-        re.compile(r"\[([^\]\n]+)\]\((https?://[^)\s]+)\)"),
-        re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE),
-        re.compile(r"(?<![*\w])\*(?![\s*])([^*\n]+?)(?<![\s*])\*(?![*\w])"),
-        re.compile(r"(\*\*|__)(?!\s)(.+?)(?<!\s)\1"),
-        re.compile(r"~~(?!\s)(.+?)(?<!\s)~~"),
-    )
-
-
-def to_mrkdwn(markdown: str) -> str:
-    """Convert the Markdown an LLM writes into Slack mrkdwn, leaving code untouched.
-
-    Headings become bold lines, ``**bold**`` becomes ``*bold*``, ``*italic*`` becomes
-    ``_italic_``, ``~~strike~~`` becomes ``~strike~`` and ``[label](url)`` becomes ``<url|label>``.
-    """
-    code, link, heading, italic_star, bold, strike = _patterns()
-    parts = code.split(markdown)
-    for i in range(0, len(parts), 2):  # even parts are outside code
-        part = escape(parts[i])
-        part = link.sub(lambda m: f"<{m.group(2)}|{m.group(1)}>", part)
-        part = italic_star.sub(r"_\1_", part)
-        part = heading.sub(lambda m: "**" + m.group(1).replace("**", "") + "**", part)
-        part = bold.sub(r"*\2*", part)
-        parts[i] = strike.sub(r"~\1~", part)
-    for i in range(1, len(parts), 2):
-        parts[i] = escape(parts[i])
-    return "".join(parts)

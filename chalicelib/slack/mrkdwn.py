@@ -247,6 +247,8 @@ def _code_spans(text: str) -> _Spans:
 
 
 def _tokens(text: str, start: int, end: int, spans: _Spans) -> Iterator[_Token]:
+    """The tokens of ``text[start:end]``, left to right; plain text between the characters that
+    may start something else is one token."""
     patterns = _patterns()
     pos = start
     while pos < end:
@@ -411,7 +413,7 @@ def _pair(tokens: list[_Token]) -> None:
 def _render(tokens: list[_Token], mode: str) -> str:
     """Mode "plain" (a link's label): no marks, code spans' content only, Slack syntax as text."""
     parts: list[str] = []
-    active: dict[str, int] = {}  # marks open around the current token
+    active: set[str] = set()  # marks open around the current token
     for token in tokens:
         if isinstance(token, tuple):
             kind, mrkdwn, source = token
@@ -437,7 +439,7 @@ def _render(tokens: list[_Token], mode: str) -> str:
     return "".join(parts)
 
 
-def _emitted(token: _Delim, mode: str, active: dict[str, int]) -> str:
+def _emitted(token: _Delim, mode: str, active: set[str]) -> str:
     """The marks a paired run writes: none in a link's label, no bold in a heading (bold
     already), and none that is open around it already (``*_x_*`` inside ``_…_``: Slack would
     end the outer one at the inner's end). A closer writes what its opener wrote."""
@@ -446,16 +448,16 @@ def _emitted(token: _Delim, mode: str, active: dict[str, int]) -> str:
         mark = "" if mode == "plain" else token.mark
         if mode == "heading":
             mark = mark.replace("*", "")
-        token.mark = "".join(c for c in mark if not active.get(c))
-        for c in token.mark:
-            active[c] = 1
+        token.mark = "".join(c for c in mark if c not in active)
+        active.update(token.mark)
         return token.mark
     assert token.partner is not None and token.partner.mark is not None
     token.mark = token.partner.mark[::-1]
-    for c in token.mark:
-        active[c] = 0
+    active.difference_update(token.mark)
     return token.mark
 
 
 def _needs_gap(char: str | None) -> bool:
+    """Whether a mark next to ``char`` needs a boundary: a letter or digit in any script, or
+    punctuation outside ASCII (「」。：); not a space, an edge or ASCII punctuation ("(", ":")."""
     return char is not None and not char.isspace() and not (char.isascii() and not char.isalnum())
