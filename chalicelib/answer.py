@@ -39,7 +39,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import limits, secrets
+from chalicelib import limits, logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 from chalicelib.slack import history, messages
@@ -138,24 +138,31 @@ def run(
     started: float | None = None,
 ) -> str:
     started = time.perf_counter() if started is None else started
-    wait = limits.check(settings, asker.team_id, asker.user_id)
-    if wait is not None:
-        fields["retry_after_s"] = wait
-        surface.say(messages.too_many_questions(settings.user_rate_limit_per_minute or 0, wait)["text"])
-        return "user_rate_limited"
-    try:
-        api_key = secrets.openai_api_key(settings)
-    except secrets.SecretUnavailable as error:
-        kind = "secrets_busy" if getattr(error, "transient", False) else "not_configured"
-        surface.say(messages.notice(kind))
-        return "secrets_unavailable" if kind == "secrets_busy" else "not_configured"
-    reserve = min(surface.reserve_seconds, deadline.remaining() / 4)
-    step = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
     attempts = _Attempts()
     try:
+        wait = limits.check(settings, asker.team_id, asker.user_id)
+        if wait is not None:
+            fields["retry_after_s"] = wait
+            surface.say(messages.too_many_questions(settings.user_rate_limit_per_minute or 0, wait)["text"])
+            return "user_rate_limited"
+        try:
+            api_key = secrets.openai_api_key(settings)
+        except secrets.SecretUnavailable as error:
+            kind = "secrets_busy" if error.transient else "not_configured"
+            surface.say(messages.notice(kind))
+            return "secrets_unavailable" if kind == "secrets_busy" else "not_configured"
+        reserve = min(surface.reserve_seconds, deadline.remaining() / 4)
+        step = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
         return _attempts(chat, surface, settings, api_key, step, fields, attempts, started)
     finally:
         fields.update(attempts.fields())
+
+
+def no_llm_call(fields: dict[str, Any]) -> None:
+    """An outcome decided before the core ran (a usage hint, a refused setting): the same
+    accounting fields, all zero, so that every answer line can be summed alike."""
+    for name in ("attempts", "llm_ms", "tokens_in", "tokens_out"):
+        fields.setdefault(name, 0)
 
 
 def _attempts(
@@ -192,7 +199,7 @@ def _attempts(
                 surface.restart()
                 continue
             # A request refused before its stream began was already retried by the SDK.
-            if kind in RETRIED_KINDS and getattr(error, "mid_stream", False) and retries < MAX_RETRIES:
+            if kind in RETRIED_KINDS and error.mid_stream and retries < MAX_RETRIES:
                 pause = BACKOFF_SECONDS * 2**retries * random.uniform(0.75, 1.25)
                 if step.remaining() >= pause + llm.MIN_ATTEMPT_SECONDS * 2:
                     retries += 1
@@ -237,22 +244,24 @@ def _attempt(
     from chalicelib import llm
 
     attempts.count += 1
-    stream = llm.stream(chat, settings, api_key, step)
+    opened = time.monotonic()
+    try:
+        stream = llm.stream(chat, settings, api_key, step)
+    except llm.LLMError:
+        attempts.seconds += time.monotonic() - opened  # refused: no tokens, but time all the same
+        raise
     text = ""
     try:
         for delta in _paced(stream, surface, step) if surface.paced else _guarded(stream):
             if "first_token_ms" not in fields:
-                fields["first_token_ms"] = _ms_since(started)
+                fields["first_token_ms"] = logs.ms_since(started)
             text += delta
             surface.push(delta)
             if surface.visible and "first_text_ms" not in fields:
-                fields["first_text_ms"] = _ms_since(started)
+                fields["first_text_ms"] = logs.ms_since(started)
         if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
-            raise llm.LLMError("unreadable")  # an answer with no text: nothing to show for it
+            raise llm.LLMError("unreadable", mid_stream=True)  # an answer with no text: nothing to show
         return stream.result, text
-    except llm.LLMError as error:
-        error.mid_stream = True  # type: ignore[attr-defined]  # the SDK never retries a stream
-        raise
     finally:
         stream.close()
         attempts.add(chat, stream.result, text)
@@ -268,7 +277,7 @@ def _guarded(stream: llm.ChatStream) -> Iterator[str]:
         raise
     except Exception:
         logger.exception("unexpected error while reading the LLM's stream")
-        raise llm.LLMError("service_error") from None
+        raise llm.LLMError("service_error", mid_stream=True) from None
 
 
 def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline) -> Iterator[str]:
@@ -306,8 +315,4 @@ def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline) -> Iterator
             yield item
     finally:
         stream.close()  # a reader blocked on the socket wakes and ends
-        reader.join(timeout=5)
-
-
-def _ms_since(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)
+        reader.join(timeout=1)  # a daemon: one that cannot be woken must not hold the job

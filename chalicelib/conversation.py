@@ -11,12 +11,12 @@ kept), builds the chat within ``MAX_CONTEXT_TOKENS`` and hands it to the answer 
 attempt replaces what the failed one showed, and every ending is one plain-language line at
 most. Besides what the core decides:
 
-- a status call refused with ``channel_not_found``, ``not_in_channel`` or ``invalid_auth``
-  means Slack cannot take the answer: the LLM is not asked (any other refusal of the status is
-  logged and ignored);
-- if Slack refuses the answer, or anything unexpected fails, the stream is stopped and one
-  line says so, unless a line was already attempted or a call may have landed unanswered
-  (``connection``/``timeout``): never two endings;
+- a status call refused with ``channel_not_found``, ``not_in_channel`` or ``invalid_auth``, or
+  a Slack that cannot be reached at all, means the answer could not be posted: the LLM is not
+  asked (any other failure of the status is logged and ignored);
+- if Slack refuses the answer (or a call's fate stays unknown after the replier's own
+  recovery), or anything unexpected fails, the stream is stopped and one line says so, unless
+  a line was already attempted: never two endings;
 - the "is thinking…" status is cleared on every ending that posted nothing in the thread
   (Slack clears it itself when the bot posts);
 - if the settings or the bot token are unusable there is no way to reach the user: the log
@@ -36,7 +36,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import history, messages, web
-from chalicelib.slack.stream import UNCERTAIN, Replier
+from chalicelib.slack.stream import Replier
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,10 @@ FINISH_RESERVE_SECONDS = 10.0
 # past its deadline (in Lambda, a timeout): time to give up, log and return.
 SLACK_RESERVE_SECONDS = 1.0
 # A status refused for one of these means the answer cannot be posted either: no LLM call.
-UNREACHABLE = frozenset({"channel_not_found", "not_in_channel", "invalid_auth", "is_archived", "account_inactive"})
+# ("connection": Slack could not be reached, the status call's own retries included.)
+UNREACHABLE = frozenset(
+    {"channel_not_found", "not_in_channel", "invalid_auth", "is_archived", "account_inactive", "connection"}
+)
 
 
 class ThreadSurface:
@@ -82,23 +85,25 @@ class ThreadSurface:
         self.replier.post_notice(messages.cut_short(kind))
 
     def say(self, text: str) -> None:
+        self.replier.discard_pending()  # an answer that failed: text held back must not go out first
         self.replier.post_notice(text)
 
 
 def answer(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
     started = time.perf_counter()
-    fields: dict[str, Any] = _job_fields(job)
+    fields: dict[str, Any] = job.log_fields()
     try:
         fields["outcome"] = _answer(job, deadline, environ, fields, started)
     except Exception:  # a last guard: log it; the user was told if they could be
         logger.exception("unexpected error while answering a message")
         fields["outcome"] = "internal_error"
-    fields["total_ms"] = _ms_since(started)
+    fields["total_ms"] = logs.ms_since(started)
+    core.no_llm_call(fields)
     logs.emit("answer", **fields)
 
 
 def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
-    fields: dict[str, Any] = _job_fields(job)
+    fields: dict[str, Any] = job.log_fields()
     try:
         settings, token = _settings_and_token(environ)
         _, error = _first_call(
@@ -217,7 +222,7 @@ def _answer(
         lambda slack: web.set_status(slack, job.channel_id, thread_ts, messages.THINKING_STATUS),
     )
     if error is None:
-        fields["status_ms"] = _ms_since(started)
+        fields["status_ms"] = logs.ms_since(started)
     else:
         logger.warning("could not set the thread's status: %s", error.code)
         fields["status_error"] = error.code
@@ -242,7 +247,7 @@ def _answer(
         # call that may have landed: the user must not read two endings.
         logger.error("Slack refused the answer: %s", error.code)
         fields["slack_error"] = error.code
-        if not replier.notice_attempted and error.code not in UNCERTAIN:
+        if not replier.notice_attempted:  # a notice is a message of its own: it cannot double the answer
             _notify(replier, messages.notice("slack_error"))
         return "slack_error"
     except Exception:  # a last guard: stop the stream and tell the user, as for any failure
@@ -303,17 +308,3 @@ def _notify(replier: Replier, text: str) -> None:
         replier.post_notice(text)
     except web.SlackError as error:
         logger.error("could not tell the user either: %s", error.code)
-
-
-def _job_fields(job: MessageJob | AssistantThreadStartedJob) -> dict[str, Any]:
-    return {
-        "kind": job.kind,
-        "job_id": job.id,
-        "team_id": job.team_id,
-        "channel_id": job.channel_id,
-        "user_id": job.user_id,
-    }
-
-
-def _ms_since(started: float) -> int:
-    return round((time.perf_counter() - started) * 1000)

@@ -26,6 +26,9 @@ class _JobBase:
 
     kind: ClassVar[str]
     id: str
+    team_id: str
+    channel_id: str
+    user_id: str
 
     def to_payload(self) -> dict[str, Any]:
         return {"kind": self.kind, **dataclasses.asdict(self)}  # every subclass is a dataclass
@@ -33,6 +36,16 @@ class _JobBase:
     @property
     def claim_keys(self) -> tuple[str, ...]:
         return (self.id,)
+
+    def log_fields(self) -> dict[str, Any]:
+        """What the worker's log line says about the job: its kind, id and who asked where."""
+        return {
+            "kind": self.kind,
+            "job_id": self.id,
+            "team_id": self.team_id,
+            "channel_id": self.channel_id,
+            "user_id": self.user_id,
+        }
 
 
 @dataclass(frozen=True)

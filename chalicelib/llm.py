@@ -1,35 +1,28 @@
-"""The one seam to the LLM: chat completions through the official openai SDK, whole or streamed.
+"""The one seam to the LLM: streamed chat completions through the official openai SDK.
 
 Contract:
 
-- ``ask(question, settings, api_key, deadline)`` asks one question (the system prompt, then
-  ``question``: see ``messages_for``) and returns an ``Answer``; ``complete(messages, ...)``
-  does the same for a whole chat (``[{"role": ..., "content": ...}, ...]``, system first).
-  ``Answer.finish_reason`` is the model's, whatever it is: ``"length"`` (it stopped at
-  ``MAX_OUTPUT_TOKENS``) and ``"content_filter"`` come with whatever text there is, even none
-  (a reasoning model may spend the whole cap on thinking); a value this module does not know
-  is returned as it came (the caller logs it and takes the answer as complete). Only an empty
-  answer that claims to be complete (``"stop"``, or no finish_reason) is ``unreadable``.
-  Either raises ``LLMError`` whose ``kind`` is one of ``rate_limited``, ``quota_exhausted``,
-  ``invalid_key``, ``permission_denied`` (403), ``model_not_found`` (404: an unknown model, or
-  a base URL that is not an OpenAI API), ``too_long``, ``timeout``, ``unreadable`` or
-  ``service_error`` (which includes a refused or failed connection).
-- ``stream(messages, settings, api_key, deadline)`` opens a streamed completion (with
-  ``stream_options.include_usage``) and returns a ``ChatStream``, or raises ``LLMError`` with
-  the same kinds when the request fails before the stream starts. Iterating the ``ChatStream``
-  yields non-empty text deltas and fills in ``result`` (a ``StreamResult``: model, token counts,
-  finish_reason, seconds, first_token_seconds, text_chars). It raises ``LLMError`` too:
-  ``stalled`` when, after the first chunk, nothing arrives for ``settings.stream_stall_seconds``
-  (before the first chunk a reasoning model may think for minutes: only the deadline bounds
-  that wait); ``timeout`` when the deadline passes while it runs (silence or a trickle);
-  ``cut_off`` when the stream ends, cleanly or not, without a finish_reason; ``unreadable``
-  for data that is not a chat-completion chunk, which ends the stream at once (it is never
-  skipped); ``service_error`` for an error event in the stream. A finish_reason (``"length"``
-  even with no text at all, ``"content_filter"``, any other) is not an error: the caller reads
-  it from ``result``. ``close()`` (from any thread) drops the response; an iteration in
-  progress then ends quietly. Streams are not retried. However the stream ends, ``result``
-  holds ``seconds`` and the ``text_chars`` yielded; token counts stay None unless the server
-  reported them, so a caller can tell a cut attempt's cost is unknown and estimate it.
+- ``stream(messages, settings, api_key, deadline)`` sends a chat (``[{"role": ..., "content":
+  ...}, ...]``, system first) as a streamed completion (with ``stream_options.include_usage``)
+  and returns a ``ChatStream``. When the request fails before the stream starts (after the
+  SDK's own retries) it raises ``LLMError`` (``mid_stream`` False) whose ``kind`` is one of
+  ``rate_limited``, ``quota_exhausted``, ``invalid_key``, ``permission_denied`` (403),
+  ``model_not_found`` (404: an unknown model, or a base URL that is not an OpenAI API),
+  ``too_long``, ``timeout`` or ``service_error`` (which includes a refused or failed connection).
+- Iterating the ``ChatStream`` yields non-empty text deltas and fills in ``result`` (a
+  ``StreamResult``: model, token counts, finish_reason, seconds). It raises ``LLMError`` too
+  (``mid_stream`` True): ``stalled`` when, after the first chunk, nothing arrives for
+  ``settings.stream_stall_seconds`` (before the first chunk a reasoning model may think for
+  minutes: only the deadline bounds that wait); ``timeout`` when the deadline passes while it
+  runs (silence or a trickle); ``cut_off`` when the stream ends, cleanly or not, without a
+  finish_reason; ``unreadable`` for data that is not a chat-completion chunk (a 200 that is no
+  stream at all included), which ends the stream at once (it is never skipped);
+  ``service_error`` for an error event in the stream. A finish_reason (``"length"`` even with no
+  text at all, ``"content_filter"``, any other) is not an error: the caller reads it from
+  ``result``. ``close()`` (from any thread) drops the response; an iteration in progress then
+  ends quietly. Streams are not retried. However the stream ends, ``result`` holds ``seconds``;
+  token counts stay None unless the server reported them, so a caller can tell a cut attempt's
+  cost is unknown and estimate it.
 - Every request asks for at most ``settings.max_output_tokens`` tokens: the cap on what one
   answer can cost, as ``max_completion_tokens``, or ``max_tokens`` where that was refused.
 - A parameter the server refuses (a 400 with ``error.code`` ``unsupported_parameter`` or
@@ -53,9 +46,8 @@ less than ``MIN_ATTEMPT_SECONDS`` is left, and any answer that is not a success 
 false``, the SDK's own header for "do not retry". Every non-2xx answer is checked, not only the
 statuses the SDK retries by default: a server may ask for a retry of any status with
 ``x-should-retry: true``, and the SDK then honours a ``Retry-After`` of up to two minutes.
-httpx's timeouts are per network operation, so a server that trickles a whole (non-streamed)
-answer a byte at a time could still hold an attempt past the deadline; a stream has a watchdog
-for that (see ``ChatStream``).
+Once the stream has begun, httpx's per-operation timeouts cannot hold it to the deadline (a
+trickle never times out): the stream's watchdog does (see ``ChatStream``).
 """
 
 from __future__ import annotations
@@ -64,7 +56,6 @@ import contextlib
 import contextvars
 import email.utils
 import functools
-import json
 import logging
 import re
 import socket
@@ -110,68 +101,13 @@ _rejected_lock = threading.Lock()
 
 
 class LLMError(Exception):
-    def __init__(self, kind: str) -> None:
+    """``kind`` says what failed; ``mid_stream``: a stream that had begun broke (the SDK retries
+    a request that fails before its stream begins, but never a stream)."""
+
+    def __init__(self, kind: str, mid_stream: bool = False) -> None:
         super().__init__(kind)
         self.kind = kind
-
-
-@dataclass(frozen=True)
-class Answer:
-    text: str  # may be empty when finish_reason is not "stop" (e.g. "length" after a long think)
-    model: str
-    tokens_in: int | None  # None: the server did not say
-    tokens_out: int | None
-    seconds: float
-    finish_reason: str | None = None  # the model's: "stop", "length", "content_filter", or any other
-
-    @property
-    def text_chars(self) -> int:
-        """Characters of text, as ``StreamResult.text_chars`` counts them."""
-        return len(self.text)
-
-
-def messages_for(question: str, settings: Settings) -> list[dict[str, str]]:
-    """The chat for a single question: the system prompt, then the question (the slash command's)."""
-    return [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": question}]
-
-
-def ask(question: str, settings: Settings, api_key: str, deadline: Deadline) -> Answer:
-    return complete(messages_for(question, settings), settings, api_key, deadline)
-
-
-def complete(messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline) -> Answer:
-    started = time.monotonic()
-    if deadline.remaining() < MIN_ATTEMPT_SECONDS:
-        raise LLMError("timeout")
-    try:
-        completion = _create(messages, settings, api_key, deadline, streamed=False)
-        choice = completion.choices[0]
-        content = choice.message.content
-        finish_reason = getattr(choice, "finish_reason", None)
-        usage = completion.usage
-    except openai.APIError as error:
-        raise LLMError(_kind(error)) from None
-    except (json.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError, ValueError):
-        # openai 3.x raises a bare JSONDecodeError for a 200 whose body is not JSON; the
-        # others come from a JSON body that is not a chat completion.
-        raise LLMError("unreadable") from None
-    finish_reason = finish_reason if isinstance(finish_reason, str) and finish_reason else None
-    if content is None:
-        text = ""  # a reasoning model that spent its whole cap thinking sends none
-    elif isinstance(content, str):
-        text = content
-    else:
-        raise LLMError("unreadable")
-    if not text.strip() and finish_reason in (None, "stop"):
-        raise LLMError("unreadable")  # "complete", yet nothing to show: not an answer
-    return Answer(
-        text=text,
-        model=getattr(completion, "model", None) or settings.openai_model,
-        tokens_in=_count(getattr(usage, "prompt_tokens", None)),
-        tokens_out=_count(getattr(usage, "completion_tokens", None)),
-        seconds=time.monotonic() - started,
-        finish_reason=finish_reason,
-    )
+        self.mid_stream = mid_stream
 
 
 def reset_rejected_parameters() -> None:
@@ -180,10 +116,8 @@ def reset_rejected_parameters() -> None:
         _rejected.clear()
 
 
-def _create(
-    messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline, *, streamed: bool
-) -> Any:
-    """Send the request (a ``ChatCompletion``, or the SDK's ``Stream`` when ``streamed``).
+def _create(messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline) -> Any:
+    """Send the streamed request; the SDK's ``Stream`` of chunks.
 
     A refused parameter is left out and the request sent once more (see the module's contract);
     the SDK's own retries and the deadline hooks apply to each of the two sends.
@@ -194,9 +128,9 @@ def _create(
     try:
         for resend in (False, True):
             rejected = _rejected.get(endpoint, frozenset())
-            body = _request(messages, settings, rejected, streamed=streamed)
+            body = _request(messages, settings, rejected)
             try:
-                return client.chat.completions.create(**body, **_call_options(deadline, streamed=streamed))
+                return client.chat.completions.create(**body, **_call_options(deadline))
             except openai.BadRequestError as error:
                 refused = _droppable(error, body, rejected)
                 if not refused:
@@ -211,32 +145,28 @@ def _create(
         _deadline.reset(token)
 
 
-def _request(
-    messages: list[dict[str, str]], settings: Settings, rejected: frozenset[str], *, streamed: bool
-) -> dict[str, Any]:
-    """The request's body, whole or streamed: the chat, the output cap, the temperature if set,
-    and for a stream its usage; less what this endpoint refused."""
+def _request(messages: list[dict[str, str]], settings: Settings, rejected: frozenset[str]) -> dict[str, Any]:
+    """The request's body: the chat, streamed with its usage, the output cap and the temperature
+    if set; less what this endpoint refused."""
     # The cap always holds: where max_completion_tokens was refused, its older name carries it.
     cap = OUTPUT_CAPS[1] if OUTPUT_CAPS[0] in rejected else OUTPUT_CAPS[0]
     body: dict[str, Any] = {"model": settings.openai_model, "messages": messages, cap: settings.max_output_tokens}
     if settings.openai_temperature is not None:  # "none": reasoning models reject any value but their own
         body["temperature"] = settings.openai_temperature
-    if streamed:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
     return {name: value for name, value in body.items() if name == cap or name not in rejected}
 
 
-def _call_options(deadline: Deadline, *, streamed: bool) -> dict[str, Any]:
-    """What the SDK is told besides the body: the time left, and for a stream a connection of its own."""
-    options: dict[str, Any] = {"timeout": deadline.remaining()}
-    if streamed:
-        # The connection is ours alone while the stream runs and is never pooled afterwards,
-        # so ChatStream may shut its socket down from another thread (a watchdog, close())
-        # without touching a request that reuses it. Nothing is lost: the SDK stops reading
-        # at [DONE], before the chunked terminator, which already keeps it out of the pool.
-        options["extra_headers"] = {"Connection": "close"}
-    return options
+def _call_options(deadline: Deadline) -> dict[str, Any]:
+    """What the SDK is told besides the body: the time left, and a connection of the stream's own.
+
+    The connection is ours alone while the stream runs and is never pooled afterwards, so
+    ChatStream may shut its socket down from another thread (a watchdog, close()) without
+    touching a request that reuses it. Nothing is lost: the SDK stops reading at [DONE], before
+    the chunked terminator, which already keeps it out of the pool.
+    """
+    return {"timeout": deadline.remaining(), "extra_headers": {"Connection": "close"}}
 
 
 def _droppable(error: openai.BadRequestError, body: dict[str, Any], rejected: frozenset[str]) -> frozenset[str]:
@@ -298,31 +228,18 @@ class StreamResult:
     tokens_out: int | None = None
     finish_reason: str | None = None
     seconds: float = 0.0  # from the request until the stream ended, however it ended (set then)
-    first_token_seconds: float | None = None  # from the request until the first text arrived
-    text_chars: int = 0  # characters of text yielded so far: what a cut attempt showed, to estimate its cost
-
-
-def log_fields(result: Answer | StreamResult) -> dict[str, Any]:
-    """What the worker's answer line says about the LLM step, whole or streamed."""
-    return {
-        "model": result.model,
-        "llm_ms": round(result.seconds * 1000),
-        "tokens_in": result.tokens_in,
-        "tokens_out": result.tokens_out,
-        "finish_reason": result.finish_reason,
-    }
 
 
 def stream(messages: list[dict[str, str]], settings: Settings, api_key: str, deadline: Deadline) -> ChatStream:
     """Open a streamed chat completion; iterate the result for its text.
 
-    Raises ``LLMError`` as ``complete`` does when the request fails before the stream starts.
+    Raises ``LLMError`` when the request fails before the stream starts (see the module's contract).
     """
     started = time.monotonic()
     if deadline.remaining() < MIN_ATTEMPT_SECONDS:
         raise LLMError("timeout")
     try:
-        chunks = _create(messages, settings, api_key, deadline, streamed=True)
+        chunks = _create(messages, settings, api_key, deadline)
     except openai.APIError as error:
         raise LLMError(_kind(error)) from None
     result = StreamResult(model=settings.openai_model)
@@ -420,7 +337,6 @@ class ChatStream:
                 # would build an answer from a stream we no longer understand.
                 self._end("unreadable")
             if text:
-                self.result.text_chars += len(text)
                 return text
 
     def close(self) -> None:
@@ -470,8 +386,6 @@ class ChatStream:
             if isinstance(finish_reason, str) and finish_reason and self.result.finish_reason is None:
                 # The text is complete; only the usage chunk and [DONE] are still to come (see _arm).
                 self.result.finish_reason = finish_reason
-        if text and self.result.first_token_seconds is None:
-            self.result.first_token_seconds = time.monotonic() - self._started
         return text
 
     def _end_of_stream(self) -> str | None:
@@ -489,7 +403,7 @@ class ChatStream:
         self._finish()
         if kind is None:
             raise StopIteration
-        raise LLMError(kind) from None
+        raise LLMError(kind, mid_stream=True) from None
 
     def _finish(self) -> None:
         with self._lock:

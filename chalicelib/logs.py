@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from typing import Any
 
 _configured_level: str | None = None
@@ -26,6 +27,11 @@ def emit(event: str, **fields: Any) -> None:
     # A lone surrogate (a model name an LLM server sent as "\ud83d") cannot be written as UTF-8.
     sys.stdout.write(line.encode("utf-8", "replace").decode("utf-8") + "\n")
     sys.stdout.flush()
+
+
+def ms_since(started: float) -> int:
+    """Whole milliseconds since ``started`` (a ``time.perf_counter()`` reading), for a log field."""
+    return round((time.perf_counter() - started) * 1000)
 
 
 def configure(level: str) -> None:

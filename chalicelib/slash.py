@@ -64,13 +64,7 @@ class ReplySurface:
 
 
 def answer(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
-    fields: dict[str, Any] = {
-        "kind": job.kind,
-        "job_id": job.id,
-        "team_id": job.team_id,
-        "channel_id": job.channel_id,
-        "user_id": job.user_id,
-    }
+    fields = job.log_fields()
     try:
         message, outcome = _compose(job, deadline, environ, fields)
     except Exception:  # the user must hear back whatever went wrong
@@ -86,6 +80,7 @@ def answer(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str])
             fields["reply_status"] = delivery.status
         if delivery.detail is not None:
             fields["reply_detail"] = delivery.detail
+    core.no_llm_call(fields)
     logs.emit("answer", **fields)
 
 

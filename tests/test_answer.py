@@ -19,7 +19,7 @@ from chalicelib.slack import events
 from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import response_path, slash_payload
-from tests.fakes import FakeServer, StreamReply
+from tests.fakes import FakeServer, StreamReply, openai_error
 
 USER = slack_requests.USER_ID
 CHANNEL = slack_requests.CHANNEL_ID
@@ -173,11 +173,24 @@ def test_the_models_broadcast_mentions_never_reach_a_slash_reply(
     assert "<!" not in reply["text"] and "<@U0FRIEND>" in reply["text"]
 
 
-@pytest.mark.parametrize("code", ["channel_not_found", "not_in_channel", "invalid_auth"])
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ("channel_not_found", "channel_not_found"),
+        ("not_in_channel", "not_in_channel"),
+        ("invalid_auth", "invalid_auth"),
+        ("drop", "connection"),  # Slack unreachable, the status call's own retries included
+    ],
+)
 def test_no_llm_call_when_slack_cannot_take_the_answer(
-    code: str, conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, capsys
+    fault: str,
+    code: str,
+    conversation_env: dict[str, str],
+    slack_api: FakeSlackAPI,
+    openai_server: FakeServer,
+    capsys,
 ) -> None:
-    slack_api.fail_next("assistant.threads.setStatus", code, count=2)  # invalid_auth: the token is read again once
+    slack_api.fail_next("assistant.threads.setStatus", fault, count=3)
     run_mention(conversation_env, slack_api)
     assert openai_server.requests_to(CHAT) == []
     line = answer_line(capsys.readouterr().out)
@@ -226,9 +239,7 @@ def test_a_slack_connection_lost_mid_stream_leaves_nothing_open_lost_or_doubled(
     ts = run_mention(conversation_env, slack_api)
 
     messages = slack_api.bot_messages(CHANNEL, ts)
-    assert "".join(message.text for message in messages) == whole.rstrip("\n") or "".join(
-        message.text for message in messages
-    ) == whole
+    assert "".join(message.text for message in messages) == whole  # whole, and once
     assert all(not message.streaming for message in messages)
     assert answer_line(capsys.readouterr().out)["outcome"] == "answered"
 
@@ -241,7 +252,7 @@ def test_streams_are_rotated_before_slack_ends_them(
     slack_api.stream_max_age = 2.5  # Slack would end a stream this old
     ts = run_mention({**conversation_env, "STREAM_ROTATE_SECONDS": "1.5"}, slack_api)
     messages = slack_api.bot_messages(CHANNEL, ts)
-    assert len(messages) >= 2 and "".join(m.text for m in messages).rstrip("\n") == whole.rstrip("\n")
+    assert len(messages) >= 2 and "".join(m.text for m in messages) == whole
     refused = [call for call in slack_api.calls if call.error == "message_not_in_streaming_state"]
     assert refused == []
 
@@ -254,5 +265,21 @@ def test_a_stream_slack_ended_is_finished_and_the_answer_goes_on(
     slack_api.stream_max_age = 1.0  # ends before our rotation (the default 240 s) would
     ts = run_mention(conversation_env, slack_api)
     messages = slack_api.bot_messages(CHANNEL, ts)
-    assert len(messages) >= 2 and "".join(m.text for m in messages).rstrip("\n") == whole.rstrip("\n")
+    assert len(messages) >= 2 and "".join(m.text for m in messages) == whole
     assert all(not message.streaming for message in messages)
+
+
+def test_a_retry_that_shows_nothing_leaves_the_user_what_they_had(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, capsys
+) -> None:
+    openai_server.script = [
+        StreamReply(deltas=["What the user ", "already read", "…"], break_after=2),
+        openai_error(401, "invalid_api_key"),  # the retry fails before any text
+    ]
+    ts = run_mention(conversation_env, slack_api)
+    texts = bot_texts(slack_api, ts)
+    # What the user saw (the first words went out at once; the rest was still held back) stays.
+    assert texts[0] == "What the user " and len(texts) == 2 and "cut short" in texts[1]
+    assert slack_api.calls_to("chat.delete") == []
+    line = answer_line(capsys.readouterr().out)
+    assert (line["outcome"], line["attempts"]) == ("cut_short_invalid_key", 2)

@@ -36,6 +36,7 @@ USER = slack_requests.USER_ID
 IN_LAMBDA = {"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker", "RESPONSE_URL_HOSTS": "127.0.0.1"}
 TOO_SLOW = ":warning: The AI service took too long to answer, so I gave up. Please try again."
 NOT_SET_UP = ":warning: The bot is not set up correctly, so it can't answer. Please tell the bot's admin."
+BUSY = ":warning: The bot is busy right now, so it can't answer yet. Please try again in a minute."
 ANSWER = f"**Answer** to: <@{USER}>: hi"  # what the fake LLM answers to the mention
 CUT_SHORT_SLOW = (
     ":warning: The answer above was cut short because the AI service took too long. "
@@ -94,9 +95,9 @@ def test_a_slack_api_that_rate_limits_longer_than_the_job_has_is_not_waited_for(
     [
         # A slow sign of life costs one call's time, not the answer.
         ("assistant.threads.setStatus", "answered", [ANSWER]),
-        # The first words landed, but the worker cannot know it (nor the stream's ts to stop it):
-        # nothing more is said, lest the user read two endings.
-        ("chat.startStream", "slack_error", split_deltas(ANSWER)[:1]),
+        # The first words landed, but the worker could not know it: it finds the message in the
+        # thread, finishes it, and goes on in a new one. Nothing doubled, nothing lost.
+        ("chat.startStream", "answered", [split_deltas(ANSWER)[0], "".join(split_deltas(ANSWER)[1:])]),
     ],
 )
 def test_a_slack_api_that_answers_late_does_not_hold_the_worker_past_its_deadline(
@@ -116,7 +117,8 @@ def test_a_slack_api_that_answers_late_does_not_hold_the_worker_past_its_deadlin
     assert texts_seen == texts
     line = answer_line(capsys)
     assert line["outcome"] == outcome
-    assert line.get("status_error" if method == "assistant.threads.setStatus" else "slack_error") == "timeout"
+    if method == "assistant.threads.setStatus":
+        assert line["status_error"] == "timeout"
 
 
 # --- SSM -------------------------------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def test_an_ssm_that_throttles_is_given_up_on_in_time(
 ) -> None:
     texts, elapsed, _ = timed_command(key_from_ssm(bot_env), slack_server, seconds=8)
     assert elapsed < 8  # expected: botocore's one retry after a backoff under a second
-    assert texts == [NOT_SET_UP]
+    assert texts == [BUSY]  # a passing trouble, not a broken setup
     assert len(throttling_ssm.received) == 2
 
 
@@ -159,7 +161,7 @@ def test_an_ssm_that_never_answers_is_given_up_on_in_time(
     # 5 s: the job still answers, within a 10 s deadline.
     texts, elapsed, _ = timed_command(key_from_ssm(bot_env), slack_server, seconds=10)
     assert elapsed < 10
-    assert texts == [NOT_SET_UP]
+    assert texts == [BUSY]
     assert silent_ssm.received == 2
 
 
@@ -191,7 +193,8 @@ def test_an_llm_stream_that_stalls_leaves_time_to_finish_the_thread(
     conversation_env: dict[str, str], openai_server: FakeServer, slack_api: FakeSlackAPI
 ) -> None:
     # With 12 s left the stream gets 9 (a quarter is kept to stop it and say why): done by about 9 s.
-    openai_server.script = [StreamReply(["A slow start"], stall_after=1)]
+    # Each attempt stalls (STREAM_STALL_SECONDS, 5 s); the retry's stall meets the deadline.
+    openai_server.script = [StreamReply(["A slow start"], stall_after=1) for _ in range(3)]
     texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_api, seconds=12)
     assert elapsed < 12
     assert texts == ["A slow start", CUT_SHORT_SLOW]

@@ -384,7 +384,6 @@ def test_llm_stream_fault_for_a_mention(
 # --- the Slack Web API (a mention's answer) ---------------------------------------------------------------------------
 
 
-
 def test_slack_ratelimited_with_a_retry_after_that_fits_is_waited_for(
     conversation_env: dict[str, str],
     slack_api: FakeSlackAPI,

@@ -7,7 +7,6 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import httpx2
 import openai
@@ -22,263 +21,11 @@ from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, openai_
 
 FAST_RETRY = {"retry-after-ms": "10"}  # keeps the SDK's retries quick in tests
 
+CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "散歩道は？"}]
+
 
 def settings_for(server: FakeServer, **overrides: object) -> Settings:
     return Settings.from_env({"OPENAI_BASE_URL": server.url + "/v1", **{k: str(v) for k, v in overrides.items()}})
-
-
-def ask(server: FakeServer, question: str = "hi", seconds: float = 20, **overrides: object) -> llm.Answer:
-    return llm.ask(question, settings_for(server, **overrides), OPENAI_KEY, Deadline.in_seconds(seconds))
-
-
-def kind_of_failure(server: FakeServer, seconds: float = 20, **overrides: object) -> str:
-    with pytest.raises(llm.LLMError) as error:
-        ask(server, seconds=seconds, **overrides)
-    return error.value.kind
-
-
-def test_answer_with_model_and_token_counts(openai_server: FakeServer) -> None:
-    answer = ask(openai_server, "散歩道は？", OPENAI_MODEL="gpt-test", OPENAI_TEMPERATURE="0.3")
-    assert answer.text == "**Answer** to: 散歩道は？"
-    assert (answer.model, answer.tokens_in, answer.tokens_out) == ("fake-model", 11, 7)
-    sent = openai_server.received[0]
-    assert sent.path == "/v1/chat/completions"
-    assert sent.headers["authorization"] == f"Bearer {OPENAI_KEY}"
-    body = sent.json()
-    assert body["model"] == "gpt-test" and body["temperature"] == 0.3
-    assert body["messages"][0] == {"role": "system", "content": Settings().system_prompt}
-    assert body["messages"][1] == {"role": "user", "content": "散歩道は？"}
-    assert answer.finish_reason == "stop"
-
-
-def length_limited(text: str) -> Reply:
-    """A whole answer the model stopped at max_completion_tokens."""
-    body = chat_completion(text)
-    body["choices"][0]["finish_reason"] = "length"
-    return Reply(200, body)
-
-
-def test_an_answer_cut_at_the_output_cap_says_so(openai_server: FakeServer) -> None:
-    openai_server.script = [length_limited("a long answ")]
-    answer = ask(openai_server)
-    assert (answer.text, answer.finish_reason) == ("a long answ", "length")
-
-
-def finished(content: str | None, finish_reason: str | None) -> Reply:
-    """A whole answer with this content (None: the field is null) and finish_reason."""
-    body = chat_completion("unused")
-    body["choices"][0]["message"]["content"] = content
-    body["choices"][0]["finish_reason"] = finish_reason
-    return Reply(200, body)
-
-
-@pytest.mark.parametrize(
-    ("content", "finish_reason", "text"),
-    [
-        ("", "length", ""),  # a reasoning model that spent the whole cap thinking
-        (None, "length", ""),
-        (" \n", "length", " \n"),
-        ("", "content_filter", ""),
-        ("partly sa", "content_filter", "partly sa"),
-        ("an answer", "some_future_reason", "an answer"),  # unknown: returned as it came
-        ("", "some_future_reason", ""),
-    ],
-)
-def test_every_finish_reason_comes_back_with_whatever_text_there_is(
-    openai_server: FakeServer, content: str | None, finish_reason: str, text: str
-) -> None:
-    openai_server.script = [finished(content, finish_reason)]
-    answer = ask(openai_server)
-    assert (answer.text, answer.finish_reason, answer.text_chars) == (text, finish_reason, len(text))
-    assert (answer.tokens_in, answer.tokens_out) == (11, 7)
-    assert len(openai_server.received) == 1
-
-
-@pytest.mark.parametrize(("content", "finish_reason"), [("", "stop"), (None, "stop"), (" \n", "stop"), ("", None)])
-def test_an_empty_answer_that_claims_to_be_complete_is_unreadable(
-    openai_server: FakeServer, content: str | None, finish_reason: str | None
-) -> None:
-    openai_server.script = [finished(content, finish_reason)]
-    assert kind_of_failure(openai_server) == "unreadable"
-    assert len(openai_server.received) == 1
-
-
-def test_a_whole_answer_without_usage_leaves_the_token_counts_unknown(openai_server: FakeServer) -> None:
-    body = chat_completion("散歩道")
-    del body["usage"]
-    openai_server.script = [Reply(200, body)]
-    answer = ask(openai_server)
-    assert (answer.text, answer.text_chars, answer.tokens_in, answer.tokens_out) == ("散歩道", 3, None, None)
-
-
-@pytest.mark.parametrize("way", ["ask", "complete", "stream"])
-@pytest.mark.parametrize(("setting", "sent"), [(None, 2048), ("300", 300)])
-def test_every_request_caps_the_output_tokens(
-    openai_server: FakeServer, way: str, setting: str | None, sent: int
-) -> None:
-    settings = settings_for(openai_server, **({} if setting is None else {"MAX_OUTPUT_TOKENS": setting}))
-    if way == "ask":
-        llm.ask("hi", settings, OPENAI_KEY, Deadline.in_seconds(20))
-    elif way == "complete":
-        llm.complete(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(20))
-    else:
-        assert read_all(llm.stream(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(20)))[1] is None
-    [request] = openai_server.received
-    assert request.json()["max_completion_tokens"] == sent
-
-
-def test_temperature_none_is_not_sent(openai_server: FakeServer) -> None:
-    ask(openai_server, OPENAI_TEMPERATURE="none")
-    assert "temperature" not in openai_server.received[0].json()
-
-
-def test_a_server_error_is_retried_by_the_sdk(openai_server: FakeServer) -> None:
-    openai_server.script = [Reply(500, {"error": {"message": "boom"}}, FAST_RETRY)]
-    assert ask(openai_server).text == "**Answer** to: hi"
-    assert len(openai_server.received) == 2
-
-
-@pytest.mark.parametrize(
-    ("reply", "kind", "attempts"),
-    [
-        (openai_error(429, "rate_limit_exceeded"), "rate_limited", 3),
-        (openai_error(429, "insufficient_quota"), "quota_exhausted", 3),
-        (openai_error(401, "invalid_api_key"), "invalid_key", 1),
-        (openai_error(400, "context_length_exceeded"), "too_long", 1),
-        (openai_error(400, "invalid_request_error"), "service_error", 1),
-        (openai_error(403, "unsupported_country_region_territory"), "permission_denied", 1),
-        (openai_error(404, "model_not_found"), "model_not_found", 1),
-        (openai_error(500, "server_error"), "service_error", 3),
-        (Reply(200, "<html>gateway says hi</html>"), "unreadable", 1),
-        (Reply(200, {"object": "chat.completion"}), "unreadable", 1),
-        (Reply(200, chat_completion("")), "unreadable", 1),
-    ],
-)
-def test_failures_map_to_kinds(openai_server: FakeServer, reply: Reply, kind: str, attempts: int) -> None:
-    reply.headers.update(FAST_RETRY)
-    openai_server.script = [reply] * 3
-    assert kind_of_failure(openai_server) == kind
-    assert len(openai_server.received) == attempts
-
-
-def test_a_slow_answer_times_out_at_the_deadline(openai_server: FakeServer) -> None:
-    openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
-    deadline = Deadline.in_seconds(3)
-    with pytest.raises(llm.LLMError) as error:
-        llm.ask("hi", settings_for(openai_server), OPENAI_KEY, deadline)
-    assert error.value.kind == "timeout"
-    # The attempt times out at the deadline and the SDK's retry, after its backoff (≤ 0.5 s), is
-    # refused: done by 0.5 s past it, checked with 2 s to spare. Unhooked, the SDK would retry twice.
-    assert time.monotonic() - deadline.expires_at < 2.5
-    assert len(openai_server.received) == 1
-
-
-def test_retries_stay_inside_the_deadline(openai_server: FakeServer) -> None:
-    # A wait that fits is waited for; the next, which would not, is refused. The SDK sleeps the
-    # Retry-After's 3 s, so the second answer arrives with at most 3.5 s left, short of the 3 + 1 s
-    # a retry needs however fast the machine; the first has 2.5 s to spare however slow it is.
-    openai_server.script = [Reply(500, {"error": {"message": "busy"}}, {"retry-after": "3"})] * 3
-    started = time.monotonic()
-    deadline = Deadline.in_seconds(6.5)
-    with pytest.raises(llm.LLMError) as error:
-        llm.ask("hi", settings_for(openai_server), OPENAI_KEY, deadline)
-    assert error.value.kind == "service_error"
-    assert len(openai_server.received) == 2
-    assert time.monotonic() - started >= 3  # the first Retry-After was honoured
-    assert time.monotonic() < deadline.expires_at  # done about 3 s early
-
-
-def test_a_server_error_without_retry_after_is_retried_after_the_sdks_backoff(openai_server: FakeServer) -> None:
-    # The common 5xx case: no Retry-After, so the wait checked against the deadline is the SDK's
-    # own backoff (0.5 s, then 1 s): plenty of time here, so both retries happen.
-    openai_server.script = [Reply(500, {"error": {"message": "boom"}}), Reply(503, {"error": {"message": "busy"}})]
-    assert ask(openai_server).text == "**Answer** to: hi"
-    assert [r.headers["x-stainless-retry-count"] for r in openai_server.received] == ["0", "1", "2"]
-
-
-def asked_to_retry(status: int, retry_after: str) -> Reply:
-    reply = openai_error(status, "invalid_request_error")
-    reply.headers.update({"x-should-retry": "true", "retry-after": retry_after})
-    return reply
-
-
-def ask_failure(server: FakeServer, seconds: float = 20) -> str:
-    return kind_of_failure(server, seconds=seconds)
-
-
-def stream_failure(server: FakeServer, seconds: float = 20) -> str:
-    with pytest.raises(llm.LLMError) as error:
-        open_stream(server, seconds=seconds)
-    return error.value.kind
-
-
-@pytest.mark.parametrize("fail", [ask_failure, stream_failure], ids=["ask", "stream"])
-@pytest.mark.parametrize("status", [400, 404, 422])
-def test_any_status_the_server_asks_to_retry_is_kept_inside_the_deadline(
-    openai_server: FakeServer, fail: Callable[..., str], status: int
-) -> None:
-    # The SDK retries any status carrying x-should-retry: true, after a Retry-After of up to 120 s:
-    # here it would sleep 8 s of a 5 s deadline, then time out. The answer's own error is reported now.
-    openai_server.script = [asked_to_retry(status, "8")] * 3
-    started = time.monotonic()
-    assert fail(openai_server, seconds=5) == ("model_not_found" if status == 404 else "service_error")
-    assert time.monotonic() - started < 3  # no sleep at all, checked with 2 s to spare
-    assert len(openai_server.received) == 1
-
-
-def test_a_retry_the_server_asks_for_is_made_when_it_fits(openai_server: FakeServer) -> None:
-    openai_server.script = [asked_to_retry(400, "0.01")] * 2
-    assert ask(openai_server).text == "**Answer** to: hi"
-    assert len(openai_server.received) == 3
-
-
-def test_a_retry_after_beyond_the_deadline_is_not_waited_for(openai_server: FakeServer) -> None:
-    openai_server.script = [Reply(429, {"error": {"code": "rate_limit_exceeded"}}, {"retry-after": "60"})] * 3
-    started = time.monotonic()
-    assert kind_of_failure(openai_server, seconds=10) == "rate_limited"
-    assert time.monotonic() - started < 8
-    assert len(openai_server.received) == 1
-
-
-def test_a_retry_after_date_is_not_waited_for(openai_server: FakeServer) -> None:
-    soon = email.utils.formatdate(time.time() + 30, usegmt=True)  # the SDK would sleep until then
-    openai_server.script = [Reply(429, {"error": {"code": "rate_limit_exceeded"}}, {"retry-after": soon})] * 3
-    started = time.monotonic()
-    assert kind_of_failure(openai_server, seconds=10) == "rate_limited"
-    assert time.monotonic() - started < 8
-    assert len(openai_server.received) == 1
-
-
-def test_no_time_left_means_no_request(openai_server: FakeServer) -> None:
-    assert kind_of_failure(openai_server, seconds=0.5) == "timeout"
-    assert openai_server.received == []
-
-
-def test_connection_refused_is_a_service_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again before use: nothing listens there
-    settings = Settings.from_env({"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
-    with pytest.raises(llm.LLMError) as error:
-        llm.ask("hi", settings, OPENAI_KEY, Deadline.in_seconds(10))
-    assert error.value.kind == "service_error"
-
-
-def test_complete_sends_the_whole_chat(openai_server: FakeServer) -> None:
-    chat = [
-        {"role": "system", "content": "be brief"},
-        {"role": "user", "content": "<@U1>: hello"},
-        {"role": "assistant", "content": "hi"},
-        {"role": "user", "content": "<@U1>: 散歩道は？"},
-    ]
-    answer = llm.complete(chat, settings_for(openai_server), OPENAI_KEY, Deadline.in_seconds(20))
-    assert answer.text == "**Answer** to: <@U1>: 散歩道は？"
-    assert openai_server.received[0].json()["messages"] == chat
-
-
-# Streaming: the real SDK reads server-sent events from the fake over HTTP/1.1 chunked encoding.
-
-CHAT = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "散歩道は？"}]
 
 
 def open_stream(server: FakeServer, seconds: float = 20, **overrides: object) -> llm.ChatStream:
@@ -292,8 +39,20 @@ def read_all(chat_stream: llm.ChatStream) -> tuple[list[str], str | None]:
         for delta in chat_stream:
             deltas.append(delta)
     except llm.LLMError as error:
+        assert error.mid_stream  # the stream had begun: the SDK never retries it
         return deltas, error.kind
     return deltas, None
+
+
+def refusal(server: FakeServer, seconds: float = 20, deadline: Deadline | None = None) -> str:
+    """The kind of the LLMError that ``llm.stream`` raises: the request failed before its stream began."""
+    with pytest.raises(llm.LLMError) as error:
+        llm.stream(CHAT, settings_for(server), OPENAI_KEY, deadline or Deadline.in_seconds(seconds))
+    assert not error.value.mid_stream
+    return error.value.kind
+
+
+# The request: the chat, the output cap and the options, over real HTTP from the real SDK.
 
 
 def test_a_stream_yields_the_deltas_in_order_and_its_usage(openai_server: FakeServer) -> None:
@@ -302,10 +61,26 @@ def test_a_stream_yields_the_deltas_in_order_and_its_usage(openai_server: FakeSe
     assert read_all(chat_stream) == (["**An", "swer**", " 散歩", "道", "は…"], None)
     result = chat_stream.result
     assert (result.model, result.tokens_in, result.tokens_out, result.finish_reason) == ("fake-model", 21, 5, "stop")
-    assert result.first_token_seconds is not None and 0 < result.first_token_seconds <= result.seconds
-    body = openai_server.received[0].json()
+    assert result.seconds > 0
+    [sent] = openai_server.received
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    body = sent.json()
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
     assert (body["model"], body["temperature"], body["messages"]) == ("gpt-test", 0.3, CHAT)
+
+
+def test_a_stream_sends_the_whole_chat(openai_server: FakeServer) -> None:
+    chat = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "<@U1>: hello"},
+        {"role": "assistant", "content": "hi"},
+        {"role": "user", "content": "<@U1>: 散歩道は？"},
+    ]
+    chat_stream = llm.stream(chat, settings_for(openai_server), OPENAI_KEY, Deadline.in_seconds(20))
+    deltas, kind = read_all(chat_stream)
+    assert kind is None and "".join(deltas) == "**Answer** to: <@U1>: 散歩道は？"
+    assert openai_server.received[0].json()["messages"] == chat
 
 
 def test_the_fake_echoes_a_streamed_question_in_a_few_deltas(openai_server: FakeServer) -> None:
@@ -313,6 +88,23 @@ def test_the_fake_echoes_a_streamed_question_in_a_few_deltas(openai_server: Fake
     assert kind is None and len(deltas) > 1
     assert "".join(deltas) == "**Answer** to: 散歩道は？"
     assert split_deltas("**Answer** to: 散歩道は？") == deltas
+
+
+@pytest.mark.parametrize(("setting", "sent"), [(None, 2048), ("300", 300)])
+def test_every_request_caps_the_output_tokens(openai_server: FakeServer, setting: str | None, sent: int) -> None:
+    overrides = {} if setting is None else {"MAX_OUTPUT_TOKENS": setting}
+    assert read_all(open_stream(openai_server, **overrides))[1] is None
+    [request] = openai_server.received
+    assert request.json()["max_completion_tokens"] == sent
+    assert "max_tokens" not in request.json()
+
+
+def test_temperature_none_is_not_sent(openai_server: FakeServer) -> None:
+    assert read_all(open_stream(openai_server, OPENAI_TEMPERATURE="none"))[1] is None
+    assert "temperature" not in openai_server.received[0].json()
+
+
+# How a stream ends: well with any finish_reason, or with an LLMError's kind.
 
 
 def test_a_length_finish_is_not_an_error(openai_server: FakeServer) -> None:
@@ -326,9 +118,11 @@ def test_a_length_finish_is_not_an_error(openai_server: FakeServer) -> None:
     ("deltas", "finish_reason"),
     [
         ([], "length"),  # the whole cap spent thinking: no text, and no error
+        ([" \n"], "length"),
         ([], "content_filter"),
         (["partly ", "sa"], "content_filter"),
-        (["an ", "answer"], "some_future_reason"),
+        (["an ", "answer"], "some_future_reason"),  # unknown: returned as it came
+        ([], "some_future_reason"),
     ],
 )
 def test_a_stream_ends_well_with_any_finish_reason(
@@ -338,13 +132,8 @@ def test_a_stream_ends_well_with_any_finish_reason(
     chat_stream = open_stream(openai_server)
     assert read_all(chat_stream) == (deltas, None)
     result = chat_stream.result
-    assert (result.finish_reason, result.text_chars, result.tokens_in, result.tokens_out) == (
-        finish_reason,
-        len("".join(deltas)),
-        11,
-        7,
-    )
-    assert (result.first_token_seconds is None) == (not deltas)
+    assert (result.finish_reason, result.tokens_in, result.tokens_out) == (finish_reason, 11, 7)
+    assert len(openai_server.received) == 1
 
 
 @pytest.mark.parametrize(
@@ -356,7 +145,10 @@ def test_a_stream_ends_well_with_any_finish_reason(
         (StreamReply(deltas=["a", "b", "c"], finish_reason=None), "cut_off", ["a", "b", "c"]),  # [DONE] alone
         (StreamReply(deltas=["a", "b", "c"], garbage_after=1), "unreadable", ["a"]),
         (StreamReply(deltas=["a", "b", "c"], error_after=1), "service_error", ["a"]),
+        # A 200 that is no stream at all: not JSON, JSON that is no chunk, a whole (unstreamed) answer.
         (Reply(200, "<html>gateway says hi</html>"), "unreadable", []),
+        (Reply(200, {"object": "chat.completion"}), "unreadable", []),
+        (Reply(200, chat_completion("a whole answer")), "unreadable", []),
     ],
 )
 def test_a_broken_stream_maps_to_a_kind(
@@ -367,6 +159,133 @@ def test_a_broken_stream_maps_to_a_kind(
     assert read_all(chat_stream) == (deltas, kind)
     assert chat_stream.result.finish_reason is None
     assert len(openai_server.received) == 1  # a stream is never re-sent
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind", "attempts"),
+    [
+        (openai_error(429, "rate_limit_exceeded"), "rate_limited", 3),
+        (openai_error(429, "insufficient_quota"), "quota_exhausted", 3),
+        (openai_error(401, "invalid_api_key"), "invalid_key", 1),
+        (openai_error(403, "unsupported_country_region_territory"), "permission_denied", 1),
+        (openai_error(404, "model_not_found"), "model_not_found", 1),
+        (openai_error(400, "context_length_exceeded"), "too_long", 1),
+        (openai_error(400, "invalid_request_error"), "service_error", 1),
+        (openai_error(500, "server_error"), "service_error", 3),
+    ],
+)
+def test_a_stream_refused_before_it_starts_maps_to_a_kind(
+    openai_server: FakeServer, reply: Reply, kind: str, attempts: int
+) -> None:
+    # 429 and 5xx are retried by the SDK (twice) before the error is ours; the others are not.
+    reply.headers.update(FAST_RETRY)
+    openai_server.script = [reply] * 3
+    assert refusal(openai_server) == kind
+    assert len(openai_server.received) == attempts
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_a_stream_request_is_retried_before_it_starts(openai_server: FakeServer, status: int) -> None:
+    openai_server.script = [Reply(status, {"error": {"message": "busy"}}, FAST_RETRY), StreamReply(deltas=["ok"])]
+    assert read_all(open_stream(openai_server)) == (["ok"], None)
+    assert len(openai_server.received) == 2
+
+
+def test_a_refused_stream_connection_is_a_service_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again before use: nothing listens there
+    settings = Settings.from_env({"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
+    with pytest.raises(llm.LLMError) as error:
+        llm.stream(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(10))
+    assert (error.value.kind, error.value.mid_stream) == ("service_error", False)
+
+
+# The deadline: each attempt cut to the time left, and no retry whose wait would pass it.
+
+
+def test_no_time_left_means_no_request(openai_server: FakeServer) -> None:
+    assert refusal(openai_server, seconds=0.5) == "timeout"
+    assert openai_server.received == []
+
+
+def test_a_stream_that_never_starts_times_out_at_the_deadline(openai_server: FakeServer) -> None:
+    openai_server.script = [Reply(200, "{}", delay=30)] * 3
+    deadline = Deadline.in_seconds(3)
+    assert refusal(openai_server, deadline=deadline) == "timeout"
+    # The attempt times out at the deadline and the SDK's retry, after its backoff (≤ 0.5 s), is
+    # refused: done by 0.5 s past it, checked with 2 s to spare. Unhooked, the SDK would retry twice.
+    assert time.monotonic() - deadline.expires_at < 2.5
+    assert len(openai_server.received) == 1
+
+
+def test_retries_stay_inside_the_deadline(openai_server: FakeServer) -> None:
+    # A wait that fits is waited for; the next, which would not, is refused. The SDK sleeps the
+    # Retry-After's 3 s, so the second answer arrives with at most 3.5 s left, short of the 3 + 1 s
+    # a retry needs however fast the machine; the first has 2.5 s to spare however slow it is.
+    openai_server.script = [Reply(500, {"error": {"message": "busy"}}, {"retry-after": "3"})] * 3
+    started = time.monotonic()
+    deadline = Deadline.in_seconds(6.5)
+    assert refusal(openai_server, deadline=deadline) == "service_error"
+    assert len(openai_server.received) == 2
+    assert time.monotonic() - started >= 3  # the first Retry-After was honoured
+    assert time.monotonic() < deadline.expires_at  # done about 3 s early
+
+
+def test_a_server_error_without_retry_after_is_retried_after_the_sdks_backoff(openai_server: FakeServer) -> None:
+    # The common 5xx case: no Retry-After, so the wait checked against the deadline is the SDK's
+    # own backoff (0.5 s, then 1 s): plenty of time here, so both retries happen.
+    openai_server.script = [Reply(500, {"error": {"message": "boom"}}), Reply(503, {"error": {"message": "busy"}})]
+    deltas, kind = read_all(open_stream(openai_server))
+    assert kind is None and "".join(deltas) == "**Answer** to: 散歩道は？"
+    assert [r.headers["x-stainless-retry-count"] for r in openai_server.received] == ["0", "1", "2"]
+
+
+def asked_to_retry(status: int, retry_after: str) -> Reply:
+    reply = openai_error(status, "invalid_request_error")
+    reply.headers.update({"x-should-retry": "true", "retry-after": retry_after})
+    return reply
+
+
+@pytest.mark.parametrize("status", [400, 404, 422])
+def test_any_status_the_server_asks_to_retry_is_kept_inside_the_deadline(
+    openai_server: FakeServer, status: int
+) -> None:
+    # The SDK retries any status carrying x-should-retry: true, after a Retry-After of up to 120 s:
+    # here it would sleep 8 s of a 5 s deadline, then time out. The answer's own error is reported now.
+    openai_server.script = [asked_to_retry(status, "8")] * 3
+    started = time.monotonic()
+    assert refusal(openai_server, seconds=5) == ("model_not_found" if status == 404 else "service_error")
+    assert time.monotonic() - started < 3  # no sleep at all, checked with 2 s to spare
+    assert len(openai_server.received) == 1
+
+
+def test_a_retry_the_server_asks_for_is_made_when_it_fits(openai_server: FakeServer) -> None:
+    openai_server.script = [asked_to_retry(400, "0.01")] * 2
+    deltas, kind = read_all(open_stream(openai_server))
+    assert kind is None and "".join(deltas) == "**Answer** to: 散歩道は？"
+    assert len(openai_server.received) == 3
+
+
+def test_a_retry_after_beyond_the_deadline_is_not_waited_for(openai_server: FakeServer) -> None:
+    openai_server.script = [Reply(429, {"error": {"code": "rate_limit_exceeded"}}, {"retry-after": "60"})] * 3
+    started = time.monotonic()
+    assert refusal(openai_server, seconds=10) == "rate_limited"
+    assert time.monotonic() - started < 8
+    assert len(openai_server.received) == 1
+
+
+def test_a_retry_after_date_is_not_waited_for(openai_server: FakeServer) -> None:
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)  # the SDK would sleep until then
+    openai_server.script = [Reply(429, {"error": {"code": "rate_limit_exceeded"}}, {"retry-after": soon})] * 3
+    started = time.monotonic()
+    assert refusal(openai_server, seconds=10) == "rate_limited"
+    assert time.monotonic() - started < 8
+    assert len(openai_server.received) == 1
+
+
+# Once the stream has begun: a complete text survives a late cut, the watchdog keeps the stream to the
+# deadline, and close() ends it quietly.
 
 
 @pytest.mark.parametrize("cut", ["break_after", "stall_after"])
@@ -454,58 +373,6 @@ def test_close_after_the_end_does_nothing(openai_server: FakeServer) -> None:
     chat_stream.close()
     assert kind is None and chat_stream.result.finish_reason == "stop"
     assert list(chat_stream) == []
-
-
-@pytest.mark.parametrize(
-    ("reply", "kind", "attempts"),
-    [
-        (openai_error(429, "rate_limit_exceeded"), "rate_limited", 3),
-        (openai_error(429, "insufficient_quota"), "quota_exhausted", 3),
-        (openai_error(401, "invalid_api_key"), "invalid_key", 1),
-        (openai_error(403, "unsupported_country_region_territory"), "permission_denied", 1),
-        (openai_error(404, "model_not_found"), "model_not_found", 1),
-        (openai_error(400, "context_length_exceeded"), "too_long", 1),
-        (openai_error(500, "server_error"), "service_error", 3),
-    ],
-)
-def test_a_stream_refused_before_it_starts_maps_like_ask(
-    openai_server: FakeServer, reply: Reply, kind: str, attempts: int
-) -> None:
-    reply.headers.update(FAST_RETRY)
-    openai_server.script = [reply] * 3
-    assert stream_failure(openai_server) == kind
-    assert len(openai_server.received) == attempts
-
-
-def test_a_stream_request_is_retried_before_it_starts(openai_server: FakeServer) -> None:
-    openai_server.script = [Reply(503, {"error": {"message": "busy"}}, FAST_RETRY), StreamReply(deltas=["ok"])]
-    assert read_all(open_stream(openai_server)) == (["ok"], None)
-    assert len(openai_server.received) == 2
-
-
-def test_a_stream_that_never_starts_times_out_at_the_deadline(openai_server: FakeServer) -> None:
-    openai_server.script = [Reply(200, "{}", delay=30)] * 3
-    deadline = Deadline.in_seconds(3)
-    with pytest.raises(llm.LLMError) as error:
-        llm.stream(CHAT, settings_for(openai_server), OPENAI_KEY, deadline)
-    assert error.value.kind == "timeout"
-    assert time.monotonic() - deadline.expires_at < 2.5  # as for ask: at most one backoff (0.5 s) late
-    assert len(openai_server.received) == 1
-
-
-def test_no_time_left_means_no_stream(openai_server: FakeServer) -> None:
-    assert stream_failure(openai_server, seconds=0.5) == "timeout"
-    assert openai_server.received == []
-
-
-def test_a_refused_stream_connection_is_a_service_error() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    settings = Settings.from_env({"OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"})
-    with pytest.raises(llm.LLMError) as error:
-        llm.stream(CHAT, settings, OPENAI_KEY, Deadline.in_seconds(10))
-    assert error.value.kind == "service_error"
 
 
 # The deadline hook's reading of the SDK's wait, checked against the installed SDK's own code: an

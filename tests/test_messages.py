@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.slack import messages
+from chalicelib.slack import messages, mrkdwn
 
 
 def test_answer_is_question_in_code_block_then_answer() -> None:
@@ -22,7 +22,7 @@ def test_markdown_becomes_mrkdwn_but_code_is_left_alone() -> None:
         "```python\nif a < b and x**2:\n    pass\n```\n"
         "Inline `x**2 < y` too."
     )
-    assert messages.to_mrkdwn(markdown) == (
+    assert mrkdwn.to_mrkdwn(markdown) == (
         "*Title*\n"
         "Some *bold*, _italic_, ~gone~ and a <https://example.com/a?b=1&amp;c=2|link>.\n"
         "* a bullet\n"

@@ -392,10 +392,27 @@ def test_a_rate_limited_append_keeps_its_text_for_the_next_turn(fake: FakeSlackA
     assert answer_texts(fake, DM, root) == ["one two three"]
 
 
-def test_a_lost_connection_is_raised_once_and_a_notice_can_still_be_posted(fake: FakeSlackAPI, clock: Clock) -> None:
+def test_a_lost_append_is_recovered_with_the_whole_text_never_sent_again(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock)
+    reply.push("partial")
+    fake.fail_next("chat.appendStream", "disconnect")  # applied, but its answer was lost
+    reply.push(" answer")
+    clock.advance(2)
+    reply.flush_if_due()
+    reply.push(" and more")
+    reply.finish()
+    assert answer_texts(fake, DM, root) == ["partial answer", " and more"]
+    assert len(fake.calls_to("chat.appendStream")) == 1  # not sent again: the update set the whole text
+    assert all(not message.streaming for message in fake.bot_messages(DM, root))
+
+
+def test_a_lost_connection_that_cannot_be_recovered_is_raised_once_and_a_notice_can_still_be_posted(
+    fake: FakeSlackAPI, clock: Clock
+) -> None:
     reply, root = replier(fake, clock)
     reply.push("partial")
     fake.fail_next("chat.appendStream", "disconnect")
+    fake.fail_next("chat.update", "disconnect", count=3)  # the recovery's own call is lost too
     reply.push(" answer")
     clock.advance(2)
     with pytest.raises(web.SlackError) as caught:
@@ -404,7 +421,7 @@ def test_a_lost_connection_is_raised_once_and_a_notice_can_still_be_posted(fake:
     reply.push(" more")  # spent: nothing more is sent
     assert reply.due_in() is None
     calls_before = len(fake.calls)
-    reply.finish()  # quietly stops the stream
+    reply.finish()  # stops the stream once more (safe to repeat), sends nothing
     assert [m for m, _ in slack_calls(fake)[calls_before:]] == ["chat.stopStream"]
     ts = reply.post_notice("The answer was cut short: Slack could not be reached.")
     assert fake.calls[-1].params["text"] == "The answer was cut short: Slack could not be reached."
@@ -433,7 +450,7 @@ def test_a_start_that_may_have_landed_is_not_posted_again(fake: FakeSlackAPI, cl
     assert not reply.visible
 
 
-# --- the answer core's needs: rotation, restart, lost calls, broadcasts ------------------------------------------------
+# --- the answer core's needs: rotation, restart, lost calls, broadcasts -----------------------------------------------
 
 
 def test_a_stream_is_rotated_before_it_reaches_rotate_seconds_and_a_code_block_reopens(
@@ -455,17 +472,40 @@ def test_a_stream_is_rotated_before_it_reaches_rotate_seconds_and_a_code_block_r
     assert [c for c in fake.calls if not c.ok] == []
 
 
-def test_restart_removes_what_the_attempt_showed(fake: FakeSlackAPI, clock: Clock) -> None:
+def test_restart_replaces_what_the_attempt_showed_once_the_next_one_shows(fake: FakeSlackAPI, clock: Clock) -> None:
     reply, root = replier(fake, clock)
     reply.push("a partial answer")
     assert reply.visible and answer_texts(fake, DM, root) == ["a partial answer"]
     reply.push(" that breaks")  # held back by the cadence: forgotten too
     reply.restart()
-    assert not reply.visible and answer_texts(fake, DM, root) == [] and reply.posted_ts == []
+    # Until the next attempt shows text, the user keeps what they had (stopped, not spinning).
+    assert answer_texts(fake, DM, root) == ["a partial answer"]
+    assert all(not message.streaming for message in fake.bot_messages(DM, root))
+    reply.push("the whole answer")
+    assert answer_texts(fake, DM, root) == ["the whole answer"]
+    reply.finish()
+    assert answer_texts(fake, DM, root) == ["the whole answer"] and len(reply.posted_ts) == 1
+    assert all(not message.streaming for message in fake.bot_messages(DM, root))
+
+
+def test_a_partial_that_cannot_be_deleted_says_it_was_replaced(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock)
+    reply.push("a partial answer")
+    reply.restart()
+    fake.fail_next("chat.delete", "cant_delete_message")
     reply.push("the whole answer")
     reply.finish()
-    assert answer_texts(fake, DM, root) == ["the whole answer"]
-    assert all(not message.streaming for message in fake.bot_messages(DM, root))
+    assert answer_texts(fake, DM, root) == [stream.REPLACED, "the whole answer"]
+
+
+def test_a_lost_start_never_takes_another_jobs_message(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock, bot_user_id=fake.bot_user_id, asked_ts="1.000000")
+    fake.fail_next("chat.startStream", "drop")  # ours never took effect...
+    other = fake.add_message(DM, "another job's answer", thread_ts=root, bot=True)  # ...another job's did
+    reply.push("our answer")
+    reply.finish()
+    assert fake.text_of(DM, other) == "another job's answer"
+    assert answer_texts(fake, DM, root) == ["another job's answer", "our answer"]
 
 
 def test_a_lost_start_that_made_a_message_is_finished_not_posted_twice(fake: FakeSlackAPI, clock: Clock) -> None:

@@ -446,7 +446,7 @@ def test_find_own_message_finds_a_stream_whose_start_answer_was_lost() -> None:
             fake.add_message(CHANNEL, f"chat {n}", thread_ts=root, user="U0002")
         job_ts = fake.add_message(CHANNEL, "<@UBOT0001> follow-up", thread_ts=root, user="U0001")
         fake.add_message(CHANNEL, "from someone else, later", thread_ts=root, user="U0002")
-        assert web.find_own_message(client, CHANNEL, root, fake.bot_user_id, job_ts) is None
+        assert web.find_own_message(client, CHANNEL, root, fake.bot_user_id, job_ts, "lost ") is None
 
         fake.fail_next("chat.startStream", "disconnect")  # the stream started; its ts never came back
         with pytest.raises(web.SlackError) as caught:
@@ -455,7 +455,9 @@ def test_find_own_message_finds_a_stream_whose_start_answer_was_lost() -> None:
         fake.add_message(CHANNEL, "and a user after it", thread_ts=root, user="U0002")
         calls_before = len(fake.calls_to("conversations.replies"))
 
-        found = web.find_own_message(client, CHANNEL, root, fake.bot_user_id, job_ts)
+        # Another job's answer in the same thread, newer than ours: never taken for ours.
+        fake.add_message(CHANNEL, "another job's answer", thread_ts=root, bot=True)
+        found = web.find_own_message(client, CHANNEL, root, fake.bot_user_id, job_ts, "lost ")
         [streamed] = [m for m in fake.bot_messages(CHANNEL, root) if m.streaming]
         assert found == streamed.ts
         # Only the replies after the job were asked for: the root and 3 replies are 2 pages of 3,
@@ -466,7 +468,11 @@ def test_find_own_message_finds_a_stream_whose_start_answer_was_lost() -> None:
         # Recovery as the notes say: stop the stream (safe to repeat), then set its whole text.
         web.stop_stream(client, CHANNEL, found)
         web.update(client, CHANNEL, found, markdown_text="the whole answer")
-        assert fake.visible_text(CHANNEL, root)[-2:] == ["the whole answer", "and a user after it"]
+        assert fake.visible_text(CHANNEL, root)[-3:] == [
+            "the whole answer",
+            "and a user after it",
+            "another job's answer",
+        ]
 
 
 def test_find_own_message_after_a_start_that_never_took_effect(fake: FakeSlackAPI) -> None:
@@ -475,19 +481,21 @@ def test_find_own_message_after_a_start_that_never_took_effect(fake: FakeSlackAP
     fake.fail_next("chat.startStream", "drop")
     with pytest.raises(web.SlackError):
         web.start_stream(client, "D0123456", root, "never shown")
-    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root) is None
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "never shown") is None
     first = web.post(client, "D0123456", root, text="one")
-    second = web.post(client, "D0123456", root, text="two")
-    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root) == second
-    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, second) is None
-    assert web.find_own_message(client, "D0123456", root, "UOTHER", root) is None
+    second = web.post(client, "D0123456", root, text="one more")
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "one") == second
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "one more") == second
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "two") is None
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, second, "one") is None
+    assert web.find_own_message(client, "D0123456", root, "UOTHER", root, "one") is None
     assert first != second
     calls = len(fake.calls)
     with pytest.raises(web.SlackError) as caught:  # a SlackError, as every failure in web.py
-        web.find_own_message(client, "D0123456", root, fake.bot_user_id, "Ev0FUZZ")
+        web.find_own_message(client, "D0123456", root, fake.bot_user_id, "Ev0FUZZ", "one")
     assert caught.value.code == "invalid_arguments" and len(fake.calls) == calls  # nothing was sent
     with pytest.raises(web.SlackError) as caught:
-        web.find_own_message(client, "D0123456", "1700000000.000999", fake.bot_user_id, root)
+        web.find_own_message(client, "D0123456", "1700000000.000999", fake.bot_user_id, root, "one")
     assert caught.value.code == "thread_not_found"
 
 

@@ -57,12 +57,12 @@ def strip_mention(text: str, bot_user_id: str) -> str:
 def to_chat(
     thread: Sequence[Mapping[str, Any]], current: Mapping[str, Any], bot_user_id: str, system_prompt: str
 ) -> list[ChatMessage]:
-    current_ts = _ts_key(current.get("ts"))
+    current_ts = ts_key(current.get("ts"))
     if current_ts is None:
         raise ValueError(f"the current message has no valid ts: {current.get('ts')!r}")
     chat: list[ChatMessage] = [{"role": "system", "content": system_prompt}]
     for message in thread:
-        ts = _ts_key(message.get("ts"))
+        ts = ts_key(message.get("ts"))
         # Only what was said before the current message: a reply written while we read the
         # thread, or the current message itself, is not history.
         if ts is None or ts >= current_ts or message.get("subtype") in NOT_SAID:
@@ -250,7 +250,7 @@ def _author(message: Mapping[str, Any]) -> str:
     return f"{name}: " if name else ""
 
 
-def _ts_key(ts: Any) -> tuple[int, str] | None:
+def ts_key(ts: Any) -> tuple[int, str] | None:
     """A Slack ts ("1700000000.000100") as a key that orders like the decimal it is, or None.
 
     Seconds as an int, then the fraction's digits without trailing zeros: digit strings compare

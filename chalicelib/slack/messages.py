@@ -13,9 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.slack import markdown
-from chalicelib.slack.mrkdwn import escape, to_mrkdwn
-
-__all__ = ["escape", "to_mrkdwn"]  # re-exported: messages are what callers import
 
 Message = dict[str, Any]
 
@@ -126,6 +123,9 @@ def answer(question: str, answer_markdown: str, response_type: str, finish_reaso
         if fence is not None:  # cut inside a code block: close it, or the line would be part of the code
             answer_markdown += "\n" + markdown.closing_fence(fence)
         tail = ANSWER_TAILS[finish_reason]
+    # Imported here: the HTTP function uses this module for its acknowledgements, never this.
+    from chalicelib.slack.mrkdwn import to_mrkdwn
+
     body = to_mrkdwn(answer_markdown)
     if len(question) > MAX_ECHOED_QUESTION_CHARS:  # the answer matters more than the echo
         question = question[:MAX_ECHOED_QUESTION_CHARS] + "…"
@@ -152,6 +152,11 @@ def cut_short(kind: str) -> str:
 
 def mention_usage(bot_user_id: str) -> str:
     return f"Ask me anything, for example: <@{bot_user_id}> 東京でおすすめの散歩道は？"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters mrkdwn reserves (and only those)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def code_block(text: str) -> str:

@@ -39,6 +39,7 @@ import re
 from collections.abc import Iterator
 
 from chalicelib.slack.markdown import closing_fence, open_fence
+from chalicelib.slack.messages import escape
 
 ZWSP = "\u200b"
 
@@ -138,11 +139,6 @@ def _heading(line: str, patterns: _Patterns) -> str:
     if bare != text and (not bare or bare[-1] in " \t"):
         text = bare.rstrip(" \t")
     return text
-
-
-def escape(text: str) -> str:
-    """Escape the three characters mrkdwn reserves (and only those)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _code(text: str) -> str:

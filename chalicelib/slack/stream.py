@@ -34,8 +34,11 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
 - ``msg_too_long`` on an append (Slack's cap lower than we thought): the message is stopped
   where it is and the text goes to a new one. ``ratelimited`` on a send that is not the
   last: the text stays buffered for the next turn.
-- ``restart()`` forgets the current attempt: pending text, and every answer message it showed
-  (the open stream is stopped, then each message deleted), so that a new attempt replaces it.
+- ``restart()`` forgets the current attempt: its pending text is dropped and its open stream
+  stopped; the messages it showed stay until the next attempt shows its first text, and are
+  then deleted (one that cannot be deleted is rewritten as a one-line pointer to the new
+  answer). So a new attempt replaces the old one, and a retry that shows nothing leaves the
+  user what they had.
 - The model's text never reaches Slack as a broadcast mention (``<!here>``, ``<!channel>``,
   ``<!subteam^…>``...): ``markdown.defuse_broadcasts`` is applied to every delta, across deltas.
 - ``finish()`` sends what is left (but trailing text that is only whitespace) and stops the
@@ -61,7 +64,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.slack import markdown, web
+from chalicelib.slack import history, markdown, web
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ UPDATE_MAX_UNITS = markdown.MAX_MARKDOWN_CHARS - 100
 # with small deltas and be cut wherever the one that does not fit happens to be.
 ROLLOVER_ZONE = 0.25
 ROTATE_SECONDS = 240.0  # STREAM_ROTATE_SECONDS' default: Slack ends a stream about 5 minutes in
+# What an earlier attempt's message says when it cannot be deleted.
+REPLACED = "_(An earlier attempt at this answer broke off; the whole answer follows.)_"
 EXPIRED = "message_not_in_streaming_state"
 # Errors after which a write may have landed: sending it another way could show it twice.
 UNCERTAIN = frozenset({"connection", "timeout", "unreadable"})
@@ -123,6 +128,7 @@ class Replier:
         self._asked_ts = asked_ts  # the question's ts: a lost start is looked for after it
         self._pushed_tail = ""  # the last character pushed: a broadcast can straddle two deltas
         self._answer_ts: list[str] = []  # this attempt's answer messages (not notices)
+        self._superseded: list[str] = []  # an earlier attempt's, deleted once this one shows text
         self._start_retried = False
         self._pending = ""  # pushed, not yet sent
         self._reopen = ""  # a fence's opening line to start the next message with
@@ -175,14 +181,8 @@ class Replier:
         message, self._current = self._current, None
         if message is not None and message.streamed:
             self._stop_quietly(message.ts)
-        for ts in self._answer_ts:
-            try:
-                self._call(web.delete, self._client, self._channel, ts)
-                self.posted_ts.remove(ts)
-            except web.SlackError as error:  # the partial stays; the new answer still follows it
-                logger.warning("could not delete a partial answer before asking again: %s", error.code)
-        self._answer_ts.clear()
-        self.visible = False
+        self._superseded += self._answer_ts
+        self._answer_ts = []
 
     def post_notice(self, text: str) -> str:
         """Posts one plain-language mrkdwn line in the thread, after the answer; returns its ts."""
@@ -251,7 +251,7 @@ class Replier:
                 )
             except web.SlackError as error:
                 if error.code in UNCERTAIN:
-                    self._recover_start(error, text, rest, reopen, full)
+                    self._recover_start(error, text, rest, reopen)
                     return
                 logger.warning("Slack refused to stream (%s): posting and updating instead", error.code)
                 self._streams_refused = True
@@ -263,6 +263,7 @@ class Replier:
         self._answer_ts.append(ts)
         now = self._clock()
         self._current = _Message(ts, streamed, text, now, limit, full=full, opened=now)
+        self._drop_superseded()
         self._pending, self._reopen = rest, reopen
         if full and not streamed:
             self._current = None  # a posted message is complete as soon as it is posted
@@ -319,6 +320,20 @@ class Replier:
                 self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
         self._current = None
 
+    def _drop_superseded(self) -> None:
+        """The new attempt is showing: delete the earlier attempt's messages."""
+        for ts in self._superseded:
+            try:
+                self._call(web.delete, self._client, self._channel, ts)
+                self.posted_ts.remove(ts)
+            except web.SlackError as error:  # a partial that stays must not read as part of the answer
+                logger.warning("could not delete an earlier attempt's message: %s", error.code)
+                try:
+                    self._call(web.update, self._client, self._channel, ts, markdown_text=REPLACED)
+                except web.SlackError as update_error:
+                    logger.warning("could not mark it as replaced either: %s", update_error.code)
+        self._superseded = []
+
     def _rotate(self, message: _Message) -> None:
         """Stop a stream before Slack ends it; its open code block, if any, is closed and reopened."""
         fence = markdown.open_fence(message.text)
@@ -331,14 +346,16 @@ class Replier:
         if fence is not None:
             self._reopen = fence + "\n"
 
-    def _recover_start(self, error: web.SlackError, text: str, rest: str, reopen: str, full: bool) -> None:
+    def _recover_start(self, error: web.SlackError, text: str, rest: str, reopen: str) -> None:
         """``chat.startStream``'s answer was lost: find the message it may have made, or start again once."""
         ts = None
         if self._bot_user_id and self._asked_ts:
-            after = max([self._asked_ts, *self.posted_ts], key=_ts_key)
+            after = max([self._asked_ts, *self.posted_ts], key=lambda ts: history.ts_key(ts) or (0, ""))
             try:
                 self.calls += 1
-                ts = web.find_own_message(self._client, self._channel, self._thread_ts, self._bot_user_id, after)
+                ts = web.find_own_message(
+                    self._client, self._channel, self._thread_ts, self._bot_user_id, after, starting_with=text
+                )
             except web.SlackError as lookup_error:
                 logger.warning("could not look for a stream whose start was lost: %s", lookup_error.code)
                 raise error from None
@@ -537,12 +554,3 @@ def _size(text: str, streamed: bool) -> int:
 
 def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
-
-
-def _ts_key(ts: str) -> tuple[int, int]:
-    """A Slack ts ("1700000000.000100": always six digits after the point) as a sortable key."""
-    seconds, _, fraction = ts.partition(".")
-    try:
-        return int(seconds), int(fraction or 0)
-    except ValueError:
-        return 0, 0

@@ -40,7 +40,6 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from decimal import Decimal
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
@@ -50,6 +49,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
 
 from chalicelib.deadline import Deadline
+from chalicelib.slack import history
 
 MAX_RETRIES = 2
 # The least time worth starting an attempt with (a Slack call usually takes 0.1-0.5 s).
@@ -78,7 +78,6 @@ IDEMPOTENT_METHODS = frozenset(
 )
 REPLIES_PAGE_SIZE = 200  # conversations.replies: Slack suggests at most 200 per page
 _ERROR_CODE = re.compile(r"^[a-z0-9_.]{1,80}$")
-_SLACK_TS = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
 
 
 class SlackError(Exception):
@@ -300,8 +299,12 @@ def thread_messages(
     return ([root] if root is not None else []) + list(replies), error
 
 
-def find_own_message(client: WebClient, channel: str, thread_ts: str, bot_user_id: str, after_ts: str) -> str | None:
-    """The ts of the bot's newest message in the thread later than ``after_ts``, or None.
+def find_own_message(
+    client: WebClient, channel: str, thread_ts: str, bot_user_id: str, after_ts: str, starting_with: str
+) -> str | None:
+    """The ts of the bot's newest message in the thread later than ``after_ts`` whose text starts
+    with ``starting_with`` (its first 40 characters, blanks around them ignored), or None: another
+    job may be answering in the same thread, and its message must not be taken for ours.
 
     For a ``chat.startStream`` whose answer was lost (the connection dropped): the message may
     exist with a ts we never got. Only the replies after ``after_ts`` are asked for
@@ -309,17 +312,20 @@ def find_own_message(client: WebClient, channel: str, thread_ts: str, bot_user_i
     all of it; the ts and author are checked here all the same. Raises ``SlackError`` (code
     ``invalid_arguments``, before any call, when ``after_ts`` is not a Slack ts).
     """
-    after = _ts_value(after_ts)
+    after = history.ts_key(after_ts)
     if after is None:
         # A SlackError like every failure here (the module's contract): a job's ts is input, and
         # a caller handling lookup errors must not meet a ValueError instead. Nothing is sent.
         raise SlackError("invalid_arguments", "conversations.replies", "after_ts is not a Slack ts")
-    newest: tuple[Decimal, str] | None = None
+    prefix = starting_with.strip()[:40]
+    newest: tuple[tuple[int, str], str] | None = None
     for page in _reply_pages(client, channel, thread_ts, limit=REPLIES_PAGE_SIZE, oldest=after_ts):
         for message in page:
             ts = message.get("ts")
-            value = _ts_value(ts)
+            value = history.ts_key(ts)
             if value is None or value <= after or message.get("user") != bot_user_id:
+                continue
+            if not history.message_text(message).strip().startswith(prefix):
                 continue
             if newest is None or value > newest[0]:
                 newest = (value, str(ts))
@@ -344,11 +350,6 @@ def _reply_pages(
         if not response.get("has_more") or not cursor or cursor in seen_cursors:
             return  # a repeated cursor would loop for ever
         seen_cursors.add(cursor)
-
-
-def _ts_value(ts: Any) -> Decimal | None:
-    """A Slack ts as the decimal it is (a float is exact only to about 0.2 µs here), or None."""
-    return Decimal(ts) if isinstance(ts, str) and _SLACK_TS.match(ts) else None
 
 
 def post(
