@@ -137,8 +137,7 @@ def run(
     asker: Asker,
     started: float | None = None,
 ) -> str:
-    started = time.perf_counter() if started is None else started
-    attempts = _Attempts()
+    answer = _Answer(chat, surface, settings, fields, time.perf_counter() if started is None else started)
     try:
         wait = limits.check(settings, asker.team_id, asker.user_id)
         if wait is not None:
@@ -152,10 +151,9 @@ def run(
             surface.say(messages.notice(kind))
             return "secrets_unavailable" if kind == "secrets_busy" else "not_configured"
         reserve = min(surface.reserve_seconds, deadline.remaining() / 4)
-        step = deadline.shortened(reserve).capped(settings.openai_timeout_seconds)
-        return _attempts(chat, surface, settings, api_key, step, fields, attempts, started)
+        return answer.run(api_key, deadline.shortened(reserve).capped(settings.openai_timeout_seconds))
     finally:
-        fields.update(attempts.fields())
+        fields.update(answer.attempts.fields())
 
 
 def no_llm_call(fields: dict[str, Any]) -> None:
@@ -165,106 +163,111 @@ def no_llm_call(fields: dict[str, Any]) -> None:
         fields.setdefault(name, 0)
 
 
-def _attempts(
-    chat: list[dict[str, str]],
-    surface: Surface,
-    settings: Settings,
-    api_key: str,
-    step: Deadline,
-    fields: dict[str, Any],
-    attempts: _Attempts,
-    started: float,
-) -> str:
-    # Imported here, after the caller's first sign of life: openai takes a quarter of a second
-    # to import, and a cold worker's "is thinking…" should not wait for it.
-    from chalicelib import llm
+class _Answer:
+    """One answer's LLM attempts into one surface, and how it ends."""
 
-    retries = 0
-    rekeyed = halved = False
-    while True:
-        try:
-            result, text = _attempt(chat, surface, settings, api_key, step, fields, attempts, started)
-        except llm.LLMError as error:
-            kind = error.kind
-            if kind == "invalid_key" and not rekeyed:
-                # `make secrets` may have replaced the key since this container read it.
-                rekeyed = True
-                fresh_key = secrets.reread_openai_api_key(settings)
-                if fresh_key is not None:
-                    api_key = fresh_key
+    def __init__(
+        self,
+        chat: list[dict[str, str]],
+        surface: Surface,
+        settings: Settings,
+        fields: dict[str, Any],
+        started: float,
+    ) -> None:
+        self.chat = chat
+        self.surface = surface
+        self.settings = settings
+        self.fields = fields
+        self.started = started
+        self.attempts = _Attempts()
+
+    def run(self, api_key: str, step: Deadline) -> str:
+        """Ask until an answer, or a failure worth no more tries; end the surface; the outcome."""
+        # Imported here, after the caller's first sign of life: openai takes a quarter of a second
+        # to import, and a cold worker's "is thinking…" should not wait for it.
+        from chalicelib import llm
+
+        surface = self.surface
+        retries = 0
+        rekeyed = halved = False
+        while True:
+            try:
+                result, text = self._attempt(api_key, step)
+            except llm.LLMError as error:
+                kind = error.kind
+                if kind == "invalid_key" and not rekeyed:
+                    # `make secrets` may have replaced the key since this container read it.
+                    rekeyed = True
+                    fresh_key = secrets.reread_openai_api_key(self.settings)
+                    if fresh_key is not None:
+                        api_key = fresh_key
+                        surface.restart()
+                        continue
+                if kind == "too_long" and not halved and len(self.chat) > 2:
+                    self.chat, halved = history.halve_history(self.chat), True
                     surface.restart()
                     continue
-            if kind == "too_long" and not halved and len(chat) > 2:
-                chat, halved = history.halve_history(chat), True
-                surface.restart()
-                continue
-            # A request refused before its stream began was already retried by the SDK.
-            if kind in RETRIED_KINDS and error.mid_stream and retries < MAX_RETRIES:
-                pause = BACKOFF_SECONDS * 2**retries * random.uniform(0.75, 1.25)
-                if step.remaining() >= pause + llm.MIN_ATTEMPT_SECONDS * 2:
-                    retries += 1
-                    logger.warning("the LLM's answer failed (%s); asking again (retry %d)", kind, retries)
-                    surface.restart()
-                    time.sleep(pause)
-                    continue
-            if surface.visible:
-                surface.cut_short(kind)
-                return f"cut_short_{kind}"
-            surface.say(messages.notice(kind))
-            return kind
-        finish_reason = result.finish_reason
-        attempts.finish_reason = finish_reason
+                # A request refused before its stream began was already retried by the SDK.
+                if kind in RETRIED_KINDS and error.mid_stream and retries < MAX_RETRIES:
+                    pause = BACKOFF_SECONDS * 2**retries * random.uniform(0.75, 1.25)
+                    if step.remaining() >= pause + llm.MIN_ATTEMPT_SECONDS * 2:
+                        retries += 1
+                        logger.warning("the LLM's answer failed (%s); asking again (retry %d)", kind, retries)
+                        surface.restart()
+                        time.sleep(pause)
+                        continue
+                if surface.visible:
+                    surface.cut_short(kind)
+                    return f"cut_short_{kind}"
+                surface.say(messages.notice(kind))
+                return kind
+            return self._end(result.finish_reason, text)
+
+    def _end(self, finish_reason: str | None, text: str) -> str:
+        """The ending of an answer the LLM finished, by its finish_reason; the outcome."""
+        self.attempts.finish_reason = finish_reason
         if finish_reason == "length" and not text.strip():
             # A reasoning model spent MAX_OUTPUT_TOKENS thinking: asking again would do the same.
-            surface.say(messages.notice("output_limit"))
+            self.surface.say(messages.notice("output_limit"))
             return "output_limit"
         if finish_reason == "content_filter" and not text.strip():
-            surface.say(messages.notice("content_filter"))
+            self.surface.say(messages.notice("content_filter"))
             return "content_filter"
         if finish_reason in ("length", "content_filter"):
-            surface.cut_short(finish_reason)
+            self.surface.cut_short(finish_reason)
             return f"cut_short_{finish_reason}"
         if finish_reason not in KNOWN_FINISH_REASONS:
             logger.warning("unknown finish_reason %r: the answer is taken as complete", finish_reason)
-        surface.complete()
+        self.surface.complete()
         return "answered"
 
+    def _attempt(self, api_key: str, step: Deadline) -> tuple[llm.StreamResult, str]:
+        """One streamed attempt, pumped into the surface; returns its result and text."""
+        from chalicelib import llm
 
-def _attempt(
-    chat: list[dict[str, str]],
-    surface: Surface,
-    settings: Settings,
-    api_key: str,
-    step: Deadline,
-    fields: dict[str, Any],
-    attempts: _Attempts,
-    started: float,
-) -> tuple[llm.StreamResult, str]:
-    """One streamed attempt, pumped into ``surface``; returns its result and text."""
-    from chalicelib import llm
-
-    attempts.count += 1
-    opened = time.monotonic()
-    try:
-        stream = llm.stream(chat, settings, api_key, step)
-    except llm.LLMError:
-        attempts.seconds += time.monotonic() - opened  # refused: no tokens, but time all the same
-        raise
-    text = ""
-    try:
-        for delta in _paced(stream, surface, step) if surface.paced else _guarded(stream):
-            if "first_token_ms" not in fields:
-                fields["first_token_ms"] = logs.ms_since(started)
-            text += delta
-            surface.push(delta)
-            if surface.visible and "first_text_ms" not in fields:
-                fields["first_text_ms"] = logs.ms_since(started)
-        if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
-            raise llm.LLMError("unreadable", mid_stream=True)  # an answer with no text: nothing to show
-        return stream.result, text
-    finally:
-        stream.close()
-        attempts.add(chat, stream.result, text)
+        self.attempts.count += 1
+        opened = time.monotonic()
+        try:
+            stream = llm.stream(self.chat, self.settings, api_key, step)
+        except llm.LLMError:
+            self.attempts.seconds += time.monotonic() - opened  # refused: no tokens, but time all the same
+            raise
+        surface, fields = self.surface, self.fields
+        text = ""
+        try:
+            for delta in _paced(stream, surface, step) if surface.paced else _guarded(stream):
+                if "first_token_ms" not in fields:
+                    fields["first_token_ms"] = logs.ms_since(self.started)
+                text += delta
+                surface.push(delta)
+                if surface.visible and "first_text_ms" not in fields:
+                    fields["first_text_ms"] = logs.ms_since(self.started)
+            if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
+                raise llm.LLMError("unreadable", mid_stream=True)  # an answer with no text: nothing to show
+            return stream.result, text
+        finally:
+            stream.close()
+            self.attempts.add(self.chat, stream.result, text)
 
 
 def _guarded(stream: llm.ChatStream) -> Iterator[str]:

@@ -140,11 +140,13 @@ def say_too_late(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]
 
 
 class _Unconfigured(Exception):
-    """The settings or the bot token are unusable (already logged); ``setting`` names a bad setting."""
+    """The settings or the bot token are unusable (already logged); ``setting`` names a bad
+    setting; ``transient``: SSM could not give the token for now (throttled, unreachable)."""
 
-    def __init__(self, setting: str | None = None) -> None:
+    def __init__(self, setting: str | None = None, transient: bool = False) -> None:
         super().__init__(setting)
         self.setting = setting
+        self.transient = transient
 
 
 # What reaching the thread takes: with these alone, a bad setting elsewhere can still be told.
@@ -160,8 +162,8 @@ def _settings_and_token(environ: Mapping[str, str]) -> tuple[Settings, str]:
     logs.configure(settings.log_level)
     try:
         return settings, secrets.slack_bot_token(settings)
-    except secrets.SecretUnavailable:
-        raise _Unconfigured from None
+    except secrets.SecretUnavailable as error:
+        raise _Unconfigured(transient=error.transient) from None
 
 
 def _say_unconfigured(job: MessageJob, deadline: Deadline, environ: Mapping[str, str], setting: str) -> None:
@@ -210,7 +212,7 @@ def _answer(
         if unconfigured.setting is not None:
             fields["setting"] = unconfigured.setting
             _say_unconfigured(job, deadline, environ, unconfigured.setting)
-        return "not_configured"
+        return "secrets_unavailable" if unconfigured.transient else "not_configured"
     fields["model"] = settings.openai_model
     if settings.log_message_text:
         fields["text"] = job.text

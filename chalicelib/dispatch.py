@@ -10,8 +10,10 @@ raises ``DispatchError``; it never waits for the answer.
   thread of this process, with the job's payload round-tripped through JSON as Lambda
   would, a snapshot of the request's environment (``chalice.test.Client`` swaps
   ``os.environ`` only during a call), and a deadline of the worker's configured
-  ``lambda_timeout`` counted from when the thread starts. There is no cap on concurrent
-  jobs, as there is none in Lambda.
+  ``lambda_timeout`` counted from when the job starts. At most ``LOCAL_MAX_JOBS`` jobs run at
+  once; more wait their turn in their threads (as throttled invocations wait in Lambda's
+  queue): every job in Lambda has a machine of its own, where here they share this one's
+  cores with the server that must acknowledge Slack within 3 seconds.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 WORKER = "worker"  # the worker's name in app.py, .chalice/config.json and the merge template
 CHALICE_DEFAULT_TIMEOUT = 60
 LOCAL_THREAD_PREFIX = "mameka-job"
+LOCAL_MAX_JOBS = 32
+_local_slots = threading.BoundedSemaphore(LOCAL_MAX_JOBS)
 _thread_numbers = itertools.count(1)
 
 
@@ -76,7 +80,8 @@ def _start_local_worker(payload: dict[str, Any], environ: dict[str, str]) -> Non
     def work() -> None:
         from chalicelib import worker  # here, not at the top: it imports openai
 
-        worker.run(payload, Deadline.in_seconds(local_worker_timeout()), environ)
+        with _local_slots:
+            worker.run(payload, Deadline.in_seconds(local_worker_timeout()), environ)
 
     # Not a daemon: a job in flight finishes even if the process is asked to exit.
     try:

@@ -221,7 +221,7 @@ def test_ssm_bot_token_for_a_mention(
     with ssm_failing_with(code, monkeypatch) as ssm:
         assert ask_by_mention(env, slack_api) == []
     assert slack_api.calls == [] and openai_server.received == []
-    assert the_answer_line(capsys, caplog)["outcome"] == "not_configured"
+    assert the_answer_line(capsys, caplog)["outcome"] == SSM_ENDINGS[code][1]
     assert f"could not read SSM parameter {BOT_TOKEN_PARAMETER}: {code}" in caplog.text
     if ssm is not None:
         assert len(ssm.received) == attempts

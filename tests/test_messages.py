@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib.slack import messages, mrkdwn
+from chalicelib.slack import messages
 
 
 def test_answer_is_question_in_code_block_then_answer() -> None:
@@ -12,23 +12,6 @@ def test_answer_is_question_in_code_block_then_answer() -> None:
 
 def test_user_text_is_escaped_and_cannot_close_the_code_block() -> None:
     assert messages.code_block("a < b && ```x```") == "```a &lt; b &amp;&amp; `\u200b``x`\u200b`````"
-
-
-def test_markdown_becomes_mrkdwn_but_code_is_left_alone() -> None:
-    markdown = (
-        "# Title\n"
-        "Some **bold**, *italic*, ~~gone~~ and a [link](https://example.com/a?b=1&c=2).\n"
-        "* a bullet\n"
-        "```python\nif a < b and x**2:\n    pass\n```\n"
-        "Inline `x**2 < y` too."
-    )
-    assert mrkdwn.to_mrkdwn(markdown) == (
-        "*Title*\n"
-        "Some *bold*, _italic_, ~gone~ and a <https://example.com/a?b=1&amp;c=2|link>.\n"
-        "* a bullet\n"
-        "```python\nif a &lt; b and x**2:\n    pass\n```\n"
-        "Inline `x**2 &lt; y` too."
-    )
 
 
 def test_long_answers_are_cut_below_slacks_limit() -> None:
