@@ -66,7 +66,8 @@ class Surface(Protocol):
 
     @property
     def visible(self) -> bool:
-        """Some of the current attempt's text has reached the user."""
+        """Some answer text is in front of the user: this attempt's, or an earlier one's that
+        stays until this one shows text."""
         ...
 
     def push(self, text: str) -> None: ...
@@ -226,13 +227,12 @@ class _Answer:
     def _end(self, finish_reason: str | None, text: str) -> str:
         """The ending of an answer the LLM finished, by its finish_reason; the outcome."""
         self.attempts.finish_reason = finish_reason
-        if finish_reason == "length" and not text.strip():
-            # A reasoning model spent MAX_OUTPUT_TOKENS thinking: asking again would do the same.
-            self.surface.say(messages.notice("output_limit"))
-            return "output_limit"
-        if finish_reason == "content_filter" and not text.strip():
-            self.surface.say(messages.notice("content_filter"))
-            return "content_filter"
+        if finish_reason in ("length", "content_filter") and not text.strip() and not self.surface.visible:
+            # "length" with no text: a reasoning model spent MAX_OUTPUT_TOKENS thinking, and asking
+            # again would do the same.
+            kind = "output_limit" if finish_reason == "length" else "content_filter"
+            self.surface.say(messages.notice(kind))
+            return kind
         if finish_reason in ("length", "content_filter"):
             self.surface.cut_short(finish_reason)
             return f"cut_short_{finish_reason}"

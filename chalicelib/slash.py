@@ -65,15 +65,16 @@ class ReplySurface:
 
 def answer(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
     fields = job.log_fields()
+    started = time.perf_counter()
     try:
-        message, outcome = _compose(job, deadline, environ, fields)
+        message, outcome = _compose(job, deadline, environ, fields, started)
     except Exception:  # the user must hear back whatever went wrong
         logger.exception("unexpected error while answering a job")
         message, outcome = messages.error("service_error"), "internal_error"
-    started = time.perf_counter()
+    replying = time.perf_counter()
     # post() checks the URL against RESPONSE_URL_HOSTS again: a refused one is not posted to.
     delivery = response_url.post(job.response_url, message, environ)
-    fields.update(outcome=outcome, delivered=delivery.delivered, reply_ms=round((time.perf_counter() - started) * 1000))
+    fields.update(outcome=outcome, delivered=delivery.delivered, reply_ms=logs.ms_since(replying))
     if not delivery.delivered:  # the user cannot be told: the log line is all there is
         fields["reply_error"] = delivery.error
         if delivery.status is not None:
@@ -90,7 +91,7 @@ def too_late(job: SlashCommandJob, environ: Mapping[str, str]) -> None:
 
 
 def _compose(
-    job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any]
+    job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any], started: float
 ) -> tuple[Message, str]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
     try:
@@ -105,5 +106,5 @@ def _compose(
         fields["text"] = job.text
     surface = ReplySurface(job.text, settings.slack_response_type)
     chat = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": job.text}]
-    outcome = core.run(chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id))
+    outcome = core.run(chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id), started)
     return surface.message or messages.error("service_error"), outcome

@@ -283,3 +283,16 @@ def test_a_retry_that_shows_nothing_leaves_the_user_what_they_had(
     assert slack_api.calls_to("chat.delete") == []
     line = answer_line(capsys.readouterr().out)
     assert (line["outcome"], line["attempts"]) == ("cut_short_invalid_key", 2)
+
+
+def test_an_empty_last_attempt_after_a_shown_partial_says_it_was_cut_not_that_nothing_came(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, capsys
+) -> None:
+    openai_server.script = [
+        StreamReply(deltas=["Shown ", "then broken", "…"], break_after=2),
+        StreamReply(deltas=[], finish_reason="length"),
+    ]
+    ts = run_mention(conversation_env, slack_api)
+    shown, line_text = bot_texts(slack_api, ts)
+    assert shown == "Shown " and "cut short" in line_text and "length limit" in line_text
+    assert answer_line(capsys.readouterr().out)["outcome"] == "cut_short_length"

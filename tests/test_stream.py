@@ -527,3 +527,13 @@ def test_a_broadcast_split_across_deltas_is_defused(fake: FakeSlackAPI, clock: C
     reply.finish()
     [text] = answer_texts(fake, DM, root)
     assert "<!" not in text and "<@U0FRIEND>" in text
+
+
+def test_a_recovered_start_replaces_the_earlier_attempt_too(fake: FakeSlackAPI, clock: Clock) -> None:
+    reply, root = replier(fake, clock, bot_user_id=fake.bot_user_id, asked_ts="1.000000")
+    reply.push("a partial")
+    reply.restart()
+    fake.fail_next("chat.startStream", "disconnect")  # the new attempt's start lands; its answer is lost
+    reply.push("the whole answer")
+    reply.finish()
+    assert answer_texts(fake, DM, root) == ["the whole answer"]

@@ -484,10 +484,14 @@ def test_find_own_message_after_a_start_that_never_took_effect(fake: FakeSlackAP
     assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "never shown") is None
     first = web.post(client, "D0123456", root, text="one")
     second = web.post(client, "D0123456", root, text="one more")
-    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "one") == second
-    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "one more") == second
+    # The whole text must match (a first token is no evidence), and the oldest match wins: a
+    # newer message that says the same is another job's.
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "one") == first
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, " one more\n") == second
+    web.post(client, "D0123456", root, text="one")
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "one") == first
     assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, root, "two") is None
-    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, second, "one") is None
+    assert web.find_own_message(client, "D0123456", root, fake.bot_user_id, second, "one more") is None
     assert web.find_own_message(client, "D0123456", root, "UOTHER", root, "one") is None
     assert first != second
     calls = len(fake.calls)

@@ -28,9 +28,10 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
   never answered by sending the same text again. After ``chat.appendStream`` or
   ``chat.stopStream``: the stream is stopped (safe to repeat) and the message set to its whole
   text with ``chat.update`` (idempotent); later text goes to a new message. After
-  ``chat.startStream``: the message is looked for in the thread (the bot's newest after
-  ``asked_ts`` and every message this replier posted); found, it is stopped and updated the
-  same way; not found, the start is made once more.
+  ``chat.startStream``: the message is looked for in the thread (the bot's oldest after
+  ``asked_ts`` and every message this replier posted whose text is exactly what the start
+  sent, so another job's answer in the same thread is never taken for it); found, it is
+  stopped and updated the same way; not found, the start is made once more.
 - ``msg_too_long`` on an append (Slack's cap lower than we thought): the message is stopped
   where it is and the text goes to a new one. ``ratelimited`` on a send that is not the
   last: the text stays buffered for the next turn.
@@ -353,9 +354,7 @@ class Replier:
             after = max([self._asked_ts, *self.posted_ts], key=lambda ts: history.ts_key(ts) or (0, ""))
             try:
                 self.calls += 1
-                ts = web.find_own_message(
-                    self._client, self._channel, self._thread_ts, self._bot_user_id, after, starting_with=text
-                )
+                ts = web.find_own_message(self._client, self._channel, self._thread_ts, self._bot_user_id, after, text)
             except web.SlackError as lookup_error:
                 logger.warning("could not look for a stream whose start was lost: %s", lookup_error.code)
                 raise error from None
@@ -375,6 +374,7 @@ class Replier:
         self._finish_ended(message, text, stop_first=True)
         if not self._reopen:
             self._reopen = reopen
+        self._drop_superseded()
 
     def _finish_ended(self, message: _Message, piece: str, stop_first: bool) -> None:
         """Finish a stream Slack ended (about 5 minutes in) or whose last call's fate is unknown:

@@ -300,11 +300,12 @@ def thread_messages(
 
 
 def find_own_message(
-    client: WebClient, channel: str, thread_ts: str, bot_user_id: str, after_ts: str, starting_with: str
+    client: WebClient, channel: str, thread_ts: str, bot_user_id: str, after_ts: str, text: str
 ) -> str | None:
-    """The ts of the bot's newest message in the thread later than ``after_ts`` whose text starts
-    with ``starting_with`` (its first 40 characters, blanks around them ignored), or None: another
-    job may be answering in the same thread, and its message must not be taken for ours.
+    """The ts of the bot's oldest message in the thread later than ``after_ts`` whose text is
+    ``text`` (blanks around it ignored), or None: another job may be answering in the same
+    thread, and its message must not be taken for ours. A stream whose start was lost has had
+    nothing appended, so its text is exactly what the start sent.
 
     For a ``chat.startStream`` whose answer was lost (the connection dropped): the message may
     exist with a ts we never got. Only the replies after ``after_ts`` are asked for
@@ -317,19 +318,19 @@ def find_own_message(
         # A SlackError like every failure here (the module's contract): a job's ts is input, and
         # a caller handling lookup errors must not meet a ValueError instead. Nothing is sent.
         raise SlackError("invalid_arguments", "conversations.replies", "after_ts is not a Slack ts")
-    prefix = starting_with.strip()[:40]
-    newest: tuple[tuple[int, str], str] | None = None
+    wanted = text.strip()
+    oldest: tuple[tuple[int, str], str] | None = None
     for page in _reply_pages(client, channel, thread_ts, limit=REPLIES_PAGE_SIZE, oldest=after_ts):
         for message in page:
             ts = message.get("ts")
             value = history.ts_key(ts)
             if value is None or value <= after or message.get("user") != bot_user_id:
                 continue
-            if not history.message_text(message).strip().startswith(prefix):
+            if history.message_text(message).strip() != wanted:
                 continue
-            if newest is None or value > newest[0]:
-                newest = (value, str(ts))
-    return None if newest is None else newest[1]
+            if oldest is None or value < oldest[0]:
+                oldest = (value, str(ts))
+    return None if oldest is None else oldest[1]
 
 
 def _reply_pages(
