@@ -11,9 +11,10 @@ outcome and adds what it learned to ``fields`` (the job's log line). In order:
   the SDK already. A stream that fails once begun (cut off, stalled past
   ``STREAM_STALL_SECONDS``, unreadable, an error event, no text at all) is asked again, up to
   ``MAX_RETRIES`` times, after an exponential backoff with jitter, while the deadline leaves
-  room: the surface is told to ``restart``, so what the user saw of the failed attempt is
-  replaced by the new answer, never left as a partial. A 401 is tried once more with the key
-  read afresh; ``context_length_exceeded`` once more with half the history;
+  room: the surface is told to ``restart``, so that the new answer replaces what the user saw
+  of the failed one once it shows (a retry that shows nothing leaves that, then one line why).
+  A 401 is tried once more with the key read afresh; ``context_length_exceeded`` once more
+  with the thread's root and the newer half of the rest;
 - the ending, exactly one: ``complete()``; ``cut_short(kind)`` (the text, then one line why:
   ``length``, ``content_filter``, or a failure after text was shown with no time to ask again);
   or ``say(line)`` (one plain-language line and no answer). An answer stopped at
