@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test run package deploy delete secrets manifest ask bench lint clean
+.PHONY: venv test check run package deploy delete secrets manifest ask bench lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -21,6 +21,10 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The fast lane between edits: unit and integration tiers (no chalice local, no scripts or bench).
+check: $(STAMP)
+	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -25,7 +25,7 @@ from moto.server import ThreadedMotoServer
 
 from tests.conftest import ROOT, import_script
 from tests.fakes import FakeServer, Received, Reply
-from tests.test_deploy import copy_make_project, own_lines
+from tests.tools.test_deploy import copy_make_project, own_lines
 
 SCRIPT = ROOT / "scripts" / "store_secrets.py"
 OPENAI_VALUE = "sk-test-fake-openai-key-for-scripts-0001"

@@ -29,7 +29,7 @@ from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import response_path, slash_payload
 from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, split_deltas
-from tests.test_response_url import RawServer
+from tests.integration.test_response_url import RawServer
 
 CHANNEL = slack_requests.CHANNEL_ID
 USER = slack_requests.USER_ID

@@ -13,7 +13,7 @@ starts at once (a barrier), and the test holds:
 
 Counts and time are bounded (``BURST``, ``ANSWER_TIMEOUT``); nothing leaves 127.0.0.1. The
 figures (ack p50/p99/max, time until all were answered) are printed for the README: run
-``pytest tests/test_load.py -s``.
+``pytest tests/e2e/test_load.py -s``.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from chalicelib import llm
 from chalicelib.deadline import Deadline
 from tests.conftest import OPENAI_KEY
 from tests.fakes import REJECTION_STYLES, FakeServer, Received, Reply, StreamReply, echo_llm, rejecting
-from tests.test_llm import CHAT, read_all, settings_for
+from tests.integration.test_llm import CHAT, read_all, settings_for
 
 ANSWER = "**Answer** to: 散歩道は？"  # what the echo says to CHAT
 Handler = Callable[[Received], Reply | StreamReply]

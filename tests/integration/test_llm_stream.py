@@ -13,7 +13,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 from tests.conftest import OPENAI_KEY
 from tests.fakes import FakeServer, StreamReply
-from tests.test_llm import CHAT, read_all, settings_for
+from tests.integration.test_llm import CHAT, read_all, settings_for
 
 STALL = "0.3"  # STREAM_STALL_SECONDS in these tests: the default (5 s) scaled down
 SILENCE = 8.0  # the silence the notes call a stall by default; the fake ends it early when we hang up

@@ -15,8 +15,8 @@ shows four things:
 
 The ``response_url`` rows (404 expired, 500, timeout, connection reset) are
 ``test_fault_expired_url``, ``test_fault_server_error``, ``test_fault_timeout`` and
-``test_fault_connection_reset`` in ``tests/test_response_url.py``, which make the same checks.
-An unexpected error (the worker's catch-all) is ``tests/test_worker.py``'s
+``test_fault_connection_reset`` in ``tests/integration/test_response_url.py``, which make the same checks.
+An unexpected error (the worker's catch-all) is ``tests/integration/test_worker.py``'s
 ``test_an_unexpected_error_gets_the_plain_service_error_reply``.
 """
 

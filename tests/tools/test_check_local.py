@@ -3,7 +3,7 @@
 The script runs as a subprocess with a controlled environment: no AWS credentials, region or
 files unless a test gives them (then fake ones, and an endpoint on a closed loopback port: the
 script never calls AWS, it only asks boto3's chain). `make run` runs in a project copy, as in
-tests/test_deploy.py.
+tests/tools/test_deploy.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from chalicelib.settings import ENV_NAMES, Settings, SettingsError
 from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import ROOT, import_script
-from tests.test_deploy import copy_make_project, own_lines
+from tests.tools.test_deploy import copy_make_project, own_lines
 
 SCRIPT = ROOT / "scripts" / "check_local.py"
 SIGNING_SECRET = "local-signing-secret-not-real-5d1"

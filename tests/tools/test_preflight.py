@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_deploy import (
+from tests.tools.test_deploy import (
     BIN,
     NO_SERVER,
     copy_make_project,

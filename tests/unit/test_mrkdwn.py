@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from chalicelib.slack.markdown import open_fence
 from chalicelib.slack.mrkdwn import ZWSP, to_mrkdwn
 
-CORPUS = Path(__file__).parent / "data" / "llm_answers"
+CORPUS = Path(__file__).parent.parent / "data" / "llm_answers"
 PROPERTIES = settings(
     deadline=None,
     derandomize=True,
