@@ -9,11 +9,12 @@ line; ``is_transient(error)`` says whether it may work if tried again shortly.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
+from chalicelib import container
 
-@functools.cache
+
+@container.cached()
 def client(service: str) -> Any:
     import boto3
     from botocore.config import Config

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from chalicelib import aws
+from chalicelib import aws, container
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -185,6 +185,13 @@ def table_name(settings: Settings | None) -> str | None:
 
 _store: ClaimStore | None = None
 _store_lock = threading.Lock()
+
+
+@container.register
+def _forget_store() -> None:
+    global _store
+    with _store_lock:
+        _store = None
 
 
 def store(settings: Settings | None = None) -> ClaimStore:

@@ -1,7 +1,8 @@
 """Answer a message in its Slack thread, streamed as the LLM writes it; greet an opened assistant pane.
 
-Contract: ``answer(job, deadline, environ)`` and ``offer_prompts(job, deadline, environ)``
-never raise, finish every Slack call before they return, and write one JSON log line.
+Contract: ``answer(job, deadline, settings)`` and ``offer_prompts(job, deadline, settings)``
+never raise, finish every Slack call before they return, and write one JSON log line;
+``say_too_late(job, deadline, settings)`` posts "too busy, please ask again" in the thread.
 
 ``answer`` shows a sign of life at once (``assistant.threads.setStatus``), reads the
 thread's earlier messages when the message is in one (the pages read before a failure are
@@ -19,22 +20,24 @@ most. Besides what the core decides:
   a line was already attempted: never two endings;
 - the "is thinking…" status is cleared on every ending that posted nothing in the thread
   (Slack clears it itself when the bot posts);
-- if the settings or the bot token are unusable there is no way to reach the user: the log
-  line says so.
+- given ``Unconfigured`` settings (the worker could not read them), ``answer`` posts one line
+  naming the bad setting (never its value) with only what reaching the thread takes, if that
+  is usable; ``offer_prompts`` does nothing. If the bot token is unusable there is no way to
+  reach the user: the log line says so.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib import answer as core
 from chalicelib import logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
-from chalicelib.settings import Settings, SettingsError
+from chalicelib.settings import Settings, Unconfigured
 from chalicelib.slack import history, messages, web
 from chalicelib.slack.stream import Replier
 
@@ -89,11 +92,11 @@ class ThreadSurface:
         self.replier.post_notice(text)
 
 
-def answer(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+def answer(job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     started = time.perf_counter()
     fields: dict[str, Any] = job.log_fields()
     try:
-        fields["outcome"] = _answer(job, deadline, environ, fields, started)
+        fields["outcome"] = _answer(job, deadline, settings, fields, started)
     except Exception:  # a last guard: log it; the user was told if they could be
         logger.exception("unexpected error while answering a message")
         fields["outcome"] = "internal_error"
@@ -102,10 +105,12 @@ def answer(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]) -> N
     logs.emit("answer", **fields)
 
 
-def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     fields: dict[str, Any] = job.log_fields()
     try:
-        settings, token = _settings_and_token(environ)
+        if isinstance(settings, Unconfigured):  # the worker logged which and why
+            raise _Unconfigured(settings.setting)
+        token = _token(settings)
         _, error = _first_call(
             settings,
             token,
@@ -125,12 +130,11 @@ def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, environ: M
     logs.emit("answer", **fields)
 
 
-def say_too_late(job: MessageJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+def say_too_late(job: MessageJob, deadline: Deadline, settings: Settings) -> None:
     """Tell the asker, in the thread, that the question waited too long; no LLM call."""
     try:
-        settings, token = _settings_and_token(environ)
         web.post(
-            web.client(token, settings.slack_api_url, deadline.shortened(SLACK_RESERVE_SECONDS)),
+            web.client(_token(settings), settings.slack_api_url, deadline.shortened(SLACK_RESERVE_SECONDS)),
             job.channel_id,
             job.reply_thread_ts,
             text=messages.TOO_LATE_LINE,
@@ -149,32 +153,25 @@ class _Unconfigured(Exception):
         self.transient = transient
 
 
-# What reaching the thread takes: with these alone, a bad setting elsewhere can still be told.
-_REACH_SETTINGS = ("SLACK_BOT_TOKEN", "SLACK_BOT_TOKEN_PARAMETER", "SLACK_API_URL", "SECRETS_TTL_SECONDS")
-
-
-def _settings_and_token(environ: Mapping[str, str]) -> tuple[Settings, str]:
+def _token(settings: Settings) -> str:
     try:
-        settings = Settings.from_env(environ, function="worker")
-    except SettingsError as error:
-        logger.error("invalid setting: %s", error)
-        raise _Unconfigured(error.name) from None
-    logs.configure(settings.log_level)
-    try:
-        return settings, secrets.slack_bot_token(settings)
+        return secrets.slack_bot_token(settings)
     except secrets.SecretUnavailable as error:
         raise _Unconfigured(transient=error.transient) from None
 
 
-def _say_unconfigured(job: MessageJob, deadline: Deadline, environ: Mapping[str, str], setting: str) -> None:
+def _say_unconfigured(job: MessageJob, deadline: Deadline, unconfigured: Unconfigured) -> None:
     """One line in the thread naming the bad setting, if the thread can be reached without it."""
+    reach = unconfigured.reach
+    if reach is None:  # what reaching the thread takes is itself unusable (the worker logged it)
+        logger.error("could not say the bot is not set up: SettingsError")
+        return
     try:
-        reach = Settings.from_env({name: environ[name] for name in _REACH_SETTINGS if name in environ}, "worker")
         slack = web.client(
             secrets.slack_bot_token(reach), reach.slack_api_url, deadline.shortened(SLACK_RESERVE_SECONDS)
         )
-        web.post(slack, job.channel_id, job.reply_thread_ts, text=messages.not_configured(setting)["text"])
-    except (SettingsError, secrets.SecretUnavailable, web.SlackError) as error:
+        web.post(slack, job.channel_id, job.reply_thread_ts, text=messages.not_configured(unconfigured.setting)["text"])
+    except (secrets.SecretUnavailable, web.SlackError) as error:
         logger.error("could not say the bot is not set up: %s", getattr(error, "code", type(error).__name__))
 
 
@@ -204,14 +201,15 @@ def _first_call(
 
 
 def _answer(
-    job: MessageJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any], started: float
+    job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured, fields: dict[str, Any], started: float
 ) -> str:
+    if isinstance(settings, Unconfigured):  # the worker logged which and why
+        fields["setting"] = settings.setting
+        _say_unconfigured(job, deadline, settings)
+        return "not_configured"
     try:
-        settings, token = _settings_and_token(environ)
+        token = _token(settings)
     except _Unconfigured as unconfigured:
-        if unconfigured.setting is not None:
-            fields["setting"] = unconfigured.setting
-            _say_unconfigured(job, deadline, environ, unconfigured.setting)
         return "secrets_unavailable" if unconfigured.transient else "not_configured"
     fields["model"] = settings.openai_model
     if settings.log_message_text:

@@ -1,15 +1,18 @@
 """How a job travels from the HTTP function to the worker: the only module that knows.
 
-Contract: ``dispatch(payload, settings, environ)`` hands a job's payload (a JSON-ready dict,
-opaque here: ``chalicelib.jobs`` knows what is in it) to the worker and returns at once, or
-raises ``DispatchError``; it never waits for the answer.
+Contract: ``dispatch(payload, settings, worker_environ)`` hands a job's payload (a JSON-ready
+dict, opaque here: ``chalicelib.jobs`` knows what is in it) to the worker and returns at once,
+or raises ``DispatchError``; it never waits for the answer.
 
-- In AWS Lambda (``AWS_LAMBDA_FUNCTION_NAME`` is set) it invokes the worker function,
-  named by ``WORKER_FUNCTION_NAME``, with ``InvocationType="Event"``.
+- In AWS Lambda (``settings.in_lambda``) it invokes the worker function, named by
+  ``WORKER_FUNCTION_NAME``, with ``InvocationType="Event"``; ``worker_environ`` is unused
+  (a Lambda gets its configuration from its own environment).
 - Anywhere else (``chalice local``, tests, scripts) it runs the same ``worker.run`` in a new
   thread of this process, with the job's payload round-tripped through JSON as Lambda
-  would, a snapshot of the request's environment (``chalice.test.Client`` swaps
-  ``os.environ`` only during a call), and a deadline of the worker's configured
+  would, a copy of ``worker_environ`` (the request's environment, as the entry point got it:
+  ``chalice.test.Client`` swaps ``os.environ`` only during a call), which it hands over
+  unread: the worker parses its own settings from it, as a Lambda does from its
+  configuration; and a deadline of the worker's configured
   ``lambda_timeout`` counted from when the job starts. At most ``LOCAL_MAX_JOBS`` jobs run at
   once; more wait their turn in their threads (as throttled invocations wait in Lambda's
   queue): every job in Lambda has a machine of its own, where here they share this one's
@@ -18,7 +21,6 @@ raises ``DispatchError``; it never waits for the answer.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib import aws
+from chalicelib import aws, container
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 
@@ -45,12 +47,13 @@ class DispatchError(RuntimeError):
     """The job could not be handed to the worker."""
 
 
-def dispatch(payload: dict[str, Any], settings: Settings, environ: Mapping[str, str]) -> None:
+def dispatch(payload: dict[str, Any], settings: Settings, worker_environ: Mapping[str, str]) -> None:
     """Hand ``payload`` (a job's ``to_payload()``, opaque here) to the worker."""
-    if environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    if settings.in_lambda:
         _invoke_worker(payload, settings.worker_function_name)
     else:
-        _start_local_worker(payload, dict(environ))
+        # A copy, taken now: the request's environment may be gone once the thread runs.
+        _start_local_worker(payload, dict(worker_environ))
 
 
 def _invoke_worker(payload: dict[str, Any], function_name: str | None) -> None:
@@ -74,14 +77,14 @@ def _invoke_worker(payload: dict[str, Any], function_name: str | None) -> None:
         raise DispatchError(f"invoke answered {response.get('StatusCode')}")
 
 
-def _start_local_worker(payload: dict[str, Any], environ: dict[str, str]) -> None:
+def _start_local_worker(payload: dict[str, Any], worker_environ: dict[str, str]) -> None:
     payload = json.loads(json.dumps(payload))  # what the worker gets in Lambda: JSON, not our objects
 
     def work() -> None:
         from chalicelib import worker  # here, not at the top: it imports openai
 
         with _local_slots:
-            worker.run(payload, Deadline.in_seconds(local_worker_timeout()), environ)
+            worker.run(payload, Deadline.in_seconds(local_worker_timeout()), worker_environ)
 
     # Not a daemon: a job in flight finishes even if the process is asked to exit.
     try:
@@ -91,7 +94,7 @@ def _start_local_worker(payload: dict[str, Any], environ: dict[str, str]) -> Non
         raise DispatchError("no thread for the worker") from None
 
 
-@functools.cache
+@container.cached()
 def local_worker_timeout() -> float:
     """The worker's ``lambda_timeout`` from ``.chalice/config.json`` (stage-independent)."""
     config_path = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"

@@ -34,8 +34,10 @@ Events (``application/json``):
 - 200 ``{}`` when settings or the signing secret are unusable (logged; a missing parameter,
   access denied): there is no one to tell, and a retry would fail the same way.
 
-Only the settings the HTTP function uses are read (``Settings.from_env(environ, "api")``):
-a bad value of a worker-only setting never stops the signature check or the acknowledgement.
+Both parse the settings the HTTP function uses from ``environ`` once per call
+(``Settings.from_env(environ, "api")``) and hand the parsed ``Settings`` down: a bad value of a
+worker-only setting never stops the signature check or the acknowledgement. ``environ`` itself
+goes only to ``dispatch``, unread, as the environment a local worker thread gets.
 
 It writes one JSON log line per request. It imports neither ``openai`` nor ``slack_sdk``.
 """
@@ -53,7 +55,7 @@ from chalicelib.dispatch import DispatchError, dispatch
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import events, messages, signature
-from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, response_url_refusal, running_in_lambda
+from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, response_url_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def handle_slash_command(
     command: SlashCommand | None = None
     settings: Settings | None = None
     try:
-        settings = _verified(headers, body, environ)
+        settings = _verified(headers, body, Settings.from_env(environ, function="api"))
         command = parse(body)
         status, message, outcome = _answer(command, settings, environ)
     except SettingsError as error:
@@ -107,7 +109,7 @@ def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str
         # Slack always sends all three. A job without one is refused by the worker's
         # from_payload: the asker would see "Thinking…" and never an answer.
         raise MalformedCommand("team_id, channel_id or user_id is missing")
-    refusal = response_url_refusal(command.response_url, settings.response_url_hosts, running_in_lambda(environ))
+    refusal = response_url_refusal(command.response_url, settings.response_url_hosts, settings.in_lambda)
     if refusal:  # the worker would carry the answer wherever the URL says
         return 400, {"error": refusal}, "response_url_refused"
     if not settings.allows(command.team_id, command.channel_id, command.user_id):
@@ -136,7 +138,7 @@ def handle_event(headers: Mapping[str, str], body: bytes, environ: Mapping[str, 
     started = time.perf_counter()
     info = events.EventInfo()
     try:
-        settings = _verified(headers, body, environ)
+        settings = _verified(headers, body, Settings.from_env(environ, function="api"))
         decision, info = events.parse(body)
         status, message, outcome = _route_event(decision, settings, environ)
     except secrets.SecretUnavailable as error:
@@ -183,9 +185,8 @@ def _route_event(
     return 200, {}, "dispatched"
 
 
-def _verified(headers: Mapping[str, str], body: bytes, environ: Mapping[str, str]) -> Settings:
+def _verified(headers: Mapping[str, str], body: bytes, settings: Settings) -> Settings:
     """The settings, once the request is proven to come from Slack; raises otherwise."""
-    settings = Settings.from_env(environ, function="api")
     logs.configure(settings.log_level)
 
     def verify() -> None:

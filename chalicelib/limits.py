@@ -23,7 +23,7 @@ import math
 import threading
 import time
 
-from chalicelib import aws, claims
+from chalicelib import aws, claims, container
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -104,3 +104,9 @@ class MemoryCounts:
 
 
 _memory = MemoryCounts()
+
+
+@container.register
+def _forget_counts() -> None:
+    global _memory
+    _memory = MemoryCounts()

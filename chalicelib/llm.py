@@ -55,7 +55,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import email.utils
-import functools
 import logging
 import re
 import socket
@@ -68,6 +67,7 @@ from typing import Any, NoReturn
 import httpx2
 import openai
 
+from chalicelib import container
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 
@@ -110,6 +110,7 @@ class LLMError(Exception):
         self.mid_stream = mid_stream
 
 
+@container.register
 def reset_rejected_parameters() -> None:
     """Forget every parameter a server refused, as a new container would (and tests do)."""
     with _rejected_lock:
@@ -498,7 +499,7 @@ def _kind(error: openai.APIError) -> str:
     return "service_error"
 
 
-@functools.lru_cache(maxsize=1)
+@container.cached(maxsize=1)
 def _client(api_key: str, base_url: str | None) -> openai.OpenAI:
     """The client for this key and endpoint, per container: warm invocations reuse its
     connections. Only the latest is kept: one for a key that was rotated away is dropped."""

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Any
 
+from chalicelib import container
+
 _configured_level: str | None = None
 # At DEBUG these log whole HTTP exchanges, and an SSM response body holds a decrypted secret.
 # slack_sdk's hold message text and whole threads (conversations.replies).
@@ -47,3 +49,10 @@ def configure(level: str) -> None:
     # Its retry warnings quote the URL, and a response_url's path is a capability to post as the bot.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     _configured_level = level
+
+
+@container.register
+def _forget_level() -> None:
+    """A new container's logging is configured afresh on its first request."""
+    global _configured_level
+    _configured_level = None

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from chalicelib import aws
+from chalicelib import aws, container
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -149,6 +149,12 @@ class ParameterCache:
 
 
 _cache = ParameterCache()
+
+
+@container.register
+def _forget_parameters() -> None:
+    global _cache
+    _cache = ParameterCache()
 
 
 def _fetch(name: str, held: str = "") -> str:

@@ -1,25 +1,27 @@
 """A slash command answered through its ``response_url``: the answer core's one-reply surface.
 
-Contract: ``answer(job, deadline, environ)`` runs the answer core (``chalicelib.answer``) with
+Contract: ``answer(job, deadline, settings)`` runs the answer core (``chalicelib.answer``) with
 a surface that gathers the streamed answer and shows nothing until the end, then POSTs exactly
 one reply: the answer (the question echoed, Markdown converted to mrkdwn), or one
 plain-language line. Slack allows a ``response_url`` five uses, so there are no interim
-posts; a retried attempt simply starts the gathered text afresh. It never raises and writes
-one JSON log line (``"event": "answer"``).
+posts; a retried attempt simply starts the gathered text afresh. Given ``Unconfigured``
+settings (the worker could not read them), the one reply is "not set up correctly", naming
+the bad setting, posted with only what reaching the asker takes. It never raises and writes
+one JSON log line (``"event": "answer"``). ``too_late(job, settings)`` replies "too busy,
+please ask again" without an LLM call.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import answer as core
 from chalicelib import logs
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import SlashCommandJob
-from chalicelib.settings import Settings, SettingsError
+from chalicelib.settings import Settings, Unconfigured
 from chalicelib.slack import messages, response_url
 from chalicelib.slack.messages import Message
 
@@ -63,17 +65,17 @@ class ReplySurface:
         self.message = messages.ephemeral(text)
 
 
-def answer(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str]) -> None:
+def answer(job: SlashCommandJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     fields = job.log_fields()
     started = time.perf_counter()
     try:
-        message, outcome = _compose(job, deadline, environ, fields, started)
+        message, outcome = _compose(job, deadline, settings, fields, started)
     except Exception:  # the user must hear back whatever went wrong
         logger.exception("unexpected error while answering a job")
         message, outcome = messages.error("service_error"), "internal_error"
     replying = time.perf_counter()
     # post() checks the URL against RESPONSE_URL_HOSTS again: a refused one is not posted to.
-    delivery = response_url.post(job.response_url, message, environ)
+    delivery = _post(job, message, settings if isinstance(settings, Settings) else settings.reach)
     fields.update(outcome=outcome, delivered=delivery.delivered, reply_ms=logs.ms_since(replying))
     if not delivery.delivered:  # the user cannot be told: the log line is all there is
         fields["reply_error"] = delivery.error
@@ -85,22 +87,29 @@ def answer(job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str])
     logs.emit("answer", **fields)
 
 
-def too_late(job: SlashCommandJob, environ: Mapping[str, str]) -> None:
+def too_late(job: SlashCommandJob, settings: Settings) -> None:
     """Tell the asker the question waited too long; no LLM call."""
-    response_url.post(job.response_url, messages.too_late(), environ)
+    response_url.post(job.response_url, messages.too_late(), settings)
+
+
+def _post(job: SlashCommandJob, message: Message, settings: Settings | None) -> response_url.Delivery:
+    if settings is None:  # RESPONSE_URL_HOSTS is never refused, so this is for the type's sake
+        logger.error("not replying: where a reply may go could not be read")
+        return response_url.Delivery(False, "refused", detail="RESPONSE_URL_HOSTS could not be read")
+    return response_url.post(job.response_url, message, settings)
 
 
 def _compose(
-    job: SlashCommandJob, deadline: Deadline, environ: Mapping[str, str], fields: dict[str, Any], started: float
+    job: SlashCommandJob,
+    deadline: Deadline,
+    settings: Settings | Unconfigured,
+    fields: dict[str, Any],
+    started: float,
 ) -> tuple[Message, str]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
-    try:
-        settings = Settings.from_env(environ, function="worker")
-    except SettingsError as error:
-        logger.error("invalid setting: %s", error)
-        fields["setting"] = error.name
-        return messages.not_configured(error.name), "not_configured"
-    logs.configure(settings.log_level)
+    if isinstance(settings, Unconfigured):  # the worker logged which and why
+        fields["setting"] = settings.setting
+        return messages.not_configured(settings.setting), "not_configured"
     fields["model"] = settings.openai_model
     if settings.log_message_text:
         fields["text"] = job.text

@@ -1,14 +1,20 @@
 """The worker's job: take one dispatched job, claim it, and answer it exactly once.
 
 Contract: ``run(payload, deadline, environ)`` validates the payload (``chalicelib.jobs``),
-claims the job's keys (``chalicelib.claims``: a job already claimed, such as Slack's
-redelivery of an event, is dropped with a log line), and hands it to its kind's handler:
+parses the worker's settings from ``environ`` once, claims the job's keys
+(``chalicelib.claims``: a job already claimed, such as Slack's redelivery of an event, is
+dropped with a log line), and hands it to its kind's handler:
 
 - a slash command is answered through its ``response_url`` by ``chalicelib.slash``: the
   LLM's answer, or one plain-language error, POSTed once;
 - a message (mention, DM, assistant pane) is answered in its thread by
   ``chalicelib.conversation``, streamed as it is written;
 - an opened assistant pane gets its suggested prompts (``chalicelib.conversation``).
+
+Everything below gets the parsed ``Settings``, never ``environ``. When a setting is unusable,
+the handlers get ``Unconfigured`` instead: the bad setting's name (logged here, with why) and
+only what reaching the asker takes, parsed alone (``Settings.reach_from_env``), so that the
+asker still gets one plain line naming the setting, never its value.
 
 A job older than ``JOB_MAX_AGE_SECONDS`` (it waited in Lambda's queue while the worker was
 throttled) gets "too busy, please ask again" instead, without an LLM call.
@@ -31,7 +37,7 @@ from typing import Any
 from chalicelib import claims, conversation, jobs, logs, slash
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import Job, SlashCommandJob
-from chalicelib.settings import Settings, SettingsError
+from chalicelib.settings import REPLY, THREAD, Settings, SettingsError, Unconfigured
 
 logger = logging.getLogger(__name__)
 
@@ -45,36 +51,51 @@ def run(payload: Any, deadline: Deadline, environ: Mapping[str, str]) -> None:
         logs.emit("answer", outcome="bad_payload")
         return
     try:
-        _run(job, deadline, environ)
+        _run(job, deadline, _settings(job, environ))
     except Exception:  # a last guard for the handlers, which answer their own failures
         logger.exception("unexpected error while handling a %s job", job.kind)
         logs.emit("answer", kind=job.kind, job_id=job.id, outcome="internal_error")
 
 
-def _run(job: Job, deadline: Deadline, environ: Mapping[str, str]) -> None:
+def _settings(job: Job, environ: Mapping[str, str]) -> Settings | Unconfigured:
+    """The worker's settings; or, when one is unusable, its name and what reaching the asker takes."""
     try:
-        settings: Settings | None = Settings.from_env(environ, function="worker")
-    except SettingsError:
-        settings = None  # claimed in memory; the handler tells the user the bot is not set up
-    if not claims.store(settings).claim(job.claim_keys):
+        settings = Settings.from_env(environ, function="worker")
+    except SettingsError as error:
+        logger.error("invalid setting: %s", error)
+        try:
+            reach: Settings | None = Settings.reach_from_env(
+                environ, REPLY if isinstance(job, SlashCommandJob) else THREAD
+            )
+        except SettingsError as unusable:
+            logger.error("and the asker cannot be told: %s", unusable)
+            reach = None
+        return Unconfigured(error.name, reach)
+    logs.configure(settings.log_level)
+    return settings
+
+
+def _run(job: Job, deadline: Deadline, settings: Settings | Unconfigured) -> None:
+    # Unconfigured: claimed in memory (no table name was read); the handler tells the asker.
+    if not claims.store(settings if isinstance(settings, Settings) else None).claim(job.claim_keys):
         logger.info("dropping %s job %s: already claimed", job.kind, job.id)
         logs.emit("answer", kind=job.kind, job_id=job.id, outcome="duplicate")
         return
     age = time.time() - job.asked_at
-    if settings is not None and age > settings.job_max_age_seconds:
+    if isinstance(settings, Settings) and age > settings.job_max_age_seconds:
         # It waited in Lambda's queue (throttled): a late answer costs and may no longer help.
         logger.warning("%s job %s is %.0f s old: too late to answer", job.kind, job.id, age)
         if isinstance(job, SlashCommandJob):
-            slash.too_late(job, environ)
+            slash.too_late(job, settings)
         elif isinstance(job, jobs.MessageJob):
-            conversation.say_too_late(job, deadline, environ)
+            conversation.say_too_late(job, deadline, settings)
         logs.emit("answer", kind=job.kind, job_id=job.id, outcome="too_late", age_s=round(age))
         return
-    if settings is not None:
+    if isinstance(settings, Settings):
         deadline = deadline.capped(settings.answer_timeout_seconds)
     if isinstance(job, SlashCommandJob):
-        slash.answer(job, deadline, environ)
+        slash.answer(job, deadline, settings)
     elif isinstance(job, jobs.MessageJob):
-        conversation.answer(job, deadline, environ)
+        conversation.answer(job, deadline, settings)
     else:
-        conversation.offer_prompts(job, deadline, environ)
+        conversation.offer_prompts(job, deadline, settings)

@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from chalicelib import aws, claims, dispatch, limits, llm, secrets
+from chalicelib import container, dispatch
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
@@ -53,12 +53,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def new_container() -> None:
     """Forget what a Lambda container caches between invocations."""
-    secrets._cache = secrets.ParameterCache()
-    aws.client.cache_clear()
-    llm._client.cache_clear()
-    llm.reset_rejected_parameters()
-    claims._store = None
-    limits._memory = limits.MemoryCounts()
+    container.reset()
 
 
 def wait_for_local_jobs(timeout: float = 120.0) -> None:

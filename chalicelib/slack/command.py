@@ -9,13 +9,13 @@ POSTed, used by the HTTP function (400, nothing dispatched) and again by the wor
 posts: it returns None for an allowed URL, else a short, client-safe reason (never the URL).
 Allowed: https to a host in ``hosts`` (``RESPONSE_URL_HOSTS``; any port); plain http to a
 loopback host (127.0.0.1, localhost, ::1) when that host is in ``hosts``, or always outside
-Lambda (``make ask``, tests). Pure and stdlib-only, so the HTTP function imports it for free.
+Lambda (``in_lambda``: ``settings.in_lambda``; ``make ask``, tests). Pure and stdlib-only,
+so the HTTP function imports it for free.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, urlsplit
 
@@ -114,8 +114,3 @@ def response_url_refusal(url: str, hosts: frozenset[str], in_lambda: bool) -> st
     if host in hosts or not in_lambda:
         return None
     return "response_url's loopback host is not in RESPONSE_URL_HOSTS"
-
-
-def running_in_lambda(environ: Mapping[str, str]) -> bool:
-    """Whether this runs in AWS Lambda (the runtime sets ``AWS_LAMBDA_FUNCTION_NAME``)."""
-    return bool(environ.get("AWS_LAMBDA_FUNCTION_NAME"))

@@ -34,10 +34,10 @@ Time is linear in the input but for sorting (bisect) over backtick runs.
 from __future__ import annotations
 
 import bisect
-import functools
 import re
 from collections.abc import Iterator
 
+from chalicelib import container
 from chalicelib.slack.markdown import closing_fence, open_fence
 from chalicelib.slack.messages import escape
 
@@ -68,7 +68,7 @@ class _Patterns:
         self.bare_url = re.compile(url + r"[!-;=?-_a-~]*")
 
 
-@functools.cache
+@container.cached()
 def _patterns() -> _Patterns:
     """Compiled on the first answer, not at import: the HTTP function imports chalicelib.slack
     but never converts Markdown, and compiling costs its cold start."""

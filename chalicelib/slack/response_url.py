@@ -1,15 +1,16 @@
 """The one seam that POSTs a message to a slash command's ``response_url``.
 
-Contract: ``post(url, message, environ)`` sends the message as JSON, within
+Contract: ``post(url, message, settings)`` sends the message as JSON, within
 ``WORST_CASE_SECONDS``, and returns a ``Delivery``: ``delivered`` is True once Slack accepted
 it; otherwise ``error`` names why, as a short code for the log line (the codes are listed at
 ``Delivery``). It never raises, whatever the URL. Its log lines name a failure by its kind,
 never with the URL (anyone holding it may post to the channel), the message or a secret; but
 urllib3's own WARNING before retrying a connection that could not be made names the URL's path.
 
-- Only a URL that ``command.response_url_refusal`` allows is posted to (``RESPONSE_URL_HOSTS``
-  and ``AWS_LAMBDA_FUNCTION_NAME`` from ``environ``): the HTTP function refused any other
-  already, and this check keeps a job that names one from carrying the answer there.
+- Only a URL that ``command.response_url_refusal`` allows is posted to (``settings``'
+  ``response_url_hosts`` and ``in_lambda``; when another setting is bad, the worker's
+  ``Settings.reach_from_env(environ, "reply")`` still has both): the HTTP function refused any
+  other already, and this check keeps a job that names one from carrying the answer there.
 - No redirect is followed: a 3xx is a failure. Following one would re-POST the answer to
   wherever its ``Location`` says.
 - It retries at most twice, only on a 5xx answer or a connection that could not be made
@@ -25,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,8 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from chalicelib.settings import Settings, SettingsError
-from chalicelib.slack.command import response_url_refusal, running_in_lambda
+from chalicelib.settings import Settings
+from chalicelib.slack.command import response_url_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -152,18 +153,8 @@ def _new_session() -> requests.Session:
 _connections = Connections()
 
 
-def allowed_hosts(environ: Mapping[str, str]) -> frozenset[str]:
-    """``RESPONSE_URL_HOSTS`` as the HTTP function read it, even when another setting is unusable."""
-    try:
-        return Settings.from_env(environ).response_url_hosts
-    except SettingsError:  # the user is told "not set up" through this very URL: read this one alone
-        return Settings.from_env({"RESPONSE_URL_HOSTS": environ.get("RESPONSE_URL_HOSTS", "")}).response_url_hosts
-
-
-def post(
-    url: str, message: dict[str, Any], environ: Mapping[str, str], connections: Connections | None = None
-) -> Delivery:
-    refusal = response_url_refusal(url, allowed_hosts(environ), running_in_lambda(environ))
+def post(url: str, message: dict[str, Any], settings: Settings, connections: Connections | None = None) -> Delivery:
+    refusal = response_url_refusal(url, settings.response_url_hosts, settings.in_lambda)
     if refusal:
         logger.error("not replying: %s", refusal)
         return Delivery(False, "refused", detail=refusal)

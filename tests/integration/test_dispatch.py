@@ -33,7 +33,7 @@ def lambda_endpoint(lambda_server: FakeServer, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_in_lambda_the_worker_is_invoked_asynchronously(lambda_endpoint: FakeServer) -> None:
-    dispatch.dispatch(JOB, Settings(worker_function_name="mameka-dev-worker"), LAMBDA_ENV)
+    dispatch.dispatch(JOB, Settings(worker_function_name="mameka-dev-worker", in_lambda=True), LAMBDA_ENV)
     [invoke] = lambda_endpoint.received
     assert invoke.path == "/2015-03-31/functions/mameka-dev-worker/invocations"
     assert invoke.headers["x-amz-invocation-type"] == "Event"
@@ -51,7 +51,7 @@ def test_in_lambda_the_worker_is_invoked_asynchronously(lambda_endpoint: FakeSer
 
 def test_invokes_reuse_one_connection(lambda_endpoint: FakeServer) -> None:
     # Reading the empty Payload gives the connection back to the pool (performance notes).
-    settings = Settings(worker_function_name="w")
+    settings = Settings(worker_function_name="w", in_lambda=True)
     for _ in range(5):
         dispatch.dispatch(JOB, settings, LAMBDA_ENV)
     assert len(lambda_endpoint.received) == 5
@@ -62,13 +62,13 @@ def test_a_slow_invoke_is_not_retried(lambda_endpoint: FakeServer) -> None:
     # Lambda may have accepted it already: a retry could run the worker twice.
     lambda_endpoint.script = [Reply(202, b"", delay=4)]  # past the client's 2 s read timeout
     with pytest.raises(DispatchError, match="ReadTimeoutError"):
-        dispatch.dispatch(JOB, Settings(worker_function_name="w"), LAMBDA_ENV)
+        dispatch.dispatch(JOB, Settings(worker_function_name="w", in_lambda=True), LAMBDA_ENV)
     assert len(lambda_endpoint.received) == 1
 
 
 def test_in_lambda_without_a_worker_name_dispatch_fails_clearly(lambda_endpoint: FakeServer, caplog) -> None:
     with pytest.raises(DispatchError, match="WORKER_FUNCTION_NAME is not set"):
-        dispatch.dispatch(JOB, Settings(), LAMBDA_ENV)
+        dispatch.dispatch(JOB, Settings(in_lambda=True), LAMBDA_ENV)
     assert "WORKER_FUNCTION_NAME is not set" in caplog.text
     assert lambda_endpoint.received == []
 
@@ -78,7 +78,7 @@ def test_a_refused_invoke_is_a_dispatch_error(lambda_endpoint: FakeServer) -> No
         Reply(404, {"Type": "User", "message": "Function not found"}, {"x-amzn-errortype": "ResourceNotFoundException"})
     ]
     with pytest.raises(DispatchError, match="ResourceNotFoundException"):
-        dispatch.dispatch(JOB, Settings(worker_function_name="missing"), LAMBDA_ENV)
+        dispatch.dispatch(JOB, Settings(worker_function_name="missing", in_lambda=True), LAMBDA_ENV)
 
 
 def test_an_invoke_not_accepted_as_an_event_is_a_dispatch_error(lambda_endpoint: FakeServer) -> None:
@@ -86,7 +86,7 @@ def test_an_invoke_not_accepted_as_an_event_is_a_dispatch_error(lambda_endpoint:
     # answer) means the job was not queued as one: the user must hear that it did not start.
     lambda_endpoint.script = [Reply(200, b"")]
     with pytest.raises(DispatchError, match=r"^invoke answered 200$"):
-        dispatch.dispatch(JOB, Settings(worker_function_name="w"), LAMBDA_ENV)
+        dispatch.dispatch(JOB, Settings(worker_function_name="w", in_lambda=True), LAMBDA_ENV)
     assert len(lambda_endpoint.received) == 1  # and not sent again
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
+from chalicelib.settings import Settings
 from chalicelib.slack import response_url
 from chalicelib.slack.response_url import IDLE_SECONDS, Connections, Delivery
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
@@ -163,7 +164,10 @@ def connections(clock: FakeClock) -> Iterator[Connections]:
 
 
 def post(url: str, environ: dict[str, str] | None = None, connections: Connections | None = None) -> Delivery:
-    return response_url.post(url, MESSAGE, LOCAL if environ is None else environ, connections)
+    # What the worker reaches a slash command's asker with, whatever other setting is bad.
+    return response_url.post(
+        url, MESSAGE, Settings.reach_from_env(LOCAL if environ is None else environ, "reply"), connections
+    )
 
 
 # --- posting and retrying ------------------------------------------------------------------------------------------

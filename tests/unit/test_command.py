@@ -14,7 +14,6 @@ from chalicelib.slack.command import (
     SlashCommand,
     parse,
     response_url_refusal,
-    running_in_lambda,
     unescape,
 )
 from tests.conftest import ROOT, command_form
@@ -142,11 +141,6 @@ def test_refused_response_urls_say_why(url: str, hosts: frozenset[str], in_lambd
     refusal = response_url_refusal(url, hosts, in_lambda)
     assert refusal is not None and reason in refusal
     assert "evil" not in refusal and "slack.com" not in refusal  # the reason never repeats the URL
-
-
-def test_running_in_lambda() -> None:
-    assert running_in_lambda({"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker"})
-    assert not running_in_lambda({}) and not running_in_lambda({"AWS_LAMBDA_FUNCTION_NAME": ""})
 
 
 def test_the_rule_imports_only_the_standard_library() -> None:

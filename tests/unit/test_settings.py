@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from chalicelib.settings import DEFAULT_SYSTEM_PROMPT, ENV_NAMES, VARIABLES, Settings, SettingsError
+from chalicelib.settings import DEFAULT_SYSTEM_PROMPT, ENV_NAMES, VARIABLES, Settings, SettingsError, in_lambda
 from chalicelib.slack import messages
 
 
@@ -208,3 +208,11 @@ def test_not_set_up_can_name_the_setting_but_never_its_value() -> None:
     }
     assert messages.not_configured() == messages.error("not_configured")  # unchanged without a name
     assert messages.busy() == messages.error("secrets_busy")
+
+
+def test_in_lambda_is_decided_in_one_place() -> None:
+    # Moved from test_command.py (running_in_lambda): the Lambda runtime sets the variable, any value.
+    assert in_lambda({"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker"})
+    assert not in_lambda({}) and not in_lambda({"AWS_LAMBDA_FUNCTION_NAME": ""})
+    assert Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": "mameka-dev-worker"}).in_lambda
+    assert not Settings.from_env({"AWS_LAMBDA_FUNCTION_NAME": ""}, function="api").in_lambda
