@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test check run package deploy delete secrets manifest ask bench lint clean
+.PHONY: venv test check run package deploy delete secrets manifest ask bench lint docs clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -28,6 +28,10 @@ check: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+# The README's settings table, rewritten from chalicelib/settings.py (a unit test fails while they differ).
+docs: $(STAMP)
+	$(BIN)/python scripts/settings_table.py --write
 
 # check_local.py says what a local run lacks (one line each) and stops only when nothing could work.
 run: $(STAMP)

@@ -2,7 +2,13 @@
 
 Modules, one concept each:
 
-- ``settings``: every setting, read from the environment into a typed, frozen object.
+- ``settings``: every setting, read from the environment into a typed, frozen object; one
+  table (a field per setting: variable, default, functions, parser, doc) that the checks and
+  the README's settings table come from. Only the entry points (``gateway`` and ``worker``,
+  and ``chalice_local`` at import) read the environment, once per call; everything below
+  them takes the parsed ``Settings``.
+- ``container``: what a Lambda container caches between invocations (clients, secrets,
+  claims, counters, memos), registered in one place; ``container.reset()`` forgets it all.
 - ``secrets``: secrets from the environment or SSM Parameter Store, cached per container.
 - ``slack``: Slack's side, as pure functions (signature, command parsing, message
   formatting) plus the one seam that POSTs to a ``response_url``.

@@ -1,6 +1,7 @@
 """boto3 clients, made once per container and shared by every request.
 
-Contract: ``client(service)`` returns the same client on every call in a process. boto3 is
+Contract: ``client(service)`` returns the same client on every call in a process (until
+``container.reset()``). boto3 is
 imported on first use, so code paths that never touch AWS (local runs, tests) never pay for
 it. Timeouts and retries are short: the HTTP function has Slack's 3 seconds to spend, and
 Lambda invokes are never retried. ``error_code(error)`` names a failed call's error for a log

@@ -7,10 +7,10 @@ and, for a message, ``channel:ts``: Slack redelivers an event under the same ``e
 has sent one message under two, and either must find the claim.
 
 Which store: ``DynamoClaims`` on the table ``IDEMPOTENCY_TABLE`` names, shared by every
-container, when that is set and the code runs in Lambda (``AWS_LAMBDA_FUNCTION_NAME``);
+container, when that is set and the code runs in Lambda (``settings.in_lambda``);
 otherwise ``MemoryClaims``, in this process (``chalice local``, the tests, a single container),
 so that nothing but Lambda ever calls AWS. Either way one store per process
-(``store(settings)``), shared by its threads.
+(``store(settings)``), shared by its threads, until ``container.reset()``.
 
 ``DynamoClaims`` writes every key in one ``TransactWriteItems`` (item ``claim#<key>``, TTL
 attribute ``expires_at``), each on the condition "absent or expired": DynamoDB's TTL deletes
