@@ -528,7 +528,7 @@ def configuration_problems(stage: str) -> list[str]:
     return problems
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     commands = {
         "preflight": 1,
         "ensure-table": 1,
@@ -545,18 +545,18 @@ def main(argv: list[str]) -> int:
         return 2
     command, stage = argv[0], argv[1]
     try:
-        return run(command, stage, argv[2:] + (["--yes"] if yes else []))
+        return run(command, stage, argv[2:] + (["--yes"] if yes else []), environ)
     except DeployError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
 
-def run(command: str, stage: str, rest: list[str]) -> int:
+def run(command: str, stage: str, rest: list[str], environ: Mapping[str, str]) -> int:
     if command == "preflight":
-        preflight(stage, os.environ)
+        preflight(stage, environ)
         return 0
     if command == "merge-template":
-        json.dump(merge_template(stage, worker_max_concurrency(os.environ)), sys.stdout, indent=2)
+        json.dump(merge_template(stage, worker_max_concurrency(environ)), sys.stdout, indent=2)
         print()
         return 0
     if command == "deployment-zip":
@@ -564,7 +564,7 @@ def run(command: str, stage: str, rest: list[str]) -> int:
         return 0
     import boto3
 
-    preflight(stage, os.environ)  # an unknown stage, a bad cap or no AWS: one line, not a traceback
+    preflight(stage, environ)  # an unknown stage, a bad cap or no AWS: one line, not a traceback
     if command == "ensure-table":
         print(ensure_table(boto3.client("dynamodb"), table_name(stage)))
         return 0
@@ -574,7 +574,7 @@ def run(command: str, stage: str, rest: list[str]) -> int:
         if describe_table(client, name) is None:
             print(f"table {name} does not exist")
             return 0
-        answer = True if rest == ["--yes"] else delete_answer(os.environ)
+        answer = True if rest == ["--yes"] else delete_answer(environ)
         decision = table_decision(name, answer, sys.stdin, sys.stderr)
         if decision:
             delete_table(client, name)
@@ -584,7 +584,7 @@ def run(command: str, stage: str, rest: list[str]) -> int:
         else:
             print(f"kept table {name}")
         return 0
-    max_concurrency = worker_max_concurrency(os.environ)
+    max_concurrency = worker_max_concurrency(environ)
     name = deployed_worker_name(stage)
     client = boto3.client("lambda")
     stored = configure_worker(client, name)
