@@ -27,7 +27,7 @@ check: $(STAMP)
 	$(BIN)/python -m pytest tests/unit tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 # The README's settings table, rewritten from chalicelib/settings.py (a unit test fails while they differ).
 docs: $(STAMP)

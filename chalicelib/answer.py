@@ -40,8 +40,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import limits, logs, secrets
+from chalicelib import kinds, limits, logs, secrets
 from chalicelib.deadline import Deadline
+from chalicelib.kinds import AnswerOutcome, CutShortFault, Fault
 from chalicelib.settings import Settings
 from chalicelib.slack import history, messages
 
@@ -56,6 +57,8 @@ MAX_RETRIES = 2
 # The first retry waits about this long, each later one twice as long, each ±25%.
 BACKOFF_SECONDS = 0.5
 KNOWN_FINISH_REASONS = frozenset({"stop", "length", "content_filter", "tool_calls", "function_call"})
+# finish_reasons that stop an answer before its end: what the user is told it was cut short by.
+STOPPED_EARLY: dict[str, CutShortFault] = {"length": "length", "content_filter": "content_filter"}
 _END = object()
 
 
@@ -85,7 +88,7 @@ class Surface(Protocol):
 
     def complete(self) -> None: ...
 
-    def cut_short(self, kind: str) -> None: ...
+    def cut_short(self, kind: CutShortFault) -> None: ...
 
     def say(self, text: str) -> None: ...
 
@@ -138,7 +141,7 @@ def run(
     fields: dict[str, Any],
     asker: Asker,
     started: float | None = None,
-) -> str:
+) -> AnswerOutcome:
     answer = _Answer(chat, surface, settings, fields, time.perf_counter() if started is None else started)
     try:
         wait = limits.check(settings, asker.team_id, asker.user_id)
@@ -149,9 +152,11 @@ def run(
         try:
             api_key = secrets.openai_api_key(settings)
         except secrets.SecretUnavailable as error:
-            kind = "secrets_busy" if error.transient else "not_configured"
-            surface.say(messages.notice(kind))
-            return "secrets_unavailable" if kind == "secrets_busy" else "not_configured"
+            if error.transient:
+                surface.say(messages.notice("secrets_busy"))
+                return "secrets_unavailable"
+            surface.say(messages.notice("not_configured"))
+            return "not_configured"
         reserve = min(surface.reserve_seconds, deadline.remaining() / 4)
         return answer.run(api_key, deadline.shortened(reserve).capped(settings.openai_timeout_seconds))
     finally:
@@ -183,7 +188,7 @@ class _Answer:
         self.started = started
         self.attempts = _Attempts()
 
-    def run(self, api_key: str, step: Deadline) -> str:
+    def run(self, api_key: str, step: Deadline) -> AnswerOutcome:
         """Ask until an answer, or a failure worth no more tries; end the surface; the outcome."""
         # Imported here, after the caller's first sign of life: openai takes a quarter of a second
         # to import, and a cold worker's "is thinking…" should not wait for it.
@@ -220,23 +225,24 @@ class _Answer:
                         continue
                 if surface.visible:
                     surface.cut_short(kind)
-                    return f"cut_short_{kind}"
+                    return kinds.cut_short(kind)
                 surface.say(messages.notice(kind))
                 return kind
             return self._end(result.finish_reason, text)
 
-    def _end(self, finish_reason: str | None, text: str) -> str:
+    def _end(self, finish_reason: str | None, text: str) -> AnswerOutcome:
         """The ending of an answer the LLM finished, by its finish_reason; the outcome."""
         self.attempts.finish_reason = finish_reason
-        if finish_reason in ("length", "content_filter") and not text.strip() and not self.surface.visible:
-            # "length" with no text: a reasoning model spent MAX_OUTPUT_TOKENS thinking, and asking
-            # again would do the same.
-            kind = "output_limit" if finish_reason == "length" else "content_filter"
-            self.surface.say(messages.notice(kind))
-            return kind
-        if finish_reason in ("length", "content_filter"):
-            self.surface.cut_short(finish_reason)
-            return f"cut_short_{finish_reason}"
+        stopped = STOPPED_EARLY.get(finish_reason or "")
+        if stopped is not None:
+            if not text.strip() and not self.surface.visible:
+                # "length" with no text: a reasoning model spent MAX_OUTPUT_TOKENS thinking, and asking
+                # again would do the same.
+                kind: Fault = "output_limit" if stopped == "length" else "content_filter"
+                self.surface.say(messages.notice(kind))
+                return kind
+            self.surface.cut_short(stopped)
+            return kinds.cut_short(stopped)
         if finish_reason not in KNOWN_FINISH_REASONS:
             logger.warning("unknown finish_reason %r: the answer is taken as complete", finish_reason)
         self.surface.complete()

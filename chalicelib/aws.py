@@ -10,13 +10,15 @@ line; ``is_transient(error)`` says whether it may work if tried again shortly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from chalicelib import container
 
+Service = Literal["lambda", "ssm", "dynamodb"]  # what the bot calls (policies/*.json allow no more)
+
 
 @container.cached()
-def client(service: str) -> Any:
+def client(service: Service) -> Any:
     import boto3
     from botocore.config import Config
 

@@ -37,6 +37,7 @@ from chalicelib import answer as core
 from chalicelib import logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
+from chalicelib.kinds import AnswerOutcome, CutShortFault
 from chalicelib.settings import Settings, Unconfigured
 from chalicelib.slack import history, messages, web
 from chalicelib.slack.stream import Replier
@@ -83,7 +84,7 @@ class ThreadSurface:
     def complete(self) -> None:
         self.replier.finish()
 
-    def cut_short(self, kind: str) -> None:
+    def cut_short(self, kind: CutShortFault) -> None:
         self.replier.finish()
         self.replier.post_notice(messages.cut_short(kind))
 
@@ -202,7 +203,7 @@ def _first_call(
 
 def _answer(
     job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured, fields: dict[str, Any], started: float
-) -> str:
+) -> AnswerOutcome:
     if isinstance(settings, Unconfigured):  # the worker logged which and why
         fields["setting"] = settings.setting
         _say_unconfigured(job, deadline, settings)
@@ -279,7 +280,7 @@ def _converse(
     deadline: Deadline,
     fields: dict[str, Any],
     started: float,
-) -> str:
+) -> AnswerOutcome:
     question = history.strip_mention(job.text, job.bot_user_id)
     thread: list[dict[str, Any]] = []
     if job.in_thread and job.thread_ts:

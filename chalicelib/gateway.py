@@ -53,6 +53,7 @@ from typing import Any
 from chalicelib import logs, secrets
 from chalicelib.dispatch import DispatchError, dispatch
 from chalicelib.jobs import SlashCommandJob
+from chalicelib.kinds import GatewayOutcome
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import events, messages, signature
 from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, response_url_refusal
@@ -104,7 +105,10 @@ def handle_slash_command(
     return status, message
 
 
-def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str]) -> tuple[int, dict[str, Any], str]:
+Decided = tuple[int, dict[str, Any], GatewayOutcome]  # status, body, the log line's outcome
+
+
+def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str]) -> Decided:
     if not (command.team_id and command.channel_id and command.user_id):
         # Slack always sends all three. A job without one is refused by the worker's
         # from_payload: the asker would see "Thinking…" and never an answer.
@@ -169,9 +173,7 @@ def handle_event(headers: Mapping[str, str], body: bytes, environ: Mapping[str, 
     return status, message
 
 
-def _route_event(
-    decision: events.Decision, settings: Settings, environ: Mapping[str, str]
-) -> tuple[int, dict[str, Any], str]:
+def _route_event(decision: events.Decision, settings: Settings, environ: Mapping[str, str]) -> Decided:
     if isinstance(decision, events.UrlVerification):
         return 200, {"challenge": decision.challenge}, "url_verification"
     if isinstance(decision, events.Ignored):

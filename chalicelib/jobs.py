@@ -20,18 +20,21 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from chalicelib.kinds import JobKind
+
 
 class _JobBase:
     """What every kind shares: its payload, and the keys that claim it (its id, unless it says more)."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[JobKind]
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass: asdict takes it
     id: str
     team_id: str
     channel_id: str
     user_id: str
 
     def to_payload(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}  # every subclass is a dataclass
+        return {"kind": self.kind, **dataclasses.asdict(self)}
 
     @property
     def claim_keys(self) -> tuple[str, ...]:
@@ -52,7 +55,7 @@ class _JobBase:
 class SlashCommandJob(_JobBase):
     """``/mameka <text>``: answered once through ``response_url``."""
 
-    kind: ClassVar[str] = "slash_command"
+    kind: ClassVar[JobKind] = "slash_command"
     id: str  # a uuid4 the HTTP function makes: trigger_id is not unique in tests and tools
     asked_at: float  # when the user asked (epoch seconds): the request's signed timestamp
     text: str
@@ -66,7 +69,7 @@ class SlashCommandJob(_JobBase):
 class MessageJob(_JobBase):
     """A mention of the bot, or a message in a DM with it (the assistant pane included)."""
 
-    kind: ClassVar[str] = "message"
+    kind: ClassVar[JobKind] = "message"
     may_be_empty: ClassVar[frozenset[str]] = frozenset({"text"})  # a file shared without a word
     timestamps: ClassVar[frozenset[str]] = frozenset({"ts", "thread_ts"})
     id: str  # the envelope's event_id
@@ -99,7 +102,7 @@ class MessageJob(_JobBase):
 class AssistantThreadStartedJob(_JobBase):
     """The user opened the bot's assistant pane: offer the suggested prompts."""
 
-    kind: ClassVar[str] = "assistant_thread_started"
+    kind: ClassVar[JobKind] = "assistant_thread_started"
     timestamps: ClassVar[frozenset[str]] = frozenset({"thread_ts"})
     id: str  # the envelope's event_id
     asked_at: float  # the envelope's event_time

@@ -69,6 +69,7 @@ import openai
 
 from chalicelib import container
 from chalicelib.deadline import Deadline
+from chalicelib.kinds import LLMFault
 from chalicelib.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class LLMError(Exception):
     """``kind`` says what failed; ``mid_stream``: a stream that had begun broke (the SDK retries
     a request that fails before its stream begins, but never a stream)."""
 
-    def __init__(self, kind: str, mid_stream: bool = False) -> None:
+    def __init__(self, kind: LLMFault, mid_stream: bool = False) -> None:
         super().__init__(kind)
         self.kind = kind
         self.mid_stream = mid_stream
@@ -283,13 +284,13 @@ class ChatStream:
         self._wake = threading.Condition(self._lock)  # the watchdog waits on it
         self._reading = False  # a thread is inside the SDK's iterator (possibly blocked on the socket)
         self._closed = False  # close() was called: end quietly
-        self._cut_kind: str | None = None  # "timeout" or "stalled" once the stream was cut for silence
+        self._cut_kind: LLMFault | None = None  # "timeout" or "stalled" once the stream was cut for silence
         self._finished = False  # ended one way or another; nothing left to cut
         self._saw_chunk = False  # a chat-completion chunk arrived: the stall clock runs from now on
         # The current read must end by _due (monotonic), or be cut as _due_kind. One thread per
         # stream, re-armed by assignment: a threading.Timer per chunk would start a thread per chunk.
         self._due = deadline.expires_at
-        self._due_kind = "timeout"
+        self._due_kind: LLMFault = "timeout"
         self._watchdog_wakes_at = deadline.expires_at  # when the watchdog wakes on its own
         threading.Thread(target=self._watch, name="llm-stream-watchdog", daemon=True).start()
 
@@ -389,13 +390,13 @@ class ChatStream:
                 self.result.finish_reason = finish_reason
         return text
 
-    def _end_of_stream(self) -> str | None:
+    def _end_of_stream(self) -> LLMFault | None:
         """The kind of failure, if any, when the body ended without an error."""
         if self.result.finish_reason is not None:
             return None
         return "cut_off" if self._saw_chunk else "unreadable"
 
-    def _end(self, kind: str | None) -> NoReturn:
+    def _end(self, kind: LLMFault | None) -> NoReturn:
         """Finish, then stop iterating or raise ``LLMError(kind)``."""
         if self._closed or self.result.finish_reason is not None:
             kind = None  # the consumer gave up, or the answer is complete: nothing to report
@@ -422,7 +423,8 @@ class ChatStream:
         once the finish_reason is in, the short grace for the usage chunk.
         """
         remaining = self._deadline.remaining()
-        seconds, kind = remaining, "timeout"
+        kind: LLMFault = "timeout"
+        seconds = remaining
         if self._saw_chunk:
             limit = self._stall_seconds
             if self.result.finish_reason is not None:
@@ -483,7 +485,7 @@ def _count(value: object) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def _kind(error: openai.APIError) -> str:
+def _kind(error: openai.APIError) -> LLMFault:
     if isinstance(error, openai.APITimeoutError):
         return "timeout"
     if isinstance(error, openai.RateLimitError):

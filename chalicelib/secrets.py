@@ -164,7 +164,7 @@ def _fetch(name: str, held: str = "") -> str:
     try:
         response = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)
         # Stripped like a variable's value: a pasted trailing newline would fail every request.
-        value = response["Parameter"]["Value"].strip()
+        value: str = response["Parameter"]["Value"].strip()
     except Exception as error:  # botocore's errors, no credentials, no network: all mean the same here
         reason = aws.error_code(error)
         logger.log(level, "could not read SSM parameter %s: %s%s", name, reason, held)

@@ -21,6 +21,7 @@ from chalicelib import answer as core
 from chalicelib import logs
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import SlashCommandJob
+from chalicelib.kinds import AnswerOutcome, CutShortFault
 from chalicelib.settings import Settings, Unconfigured
 from chalicelib.slack import messages, response_url
 from chalicelib.slack.messages import Message
@@ -58,7 +59,7 @@ class ReplySurface:
     def complete(self) -> None:
         self.message = messages.answer(self._question, self._text, self._response_type)
 
-    def cut_short(self, kind: str) -> None:
+    def cut_short(self, kind: CutShortFault) -> None:
         self.message = messages.answer(self._question, self._text, self._response_type, finish_reason=kind)
 
     def say(self, text: str) -> None:
@@ -105,7 +106,7 @@ def _compose(
     settings: Settings | Unconfigured,
     fields: dict[str, Any],
     started: float,
-) -> tuple[Message, str]:
+) -> tuple[Message, AnswerOutcome]:
     """The one reply for this job and its outcome; adds what it learns to ``fields``."""
     if isinstance(settings, Unconfigured):  # the worker logged which and why
         fields["setting"] = settings.setting

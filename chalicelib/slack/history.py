@@ -183,7 +183,8 @@ def _rich_text(elements: Any) -> str:
             quoted = "\n".join("> " + line for line in inline.rstrip("\n").split("\n"))
             out.append(_own_line(out) + quoted + "\n")
         elif kind == "rich_text_list":
-            items = element.get("elements") if isinstance(element.get("elements"), list) else []
+            listed = element.get("elements")
+            items = listed if isinstance(listed, list) else []
             ordered = element.get("style") == "ordered"
             indent = "  " * _int(element.get("indent"))
             lines = [

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.kinds import CutShortFault, Fault
 from chalicelib.slack import markdown
 
 Message = dict[str, Any]
@@ -26,7 +27,7 @@ FILTERED = "\n…(the AI service's content filter stopped the answer here, so it
 ANSWER_TAILS = {"length": LENGTH_LIMITED, "content_filter": FILTERED}
 MAX_ECHOED_QUESTION_CHARS = 3000
 
-ERROR_TEXTS = {
+ERROR_TEXTS: dict[Fault, str] = {
     "rate_limited": "The AI service is busy right now (rate limited). Please try again in a minute.",
     "quota_exhausted": "The AI service's usage quota is used up. Please tell the bot's admin.",
     "invalid_key": "The bot's OpenAI API key was rejected. Please tell the bot's admin.",
@@ -47,7 +48,7 @@ ERROR_TEXTS = {
     "secrets_busy": "The bot is busy right now, so it can't answer yet. Please try again in a minute.",
 }
 # Why an answer that was already streaming stopped early, said after what the user has.
-CUT_SHORT_REASONS = {
+CUT_SHORT_REASONS: dict[CutShortFault, str] = {
     "timeout": "the AI service took too long",
     "cut_off": "the AI service stopped sending it",
     "length": "it reached the AI model's length limit",
@@ -135,16 +136,17 @@ def answer(question: str, answer_markdown: str, response_type: str, finish_reaso
     return {"response_type": response_type, "text": head + body + tail}
 
 
-def error(kind: str) -> Message:
+def error(kind: Fault) -> Message:
     return ephemeral(":warning: " + ERROR_TEXTS.get(kind, ERROR_TEXTS["service_error"]))
 
 
-def notice(kind: str) -> str:
+def notice(kind: Fault) -> str:
     """One plain-language error line for a thread (mrkdwn ``text``)."""
-    return error(kind)["text"]
+    text: str = error(kind)["text"]
+    return text
 
 
-def cut_short(kind: str) -> str:
+def cut_short(kind: CutShortFault) -> str:
     """The line that follows a streamed answer which stopped before its end."""
     reason = CUT_SHORT_REASONS.get(kind, "the AI service had a problem")
     return f":warning: The answer above was cut short because {reason}. Please ask again if you need the rest."

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from chalicelib import container
 from chalicelib.slack.markdown import closing_fence, open_fence
@@ -301,7 +301,7 @@ def _code_span(span: str) -> str:
     return "`" * ticks + _code(content) + "`" * ticks
 
 
-def _link(text: str, at: int, end: int, spans: _Spans) -> Iterator[_Token]:
+def _link(text: str, at: int, end: int, spans: _Spans) -> Generator[_Token, None, int]:
     """A Markdown link at ``at`` as one token (else "[" as text); returns where scanning goes on."""
     match = _patterns().link.match(text, at, end)
     # A code span that starts in the label must end there, or the brackets are not a link's.
@@ -314,7 +314,7 @@ def _link(text: str, at: int, end: int, spans: _Spans) -> Iterator[_Token]:
     return match.end()
 
 
-def _angle(text: str, at: int, end: int) -> Iterator[_Token]:
+def _angle(text: str, at: int, end: int) -> Generator[_Token, None, int]:
     """``<`` at ``at``: a user mention or channel link, a link, or text."""
     patterns = _patterns()
     entity = patterns.entity.match(text, at, end)
