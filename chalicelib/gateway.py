@@ -61,6 +61,7 @@ from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, resp
 logger = logging.getLogger(__name__)
 
 Result = tuple[int, dict[str, Any] | str]
+Decided = tuple[int, dict[str, Any], GatewayOutcome]  # status, body, the log line's outcome
 
 
 def handle_slash_command(
@@ -103,9 +104,6 @@ def handle_slash_command(
         fields["text"] = command.text
     logs.emit("command", **fields)
     return status, message
-
-
-Decided = tuple[int, dict[str, Any], GatewayOutcome]  # status, body, the log line's outcome
 
 
 def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str]) -> Decided:
