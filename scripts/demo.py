@@ -239,7 +239,7 @@ def mention(stage: Stage, question: str, thread_ts: str | None = None) -> tuple[
     body = slack_requests.mention_event(messages.escape(question), ts=ts, thread_ts=thread_ts)
     stage.slack.add_event(body)  # in Slack the message is in the channel before the event is sent
     url = f"{stage.url}/slack/events"
-    print(f"@{ask.COMMAND[1:]} {ask_line(question)}  →  {url}", file=stage.err)
+    print(f"@{ask.COMMAND[1:]} {one_line(question)}  →  {url}", file=stage.err)
     sent = time.monotonic()
     ask.deliver(url, body, slack_requests.signed_headers(stage.secret, body, content_type=slack_requests.JSON))
     ask.warn_if_slow(time.monotonic() - sent, stage.err)
@@ -272,7 +272,7 @@ def error_scene(stage: Stage) -> None:
     else:
         limit = Settings().max_input_chars  # the app's default: the demo passes no MAX_INPUT_CHARS
         question = ("長い質問。" * (limit // 5 + 1))[: limit + 1]
-        header(stage, 4, f"@{ask.COMMAND[1:]} {ask_line(question)}   (over the bot's limit of {limit:,} characters)")
+        header(stage, 4, f"@{ask.COMMAND[1:]} {one_line(question)}: over the bot's limit of {limit:,}")
         expected = messages.too_long(len(question), limit)["text"]
     _, said = mention(stage, question)
     if [m.text for m in said] != [expected]:
@@ -280,7 +280,7 @@ def error_scene(stage: Stage) -> None:
         raise SceneFailed(f"expected the one line {expected!r}; the bot said {shown!r}")
 
 
-def ask_line(question: str) -> str:
+def one_line(question: str) -> str:
     """The question for a one-line header: a long one cut short."""
     return question if len(question) <= 40 else f"{question[:20]}… ({len(question):,} characters)"
 
@@ -380,7 +380,9 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         signal.signal(signum, interrupt)
     try:
         model = parse_model(environ)
-        timeout = args.timeout or (STAND_IN_TIMEOUT if model.base_url is None else REAL_MODEL_TIMEOUT)
+        timeout = args.timeout
+        if timeout is None:
+            timeout = STAND_IN_TIMEOUT if model.base_url is None else REAL_MODEL_TIMEOUT
         if not 0 < timeout < float("inf"):
             raise UsageError(f"--timeout must be more than 0 seconds, got {args.timeout:g}")
         return run(model, timeout, environ, sys.stdout, sys.stderr)
