@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test check run package deploy delete secrets manifest ask bench lint docs clean
+.PHONY: venv test check run package deploy delete secrets manifest ask demo bench lint docs clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -83,6 +83,11 @@ manifest: $(STAMP)
 # URL, TIMEOUT, SLACK_BOT_TOKEN, SLACK_API_URL... reach scripts/ask.py the same way.
 ask: $(STAMP)
 	@EVENT="$${EVENT:-command}" $(BIN)/python scripts/ask.py "$$Q"
+
+# The real app against a stand-in model and a fake Slack, on loopback: no keys. OPENAI_BASE_URL
+# (loopback) and OPENAI_MODEL reach scripts/demo.py through the environment for a local model.
+demo: $(STAMP)
+	@$(BIN)/python scripts/demo.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
