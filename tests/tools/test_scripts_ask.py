@@ -30,11 +30,12 @@ import pytest
 from chalicelib.slack import messages
 from chalicelib.slack.command import parse
 from chalicelib.slack.signature import verify
+from devkit.fake_openai import StreamReply, echo_llm, fake_openai, openai_error, split_deltas
+from devkit.http_fake import FakeServer, Received, Reply
 from devkit.slack_requests import USER_ID
 from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, import_script
-from tests.fakes import FakeServer, Received, Reply, StreamReply, echo_llm, fake_openai, openai_error, split_deltas
 
 SCRIPT = ROOT / "scripts" / "ask.py"
 # Whatever the environment of the test run, the script sees only what a test gives it.
