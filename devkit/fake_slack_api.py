@@ -2,9 +2,10 @@
 
 Contract:
 
-- ``FakeSlackAPI(...)`` binds 127.0.0.1 (``port=0``: any free port) when made; ``start()`` /
-  ``stop()`` or ``with FakeSlackAPI() as slack:`` serve it in a daemon thread. ``slack.url``
-  (ends with ``/api/``) is the ``base_url`` for ``WebClient(token=FAKE_BOT_TOKEN, base_url=...)``.
+- ``FakeSlackAPI(token, port, on_call, **settings)`` binds 127.0.0.1 (``port=0``: any free
+  port) when made; ``start()`` / ``stop()`` or ``with FakeSlackAPI() as slack:`` serve it in a
+  daemon thread (``devkit.http_fake.LoopbackServer``). ``slack.url`` (ends with ``/api/``) is
+  the ``base_url`` for ``WebClient(token=FAKE_BOT_TOKEN, base_url=...)``.
 - What it holds and what it refuses is ``devkit.slack_model``'s ``Workspace``
   (``slack.workspace``), whose settings it takes as its own (``bot_user_id``, ``bot_id``,
   ``stream_byte_limit``, ``page_size``, ``parent_on_every_page``, ``stream_max_age``,
@@ -57,7 +58,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from devkit.http_fake import LoopbackServer
-from devkit.slack_model import METHODS, STREAM_BYTE_LIMIT, Message, Refusal, Workspace, text_length
+from devkit.slack_model import METHODS, Message, Refusal, Workspace, text_length
 
 FAKE_BOT_TOKEN = "xoxb-fake-bot-token"  # deliberately not shaped like a real token
 LOCAL_PORT = 8790  # the fixed port `make run` / `make ask` use
@@ -120,29 +121,12 @@ class FakeSlackAPI(LoopbackServer):
     def __init__(
         self,
         token: str = FAKE_BOT_TOKEN,
-        bot_user_id: str = "UBOT0001",
-        bot_id: str = "BBOT0001",
         port: int = 0,
-        stream_byte_limit: int = STREAM_BYTE_LIMIT,
-        page_size: int = 100,
         on_call: Callable[[Call], None] | None = None,
-        parent_on_every_page: bool = False,
-        stream_max_age: float | None = None,
-        update_while_streaming: bool = False,
-        streamed_as_blocks: bool = False,
-        clock: Callable[[], float] = time.monotonic,
+        **settings: Any,
     ) -> None:
-        self.workspace = Workspace(
-            bot_user_id=bot_user_id,
-            bot_id=bot_id,
-            stream_byte_limit=stream_byte_limit,
-            page_size=page_size,
-            parent_on_every_page=parent_on_every_page,
-            stream_max_age=stream_max_age,
-            update_while_streaming=update_while_streaming,
-            streamed_as_blocks=streamed_as_blocks,
-            clock=clock,
-        )
+        """``settings``: the ``Workspace``'s (``bot_user_id``, ``stream_max_age``, ``clock``...)."""
+        self.workspace = Workspace(**settings)
         self.token = token
         self.on_call = on_call
         self.calls: list[Call] = []
@@ -217,19 +201,10 @@ class FakeSlackAPI(LoopbackServer):
 
     # --- the workspace, under the lock --------------------------------------------------------------------------------
 
-    def add_message(
-        self,
-        channel: str,
-        text: str,
-        user: str | None = None,
-        ts: str | None = None,
-        thread_ts: str | None = None,
-        bot: bool = False,
-        subtype: str | None = None,
-    ) -> str:
-        """Seed a message (a user's, or with ``bot=True`` the bot's); returns its ts."""
+    def add_message(self, channel: str, text: str, **fields: Any) -> str:
+        """Seed a message (``Workspace.add_message``: a user's, or with ``bot=True`` the bot's); returns its ts."""
         with self._lock:
-            ts = self.workspace.add_message(channel, text, user, ts, thread_ts, bot, subtype)
+            ts = self.workspace.add_message(channel, text, **fields)
             self._lock.notify_all()
             return ts
 

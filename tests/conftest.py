@@ -74,6 +74,15 @@ def wait_for_local_jobs(timeout: float = 120.0) -> None:
 
 
 @pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variables: the real clients (urllib, slack_sdk, openai) honour them, and a
+    request to a loopback fake must stay on loopback."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def openai_server() -> Iterator[FakeServer]:
     with fake_openai() as server:
         yield server
