@@ -24,8 +24,9 @@ hits every system alike,
   ``chalice package``'s zip unpacked read-only and imported with PYTHONDONTWRITEBYTECODE=1,
   as shipped and with bytecode added by ``scripts/compile_bytecode.py``.
 
-Every AWS, OpenAI and Slack endpoint is a fake on 127.0.0.1 (``bench/fakes.py``, its own
-process); credentials and secrets are fake. It prints a Markdown report, writes it to
+Every AWS, OpenAI and Slack endpoint is a fake on 127.0.0.1 (``devkit.serve``: devkit's fake
+Lambda, an OpenAI that answers at once, and a response_url, in a process of their own);
+credentials and secrets are fake. It prints a Markdown report, writes it to
 ``bench/results/latest.md`` (``--output`` to change that, ``--output -`` for none; with
 ``--output``, the stream section's child writes no ``bench/results/stream.md`` of its own:
 its report is in this one), and exits 0 whether or not the goals are met (it is a
@@ -47,9 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -62,6 +61,11 @@ from typing import IO, Any
 from events import TEXTS, app_mention_event, slash_command_event, worker_event
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))  # last: for devkit, without letting the repository shadow bench/ modules
+
+from devkit.fake_lambda import invoked_function  # noqa: E402
+from devkit.serve import Served, ServeError, read_line, stop  # noqa: E402
+
 BENCH = ROOT / "bench"
 CHILD = BENCH / "child.py"
 COMPILE_BYTECODE = ROOT / "scripts" / "compile_bytecode.py"
@@ -139,49 +143,39 @@ def median(values: Sequence[float]) -> float:
 # ---------------------------------------------------------------- processes
 
 
-class Fakes:
-    """The fake endpoints' process (``bench/fakes.py``)."""
+class Fakes(Served):
+    """The fake endpoints' process (``python -m devkit.serve``): Lambda, an instant OpenAI, a response_url."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [PYTHON, str(BENCH / "fakes.py")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-        )
-        assert self.process.stdout is not None
-        self.urls: dict[str, str] = json.loads(readline(self.process, self.process.stdout, 30.0))
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for loopback
+        super().__init__("lambda", "openai-instant", "response_url", python=PYTHON)
+        self.lambda_url, self.openai_url = self.urls["lambda"], self.urls["openai-instant"]
+        self.response_url = self.urls["response_url"]
 
-    def stats(self, kind: str, reset: bool = False) -> dict[str, Any]:
-        url = f"{self.urls[kind]}/_stats" + ("?reset=1" if reset else "")
-        with self._opener.open(url, timeout=10) as response:
-            return json.loads(response.read())
+    def seconds(self, kind: str) -> list[float]:
+        """The time the fake ``kind`` spent on each request since its last reset."""
+        return [request["seconds"] for request in self.stats(kind)["requests"]]
 
-    def close(self) -> None:
-        stop(self.process)
+    def invokes(self) -> tuple[dict[str, dict[str, int]], int]:
+        """Per function: the invokes, new TCP connections and payload bytes the fake Lambda saw;
+        and the threads in the fakes' process (one per open connection)."""
+        stats = self.stats("lambda")
+        seen: dict[str, dict[str, int]] = {}
+        for request in stats["requests"]:
+            function = invoked_function(request["path"])
+            if function is not None:
+                counts = seen.setdefault(function, {"invokes": 0, "connections": 0, "payload_bytes": 0})
+                counts["invokes"] += 1
+                counts["connections"] += int(request["new_connection"])
+                counts["payload_bytes"] += request["bytes"]
+        return seen, stats["threads"]
 
 
-def readline(process: subprocess.Popen[str], stream: IO[str], timeout: float) -> str:
+def readline(process: subprocess.Popen[str], timeout: float) -> str:
     """One line from a child, killing it if none comes in ``timeout`` seconds."""
-    timer = threading.Timer(timeout, process.kill)
-    timer.start()
-    try:
-        line = stream.readline()
-    finally:
-        timer.cancel()
+    line = read_line(process, timeout)
     if not line:
         raise BenchError(f"child {process.args!r} ended or timed out (exit {process.poll()})")
     return line
-
-
-def stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        try:
-            if process.stdin:
-                process.stdin.write("quit\n")
-                process.stdin.close()
-            process.wait(10)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait(10)
 
 
 def child_env(fakes: Fakes, home: Path, function_name: str, worker_name: str, **extra: str) -> dict[str, str]:
@@ -201,7 +195,7 @@ def child_env(fakes: Fakes, home: Path, function_name: str, worker_name: str, **
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
-        "AWS_ENDPOINT_URL_LAMBDA": fakes.urls["lambda"],
+        "AWS_ENDPOINT_URL_LAMBDA": fakes.lambda_url,
         "AWS_EC2_METADATA_DISABLED": "true",
         "AWS_LAMBDA_FUNCTION_NAME": function_name,
         # The deployed default (hooks.slack.com, hooks.slack-gov.com: where the signed commands'
@@ -212,7 +206,7 @@ def child_env(fakes: Fakes, home: Path, function_name: str, worker_name: str, **
         "WORKER_FUNCTION_NAME": worker_name,
         "SLACK_SIGNING_SECRET": SIGNING_SECRET,
         "OPENAI_API_KEY": "sk-test-fake",
-        "OPENAI_BASE_URL": fakes.urls["openai"] + "/v1",
+        "OPENAI_BASE_URL": fakes.openai_url + "/v1",
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
@@ -259,13 +253,13 @@ class WarmChild:
             cwd=ROOT,
         )
         assert self.process.stdout is not None
-        self.ready = json.loads(readline(self.process, self.process.stdout, CHILD_TIMEOUT_SECONDS))
+        self.ready = json.loads(readline(self.process, CHILD_TIMEOUT_SECONDS))
 
     def run(self, count: int) -> tuple[list[int], list[int]]:
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write(f"run {count}\n")
         self.process.stdin.flush()
-        report = json.loads(readline(self.process, self.process.stdout, CHILD_TIMEOUT_SECONDS))
+        report = json.loads(readline(self.process, CHILD_TIMEOUT_SECONDS))
         if report["failures"]:
             raise BenchError(
                 f"{self.system.name}: {report['failures']} non-200 answers, e.g. {report['first_failure']}"
@@ -321,9 +315,7 @@ def measure_warm(
                 samples[name] += batch
                 cpu_samples[name] += cpu
                 round_medians[name].append(median(batch))
-        stats = fakes.stats("lambda")
-        seen = stats["functions"]
-        results.fake_threads = stats["threads"]
+        seen, results.fake_threads = fakes.invokes()
     results.warm_ns = dict(samples)
     results.warm_cpu_ns = dict(cpu_samples)
     pairs = [("ours", "bare"), ("bolt", "ours"), ("ours-events", "ours")]
@@ -416,8 +408,8 @@ def measure_worker(fakes: Fakes, home: Path, pycache: Path, plan: Plan, results:
         OURS.app_dir,
         OURS.module,
         OURS.worker_name,
-        slack_url=fakes.urls["slack"],
-        openai_url=fakes.urls["openai"],
+        slack_url=fakes.response_url,
+        openai_url=fakes.openai_url,
         warmup=str(plan.worker_warmup),
         jobs=str(plan.worker_jobs),
     )
@@ -528,12 +520,12 @@ def measure_package(fakes: Fakes, home: Path, work: Path, plan: Plan, rng: rando
         order = list(worker_variants)
         rng.shuffle(order)
         for name in order:
-            event = json.dumps(worker_event(TEXTS[0], f"{fakes.urls['slack']}/commands/T0BENCH01/cold{i}/bench"))
-            fakes.stats("openai", reset=True)
-            fakes.stats("slack", reset=True)
+            event = json.dumps(worker_event(TEXTS[0], f"{fakes.response_url}/commands/T0BENCH01/cold{i}/bench"))
+            fakes.stats("openai-instant", reset=True)
+            fakes.stats("response_url", reset=True)
             args = child_args("cold", trees[name], "app", OURS.worker_name, kind="worker")
             report, wall_ms = run_child(args, envs["worker"], event)
-            served = fakes.stats("openai")["server_seconds"] + fakes.stats("slack")["server_seconds"]
+            served = fakes.seconds("openai-instant") + fakes.seconds("response_url")
             if len(served) != 2:
                 raise BenchError(f"cold worker ({name}) made {len(served)} calls to the fakes, expected 2")
             worker[name].append(
@@ -541,7 +533,7 @@ def measure_package(fakes: Fakes, home: Path, work: Path, plan: Plan, rng: rando
             )
     # One verbose run per variant: does each module from the zip load from a .pyc, or compile?
     for name, tree in trees.items():
-        event = json.dumps(worker_event(TEXTS[0], f"{fakes.urls['slack']}/commands/T0BENCH01/verbose/bench"))
+        event = json.dumps(worker_event(TEXTS[0], f"{fakes.response_url}/commands/T0BENCH01/verbose/bench"))
         args = child_args("cold", tree, "app", OURS.worker_name, kind="worker")
         args.insert(1, "-v")
         done = subprocess.run(
@@ -959,7 +951,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[bench] {name}…", file=sys.stderr, flush=True)
                     step()
                     print(f"[bench] {name} done in {time.perf_counter() - step_started:.0f} s", file=sys.stderr)
-        except BenchError as error:
+        except (BenchError, ServeError) as error:
             print(f"[bench] error: {error}", file=sys.stderr)
             for log in sorted(logs.glob("*.log")):
                 tail = log.read_text()[-2000:]

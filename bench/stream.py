@@ -8,10 +8,11 @@
 Contract: in this one process, warm (after a few unmeasured jobs), it runs message jobs one
 at a time through ``chalicelib.worker.run(payload, Deadline, environ)``, as the worker Lambda
 does: top-level mentions of the bot in a channel, each with a unique event id and message
-``ts``. The LLM is ``bench/sse_llm.py`` in a process of its own (an OpenAI-compatible server
-streaming at a realistic pace: first text after 300-500 ms, then a few characters every
-~30 ms); Slack is ``devkit``'s ``FakeSlackAPI`` in this process, which timestamps every call
-on the monotonic clock both processes share. Everything is on 127.0.0.1; keys and tokens are
+``ts``. The LLM is ``devkit.fake_openai``'s ``paced_llm`` in a process of its own
+(``python -m devkit.serve openai-paced``: an OpenAI-compatible server streaming at a realistic
+pace: first text after 300-500 ms, then a few characters every ~30 ms); Slack is
+``devkit``'s ``FakeSlackAPI`` in this process, which timestamps every call on the monotonic
+clock both processes share. Everything is on 127.0.0.1; keys and tokens are
 fakes. It measures, per answer:
 
 - job to first sign: from handing the job to the worker to the first Slack call a user
@@ -47,9 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -62,9 +61,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, Call, FakeSlackAPI  # noqa: E402
+from devkit.serve import Served, ServeError  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "stream.md"
-LLM_SERVER = ROOT / "bench" / "sse_llm.py"
 CHILD = ROOT / "bench" / "child.py"
 PYTHON = sys.executable
 WORKER_TIMEOUT_SECONDS = 120.0  # the worker Lambda's lambda_timeout
@@ -147,40 +146,17 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 # ---------------------------------------------------------------- the fake LLM's process
 
 
-class LLMServer:
-    """``bench/sse_llm.py`` in its own process."""
+class LLMServer(Served):
+    """``devkit.fake_openai.paced_llm`` in its own process (``python -m devkit.serve openai-paced``)."""
 
     def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [PYTHON, str(LLM_SERVER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
-        )
-        assert self.process.stdout is not None
-        timer = threading.Timer(30.0, self.process.kill)
-        timer.start()
-        try:
-            line = self.process.stdout.readline()
-        finally:
-            timer.cancel()
-        if not line:
-            raise BenchError(f"the fake LLM did not start (exit {self.process.poll()})")
-        self.url: str = json.loads(line)["url"]
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for loopback
+        super().__init__("openai-paced", python=PYTHON)
+        self.url = self.urls["openai-paced"]
 
     def sent(self) -> list[dict[str, Any]]:
-        """The streams served since the last call."""
-        with self._opener.open(f"{self.url}/_sent?reset=1", timeout=10) as response:
-            return json.loads(response.read())
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                assert self.process.stdin is not None
-                self.process.stdin.write("quit\n")
-                self.process.stdin.close()
-                self.process.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                self.process.kill()
-                self.process.wait(10)
+        """The streams served since the last call: ``devkit.http_fake``'s records, with the stream's
+        ``text``, ``first_text``, ``first_text_at`` and ``ended_at``."""
+        return [request for request in self.stats("openai-paced", reset=True)["requests"] if "text" in request]
 
 
 # ---------------------------------------------------------------- one answer
@@ -312,18 +288,18 @@ def run_answer(
     texts = [c for c in calls if c.ok and c.method in TEXT_METHODS]
     if not signs or not texts:
         raise BenchError(f"{kind} answer (seed {seed}): no visible Slack call: {[c.method for c in calls]}")
-    if not _carries(texts[0], stream["first_delta"]):
+    if not _carries(texts[0], stream["first_text"]):
         raise BenchError(f"{kind} answer (seed {seed}): the first text call does not start with the first token")
     shown = [m.text for m in slack.bot_messages(CHANNEL_ID, ts)]
     whole, mismatch, fence_cuts = compare(stream["text"], shown)
     return Answer(
         kind=kind,
-        chars=stream["chars"],
+        chars=len(stream["text"]),
         outcome=log.get("outcome", "answered (not logged)"),
         seconds=seconds,
         first_sign_ms=(signs[0].at - started) * 1000,
         first_sign_method=signs[0].method,
-        token_to_slack_ms=(texts[0].at - stream["first_token_at"]) * 1000,
+        token_to_slack_ms=(texts[0].at - stream["first_text_at"]) * 1000,
         job_to_text_ms=(texts[0].at - started) * 1000,
         calls=Counter(c.method for c in calls),
         failed_calls=sum(not c.ok for c in calls),
@@ -331,7 +307,7 @@ def run_answer(
         whole=whole,
         mismatch=mismatch,
         fence_cuts=fence_cuts,
-        stream_seconds=stream["done_at"] - stream["received_at"],
+        stream_seconds=stream["ended_at"] - stream["received_at"],
         log=log,
     )
 
@@ -468,7 +444,8 @@ def render(answers: list[Answer], plan: Plan, command: str, seconds: float) -> s
         f"`chalicelib.worker.run` ({len(cold)} more in cold processes):"
     )
     add(
-        "a top-level mention in a channel. LLM: `bench/sse_llm.py` (own process), first text after 300-500 ms, then "
+        "a top-level mention in a channel. LLM: `devkit.fake_openai.paced_llm` (own process), first text after "
+        "300-500 ms, then "
         f"a delta every ~{REALISTIC.every_ms} ms of ~{REALISTIC.delta_chars} characters (long answers: every "
         f"~{plan.long_pace.every_ms} ms, ~{plan.long_pace.delta_chars} characters). Slack: `devkit.fake_slack_api`."
     )
@@ -567,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         answers = run(plan)
-    except BenchError as error:
+    except (BenchError, ServeError) as error:
         print(f"[stream] error: {error}", file=sys.stderr)
         return 1
     report = render(answers, plan, command, time.monotonic() - started)

@@ -430,8 +430,7 @@ class Settings:
         "only over https to a listed host, or over plain http to a loopback host (`127.0.0.1`, `localhost`, "
         "`::1`): always outside Lambda (`make run`, `make ask`, the tests), and in Lambda only when that host is "
         "listed. Any other URL gets HTTP 400 and nothing is dispatched; the worker checks again before it posts. "
-        "No redirect is followed. `make ask URL=<deployed> RESPONSE_URL=https://<tunnel>/…` needs the tunnel's "
-        "host listed here.",
+        "No redirect is followed.",
         default=DEFAULT_RESPONSE_URL_HOSTS,
         shown="`hooks.slack.com,hooks.slack-gov.com`",
         reach=frozenset({REPLY}),

@@ -19,9 +19,8 @@ Contract:
 - ``server()`` is the fake OpenAI server answering with ``respond``; ``with server() as s:``
   serves it on 127.0.0.1 and ``s.url + "/v1"`` is an ``OPENAI_BASE_URL``.
 
-The fake server itself is imported in exactly one line below (it is moving from
-``tests/fakes.py`` to ``devkit/fake_openai.py``, same names). Standard library only; never
-imports ``chalicelib``.
+Built on the devkit's one fake OpenAI server (``devkit.fake_openai``). Standard library only;
+never imports ``chalicelib``.
 """
 
 from __future__ import annotations
@@ -29,7 +28,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.fakes import FakeServer, Received, Reply, StreamReply, chat_completion, openai_error, split_deltas
+from devkit.fake_openai import StreamReply, chat_completion, openai_error, split_deltas
+from devkit.http_fake import FakeServer, Received, Reply
 
 LABEL = "[stand-in model: not an LLM]"
 MODEL_NAME = "stand-in-model"  # in the bot's logs and the replies' "model", in place of a real one

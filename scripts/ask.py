@@ -1,14 +1,13 @@
-"""Ask the bot a question from a terminal, the way Slack would. Not deployed.
+"""Ask the bot on this machine a question, the way Slack would. Not deployed.
 
     make run                                   # terminal 1: the bot on http://127.0.0.1:8000
     make ask Q="東京でおすすめの散歩道は？"       # terminal 2, with the same SLACK_SIGNING_SECRET
     make ask EVENT=mention Q="鎌倉のおすすめは？"  # a mention, answered in its thread (see below)
 
-    URL=https://{id}.execute-api.{region}.amazonaws.com/api/ STAGE=prod make ask Q="..."   # deployed
-
 ``EVENT=command`` (the default) sends a slash command signed with ``SLACK_SIGNING_SECRET``
 (form fields as Slack sends them), prints the acknowledgement, waits for the reply on
-``response_url`` and prints it, rendered for a terminal.
+``response_url`` (``devkit.fake_response_url``, on a free 127.0.0.1 port, answering as Slack
+does) and prints it, rendered for a terminal.
 
 ``EVENT=mention`` (or ``EVENT=dm``) sends an Events API ``app_mention`` (or a DM ``message``)
 to ``/slack/events``. The bot answers those through the Slack Web API, so this script serves
@@ -24,82 +23,61 @@ Environment:
 
 - ``SLACK_SIGNING_SECRET`` (required): the secret the server checks signatures with.
 - ``EVENT``: ``command`` (default), ``mention`` or ``dm``.
-- ``URL``: the bot's URL, default ``http://127.0.0.1:8000/slack/commands`` (or
-  ``.../slack/events`` for an event); a base URL (such as ``chalice url`` prints) gets the
-  route appended, and one route of ours is switched for the other.
+- ``URL``: the bot's URL on this machine (loopback), default
+  ``http://127.0.0.1:8000/slack/commands`` (or ``.../slack/events`` for an event); a base URL
+  gets the route appended, and one route of ours is switched for the other.
 - ``TIMEOUT``: seconds to wait for the reply after the acknowledgement, default 150.
-- ``RESPONSE_URL``: a public URL to send as ``response_url`` instead of this script's
-  listener; ``LISTEN_PORT`` fixes the listener's port (default: any free one), so that a
-  tunnel from ``RESPONSE_URL`` to it brings the reply back here. A deployed stage posts only to
-  hosts in its ``RESPONSE_URL_HOSTS``: add the tunnel's host there first.
-- ``STAGE``: for a deployed ``URL``, the stage whose worker logs to read (default ``dev``).
 - For an event: ``SLACK_BOT_TOKEN``, the token the fake accepts (default ``xoxb-fake-bot-token``);
   ``SLACK_API_URL``, whose port the fake listens on (default 8790), so that the same
   variables in both terminals keep `make run` and `make ask` together.
 
-Where the reply comes from: for a loopback ``URL`` (``make run``) the reply is POSTed to a
-listener on 127.0.0.1. A worker in AWS cannot reach this machine's loopback, so for any
-other ``URL`` the script reads the worker's outcome from ``chalice logs --name worker``
-(it recognises its job by a user id made for this run), and shows a reply only if one
-reaches the listener through ``RESPONSE_URL``. An event needs a loopback ``URL``: a deployed
-worker answers in the real Slack, not in this script's fake.
+A deployed stage is asked in Slack itself: its worker cannot reach this machine's loopback.
 
 Exit status: 0 the bot answered; 1 it did not (nothing listening, non-200, a reply starting
 with ``:warning:``, no reply within ``TIMEOUT``, or a message saying it did not start);
-2 usage error (empty question, ``SLACK_SIGNING_SECRET`` unset, a bad setting, the fake Slack
-API's port taken); 130 Ctrl-C.
+2 usage error (empty question, ``SLACK_SIGNING_SECRET`` unset, a bad setting, a URL off this
+machine, the fake Slack Web API's port taken); 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextlib
 import ipaddress
 import json
 import os
 import queue
 import re
-import shutil
-import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for chalicelib and devkit, when run as `python scripts/...`
+# For common (which puts the repository on sys.path for chalicelib and devkit), also when a test imports this file.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from chalicelib.slack import messages  # noqa: E402
-from devkit import slack_requests  # noqa: E402
-from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI  # noqa: E402
+import common
+from common import COMMAND_PATH, EVENTS_PATH, route_url
 
-DEFAULT_URL = "http://127.0.0.1:8000/slack/commands"
-COMMAND_PATH = "slack/commands"
-EVENTS_PATH = "slack/events"
+from chalicelib.slack import messages
+from devkit import slack_requests
+from devkit.fake_response_url import fake_response_url, refusal
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI
+from devkit.http_fake import FakeServer, Received
+
+DEFAULT_URL = f"http://127.0.0.1:8000/{COMMAND_PATH}"
 EVENTS = ("command", "mention", "dm")
 COMMAND = "/mameka"
 DEFAULT_TIMEOUT = 150.0
-DEFAULT_STAGE = "dev"
 SLACK_ACK_SECONDS = 3.0  # Slack shows operation_timeout when the acknowledgement takes longer
 POST_TIMEOUT = 30.0
-# Where a deployed worker's reply goes when nothing here can take it: a host the deployed bot
-# allows (RESPONSE_URL_HOSTS), on a path Slack answers 404, so the reply is simply dropped.
-PLACEHOLDER_RESPONSE_URL = "https://hooks.slack.com/commands/T0ASKSCRIPT/0/not-a-real-response-url"
 ERROR_MARK = ":warning:"  # every error reply of the bot's starts with it (chalicelib.slack.messages.error)
 # The acknowledgement's first word: anything else means the bot did not start a job (chalicelib.slack.messages).
 ACK_MARK = messages.acknowledgement("?")["text"].split(" ", 1)[0]
-LOG_POLL_SECONDS = 10.0
-LOG_FIRST_POLL_SECONDS = 4.0
-LOG_LOOKBACK_SECONDS = 120  # CloudWatch timestamps come from another clock
-TUNNEL_GRACE_SECONDS = 5.0
 # The worker's first Slack call (the "is thinking…" status) comes within a second of the event;
 # no call by then means the bot calls another Slack API, and waiting out TIMEOUT would only hide it.
 FIRST_CALL_SECONDS = 15.0
@@ -126,27 +104,9 @@ class Options:
     secret: str = field(repr=False)
     url: str
     timeout: float
-    response_url: str | None
-    listen_port: int
-    stage: str
     event: str = "command"
     slack_port: int = LOCAL_PORT  # the fake Slack Web API's, for an event
     bot_token: str = field(default=FAKE_BOT_TOKEN, repr=False)
-
-
-def route_url(url: str, route: str) -> str:
-    """The URL of ``route`` for ``url``: a base URL gets it appended, our other route is swapped for it."""
-    parts = urlsplit(url)
-    path = parts.path.rstrip("/")
-    for known in (COMMAND_PATH, EVENTS_PATH):
-        if path.endswith("/" + known):
-            return url if known == route else parts._replace(path=path.removesuffix(known) + route).geturl()
-    return url.rstrip("/") + "/" + route
-
-
-def command_url(url: str) -> str:
-    """The slash-command URL for ``url``, which is either that URL or the API's base URL."""
-    return route_url(url, COMMAND_PATH)
 
 
 def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
@@ -166,31 +126,21 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
     url = route_url(environ.get("URL", "").strip() or DEFAULT_URL, route)
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
         raise UsageError(f"URL must be an http(s) URL, got {url!r}")
+    if not is_loopback(url):
+        raise UsageError(
+            f"URL must be the bot on this machine (`make run`), got {url!r}: a deployed worker answers "
+            "in Slack and cannot reach this script, so ask a deployed stage in Slack"
+        )
     try:
         timeout = float(environ.get("TIMEOUT", "").strip() or DEFAULT_TIMEOUT)
     except ValueError:
         raise UsageError(f"TIMEOUT must be a number of seconds, got {environ.get('TIMEOUT')!r}") from None
     if not 0 < timeout < float("inf"):
         raise UsageError(f"TIMEOUT must be more than 0 seconds, got {environ.get('TIMEOUT')!r}")
-    response_url = environ.get("RESPONSE_URL", "").strip() or None
-    if response_url and (urlsplit(response_url).scheme not in ("http", "https") or not urlsplit(response_url).hostname):
-        raise UsageError(f"RESPONSE_URL must be an http(s) URL, got {response_url!r}")
-    try:
-        listen_port = int(environ.get("LISTEN_PORT", "").strip() or 0)
-    except ValueError:
-        raise UsageError(f"LISTEN_PORT must be a port number, got {environ.get('LISTEN_PORT')!r}") from None
-    if not 0 <= listen_port <= 65535:
-        raise UsageError(f"LISTEN_PORT must be a port number, got {listen_port}")
-    stage = environ.get("STAGE", "").strip() or DEFAULT_STAGE
     if event == "command":
-        return Options(question, secret, url, timeout, response_url, listen_port, stage)
-    if not is_loopback(url):
-        raise UsageError(
-            f"EVENT={event} needs the bot on this machine (`make run`): the answer comes through this "
-            "script's fake Slack Web API, and a deployed worker answers in the real Slack instead"
-        )
+        return Options(question, secret, url, timeout)
     bot_token = environ.get("SLACK_BOT_TOKEN", "").strip() or FAKE_BOT_TOKEN
-    return Options(question, secret, url, timeout, None, 0, stage, event, fake_slack_port(environ), bot_token)
+    return Options(question, secret, url, timeout, event, fake_slack_port(environ), bot_token)
 
 
 def fake_slack_port(environ: Mapping[str, str]) -> int:
@@ -256,8 +206,7 @@ def event_body(event: str, question: str, ts: str) -> tuple[bytes, str]:
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
     """The status and body of the server's answer; raises ``Failure`` if there is none."""
     # A proxy from the environment must not carry a request meant for this machine's loopback.
-    handlers = [urllib.request.ProxyHandler({})] if is_loopback(url) else []
-    opener = urllib.request.build_opener(*handlers)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
         with opener.open(request, timeout=POST_TIMEOUT) as response:
@@ -266,155 +215,15 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         return error.code, error.read()
     except urllib.error.URLError as error:
         if isinstance(error.reason, ConnectionRefusedError):
-            hint = "Start the bot with `make run` in another terminal" if is_loopback(url) else "Check URL="
-            raise Failure(f"nothing is listening at {url}. {hint}, or set URL= to where it runs.") from None
+            raise Failure(
+                f"nothing is listening at {url}. Start the bot with `make run` in another terminal, "
+                "or set URL= to where it runs."
+            ) from None
         raise Failure(f"could not reach {url}: {error.reason}") from None
     except TimeoutError:
         raise Failure(f"{url} did not answer within {POST_TIMEOUT:.0f} s") from None
     except OSError as error:
         raise Failure(f"could not reach {url}: {error}") from None
-
-
-# --- the response_url listener ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    message: dict[str, Any] | None  # None: a body Slack would refuse
-    problem: str = ""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class ReplyListener:
-    """A stand-in for Slack's response_url on 127.0.0.1; answers as Slack does ("ok" or an error code)."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.replies: queue.Queue[Reply] = queue.Queue()
-        listener = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                # Any path: a tunnel from RESPONSE_URL forwards that URL's path, unknown here.
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    message = json.loads(body)
-                except ValueError:
-                    message = None
-                if not isinstance(message, dict):
-                    listener.replies.put(Reply(None, "the reply is not a JSON object (Slack answers invalid_payload)"))
-                    self._answer(400, "invalid_payload")
-                elif not message.get("text") and not message.get("blocks"):
-                    listener.replies.put(Reply(None, "the reply has no text (Slack answers no_text)"))
-                    self._answer(400, "no_text")
-                else:
-                    listener.replies.put(Reply(message))
-                    self._answer(200, "ok")
-
-            def _answer(self, status: int, text: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text.encode())
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        try:
-            self._server = _Server(("127.0.0.1", port), Handler)
-        except OSError as error:
-            raise UsageError(f"cannot listen on 127.0.0.1:{port} for the reply: {error.strerror}") from None
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/response"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> ReplyListener:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-# --- a deployed worker's outcome, from its logs ----------------------------------------------------------------------
-
-
-def worker_outcome(log_text: str, user_id: str) -> dict[str, Any] | None:
-    """The worker's ``answer`` log line for this run's job, from ``chalice logs`` output."""
-    for line in log_text.splitlines():
-        start = line.find("{")
-        if start < 0:
-            continue
-        try:
-            record = json.loads(line[start:])
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == "answer" and record.get("user_id") == user_id:
-            return record
-    return None
-
-
-def chalice_command() -> str | None:
-    for candidate in (ROOT / ".venv" / "bin" / "chalice", Path(sys.executable).parent / "chalice"):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    return shutil.which("chalice")
-
-
-def run_chalice(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
-
-
-class WorkerLog:
-    """Polls ``chalice logs --name worker`` in the background until this run's job shows up."""
-
-    def __init__(self, stage: str, user_id: str, started: float) -> None:
-        self.stage, self.user_id, self.started = stage, user_id, started
-        self.problem = ""  # why the logs cannot be read, if they cannot
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._future: concurrent.futures.Future[dict[str, Any] | None] | None = None
-        self._next_poll = time.monotonic() + LOG_FIRST_POLL_SECONDS
-
-    def available(self) -> bool:
-        if not (ROOT / ".chalice" / "deployed" / f"{self.stage}.json").is_file():
-            self.problem = f"stage {self.stage!r} has no deployment record in .chalice/deployed (set STAGE=)"
-        elif not chalice_command():
-            self.problem = "chalice is not installed (run `make venv`)"
-        return not self.problem
-
-    def check(self) -> dict[str, Any] | None:
-        """The outcome if a finished poll found it; starts the next poll when one is due.
-
-        Raises ``Failure`` if ``chalice logs`` failed: a retry would fail the same way
-        (no credentials, no access), and waiting out the timeout would only hide why.
-        """
-        if self._future is not None and self._future.done():
-            future, self._future = self._future, None
-            self._next_poll = time.monotonic() + LOG_POLL_SECONDS
-            try:
-                return future.result()
-            except (OSError, subprocess.SubprocessError, RuntimeError) as error:
-                self.problem = str(error)
-                raise Failure(f"cannot read the worker's logs: {error}") from None
-        if self._future is None and time.monotonic() >= self._next_poll:
-            self._future = self._pool.submit(self._poll)
-        return None
-
-    def _poll(self) -> dict[str, Any] | None:
-        since = int(time.time() - self.started) + LOG_LOOKBACK_SECONDS
-        command = [chalice_command() or "chalice", "logs", "--name", "worker", "--stage", self.stage]
-        result = run_chalice([*command, "--since", f"{since}s"])
-        if result.returncode != 0:
-            last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise RuntimeError(f"`chalice logs` failed: {last_line}")
-        return worker_outcome(result.stdout, self.user_id)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- the terminal -----------------------------------------------------------------------------------------------------
@@ -550,41 +359,15 @@ class Progress:
 # --- the conversation ---------------------------------------------------------------------------------------------
 
 
-def wait(
-    listener: ReplyListener | None, log: WorkerLog | None, timeout: float, progress: Progress
-) -> Reply | dict[str, Any] | None:
-    """The first of: a reply on the listener, the worker's log outcome; None after ``timeout``."""
+def wait_for_reply(listener: FakeServer, timeout: float, progress: Progress) -> Received | None:
+    """The first reply posted to ``listener``; None after ``timeout``."""
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
         progress.tick()
-        if listener is not None:
-            try:
-                return listener.replies.get(timeout=min(0.1, left))
-            except queue.Empty:
-                pass
-        else:
-            time.sleep(min(0.1, left))
-        if log is not None and (record := log.check()) is not None:
-            return record
+        if listener.received:
+            return listener.received[0]
+        time.sleep(min(0.1, left))  # short: a terminal's spinner turns while it waits
     return None
-
-
-def describe_outcome(record: dict[str, Any], response_url: str | None) -> tuple[str, int]:
-    """A line for the terminal and the exit status, from the worker's ``answer`` log line."""
-    outcome = str(record.get("outcome"))
-    facts = ", ".join(f"{key} {record[key]}" for key in ("model", "llm_ms") if record.get(key) is not None)
-    if outcome == "answered":
-        if response_url and record.get("delivered"):
-            return f"The worker answered ({facts}) and delivered the reply to RESPONSE_URL.", 0
-        if response_url:
-            return f"The worker answered ({facts}) but could not deliver the reply to RESPONSE_URL.", 1
-        return (
-            f"The worker answered ({facts}). A worker in AWS cannot reach this machine, so the text went "
-            "nowhere; set RESPONSE_URL= to a public URL (e.g. a tunnel to LISTEN_PORT) to see it here.",
-            0,
-        )
-    text = messages.ERROR_TEXTS.get(outcome, messages.ERROR_TEXTS["service_error"])
-    return f"{ERROR_MARK} {text} (worker outcome: {outcome})", 1
 
 
 def deliver(url: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -610,21 +393,9 @@ def converse(options: Options, out: TextIO, err: TextIO) -> int:
 
 
 def ask_command(options: Options, style: Style, out: TextIO, err: TextIO) -> int:
-    deployed = not is_loopback(options.url)
-    user_id = "UASK" + uuid.uuid4().hex[:8].upper()  # finds this run's job in a deployed worker's logs
-    with contextlib.ExitStack() as cleanup:
-        listener = None
-        if not deployed or options.response_url:
-            listener = cleanup.enter_context(ReplyListener(options.listen_port))
-            if options.response_url:
-                print(f"Listening on http://127.0.0.1:{listener.port} for replies sent to RESPONSE_URL.", file=err)
-        log = None
-        if deployed:
-            log = WorkerLog(options.stage, user_id, time.time())
-            cleanup.callback(log.close)
-        response_url = options.response_url or (listener.url if listener else PLACEHOLDER_RESPONSE_URL)
-
-        body = command_form(options.question, response_url, user_id)
+    user_id = "UASK" + uuid.uuid4().hex[:8].upper()
+    with fake_response_url() as listener:
+        body = command_form(options.question, listener.url + "/response", user_id)
         print(f"{COMMAND} {options.question}  →  {options.url}", file=err)
         sent = time.monotonic()
         raw = deliver(options.url, body, slack_requests.signed_headers(options.secret, body))
@@ -639,34 +410,21 @@ def ask_command(options: Options, style: Style, out: TextIO, err: TextIO) -> int
         warn_if_slow(ack_seconds, err)
         if not str(ack.get("text", "")).startswith(ACK_MARK):
             raise Failure("the bot did not start on the question; its message above says why")
-        log_readable = log is not None and log.available()
-        if log is not None and listener is None and not log_readable:
-            raise Failure(
-                f"sent, but a worker in AWS cannot reach this machine and its logs cannot be read: {log.problem}. "
-                "Set RESPONSE_URL= to a public URL to get the reply."
-            )
 
         progress = Progress(err, "waiting for the reply", options.timeout)
         try:
-            result = wait(listener, log if log_readable else None, options.timeout, progress)
-            if isinstance(result, dict) and listener is not None and result.get("delivered"):
-                # The reply may be on its way through the tunnel: give it a moment to arrive.
-                result = wait(listener, None, TUNNEL_GRACE_SECONDS, progress) or result
+            reply = wait_for_reply(listener, options.timeout, progress)
         finally:
             waited = progress.done()
-        if result is None:
-            where = "the `make run` terminal shows the worker's log line" if not deployed else "see `chalice logs`"
-            problem = f" ({log.problem})" if log and log.problem else ""
-            raise Failure(f"no reply within {options.timeout:g} s{problem}; {where}")
-        if isinstance(result, Reply):
-            if result.message is None:
-                raise Failure(f"the bot sent a reply Slack would refuse: {result.problem}")
-            out.write("\n")
-            show("reply", result.message, ack_seconds + waited, style, out)
-            return 1 if str(result.message.get("text", "")).startswith(ERROR_MARK) else 0
-        line, code = describe_outcome(result, options.response_url)
-        out.write("\n" + style.dim(f"── worker · {ack_seconds + waited:.1f} s") + "\n" + render(line, style) + "\n")
-        return code
+    if reply is None:
+        raise Failure(f"no reply within {options.timeout:g} s; the `make run` terminal shows the worker's log line")
+    problem = refusal(reply.body)
+    if problem is not None:
+        raise Failure(f"the bot sent a reply Slack would refuse ({problem})")
+    message = reply.json()
+    out.write("\n")
+    show("reply", message, ack_seconds + waited, style, out)
+    return 1 if str(message.get("text", "")).startswith(ERROR_MARK) else 0
 
 
 # --- a conversation in a thread, through the fake Slack Web API ----------------------------------------------------
@@ -797,11 +555,12 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         options = parse_options(argv, environ)
         return converse(options, sys.stdout, sys.stderr)
     except UsageError as error:
-        print(f"error: {error}" if not str(error).startswith("usage:") else error, file=sys.stderr)
-        return 2
+        if str(error).startswith("usage:"):
+            print(error, file=sys.stderr)
+            return 2
+        return common.error(str(error), 2)
     except Failure as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+        return common.error(str(error))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130

@@ -33,7 +33,6 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -41,13 +40,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
-sys.path.insert(0, str(ROOT / "scripts"))  # for check_aws, also when a test imports this file by path
+# For common (which puts the repository on sys.path for chalicelib), also when a test imports this file by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import check_aws  # noqa: E402
+import check_aws
+import common
 
-from chalicelib.settings import ENV_NAMES, Settings, SettingsError  # noqa: E402
+from chalicelib.settings import ENV_NAMES, Settings, SettingsError
 
 DEFAULT_STAGE = "dev"
 WORKER = "worker"  # the worker's name in app.py and .chalice/config.json
@@ -77,7 +76,7 @@ def local_environment(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
     """``environ`` with the stage's config variables over it, as ``chalice local`` applies them."""
     from chalice.cli.factory import CLIFactory
 
-    config = CLIFactory(project_dir=str(ROOT)).create_config_obj(chalice_stage_name=stage)
+    config = CLIFactory(project_dir=str(common.ROOT)).create_config_obj(chalice_stage_name=stage)
     return {**environ, **config.environment_variables}
 
 
@@ -104,7 +103,7 @@ def worker_lambda_timeout(stage: str, config: Mapping[str, Any] | None = None) -
     from chalice.config import Config
 
     if config is None:
-        config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+        config = common.load_config()
     timeout = Config(chalice_stage=stage, function_name=WORKER, config_from_disk=dict(config)).lambda_timeout
     return float(timeout or CHALICE_DEFAULT_LAMBDA_TIMEOUT)
 
@@ -204,10 +203,10 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         print("usage: check_local.py [STAGE]   (or: make run STAGE=...)", file=sys.stderr)
         return 2
     stage = argv[0] if argv else DEFAULT_STAGE
-    stages = json.loads((ROOT / ".chalice" / "config.json").read_text()).get("stages", {})
-    if stage not in stages:
-        print(f"error: stage {stage!r} is not in .chalice/config.json (stages: {', '.join(stages)})", file=sys.stderr)
-        return 2
+    try:
+        common.stage_config(stage)
+    except common.UnknownStage as unknown:
+        return common.error(str(unknown), 2)
     findings = check(local_environment(stage, environ), lambda_timeout=worker_lambda_timeout(stage))
     for finding in findings:
         print(finding, file=sys.stderr)

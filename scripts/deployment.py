@@ -77,12 +77,13 @@ from typing import Any, TextIO
 # deploy build a new zip (without our bytecode).
 sys.dont_write_bytecode = True
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/deployment.py`
-sys.path.insert(0, str(ROOT / "scripts"))  # for check_aws, also when a test imports this file by path
+# For common (which puts the repository on sys.path for chalicelib), also when a test imports this file by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import check_aws  # noqa: E402
 import check_local  # noqa: E402  (the settings and time limits, checked as for `make run`)
+import common  # noqa: E402
+from common import ROOT, function_environment, load_config, stage_config  # noqa: E402
 
 from chalicelib.claims import KEY_ATTRIBUTE, TTL_ATTRIBUTE  # noqa: E402  (the schema the worker writes)
 from chalicelib.dispatch import WORKER  # noqa: E402  (the @app.lambda_function name)
@@ -113,19 +114,8 @@ REFUSAL_ADVICE = (
 )
 
 
-class DeployError(Exception):
+class DeployError(common.ScriptError):
     """Something stops this step; ``str(error)`` is the one line to show."""
-
-
-def load_config() -> dict[str, Any]:
-    return json.loads((ROOT / ".chalice" / "config.json").read_text())
-
-
-def stage_config(stage: str) -> dict[str, Any]:
-    stages = load_config()["stages"]
-    if stage not in stages:
-        raise DeployError(f"stage {stage!r} is not in .chalice/config.json (stages: {', '.join(stages)})")
-    return stages[stage]
 
 
 def worker_max_concurrency(environ: Mapping[str, str]) -> int | None:
@@ -147,11 +137,8 @@ def policy(stage: str, function: str) -> dict[str, Any]:
 
 def table_name(stage: str) -> str:
     """The stage's claims table: the worker's ``IDEMPOTENCY_TABLE``, as Chalice resolves the worker's variables."""
-    from chalice.config import Config
-
     stage_config(stage)
-    variables = Config(chalice_stage=stage, function_name=WORKER, config_from_disk=load_config()).environment_variables
-    name = str(variables.get(TABLE_VARIABLE, "")).strip()
+    name = str(function_environment(load_config(), stage, WORKER).get(TABLE_VARIABLE, "")).strip()
     if not name:
         raise DeployError(
             f"stage {stage!r} gives the worker no {TABLE_VARIABLE} in .chalice/config.json "
@@ -509,13 +496,11 @@ def configuration_problems(stage: str) -> list[str]:
     """What would not work in the functions as deployed: each one's own environment (Chalice
     merges the stage's variables and the function's; nothing comes from this shell), every
     setting checked, and the time limits; one line per problem, each said once."""
-    from chalice.config import Config
-
     config = load_config()
     lambda_timeout = check_local.worker_lambda_timeout(stage, config)
     problems: list[str] = []
     for function in ("api_handler", WORKER):  # Chalice's name for the HTTP function, and app.py's worker
-        deployed = Config(chalice_stage=stage, function_name=function, config_from_disk=config).environment_variables
+        deployed = function_environment(config, stage, function)
         # The time limits are the worker's own: its variables, against its lambda_timeout.
         findings = (
             check_local.configuration_errors(deployed, lambda_timeout)
@@ -546,9 +531,8 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     command, stage = argv[0], argv[1]
     try:
         return run(command, stage, argv[2:] + (["--yes"] if yes else []), environ)
-    except DeployError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except common.ScriptError as problem:  # DeployError, or a stage that is not in config.json
+        return common.error(str(problem))
 
 
 def run(command: str, stage: str, rest: list[str], environ: Mapping[str, str]) -> int:

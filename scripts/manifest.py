@@ -35,13 +35,14 @@ import sys
 from pathlib import Path
 from string import Template
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+# For common (which puts the repository on sys.path), also when a test imports this file by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+from common import COMMAND_PATH, EVENTS_PATH, ROOT, route_url
+
 TEMPLATE = ROOT / "slack" / "manifest.yml"
-COMMAND_PATH = "slack/commands"  # the routes in app.py
-EVENTS_PATH = "slack/events"
-ROUTES = (COMMAND_PATH, EVENTS_PATH)
 # The bot scope Slack requires before it accepts a subscription to each bot event, or a feature.
 EVENT_SCOPES = {
     "app_mention": "app_mentions:read",
@@ -57,19 +58,8 @@ PRODUCTION_STAGE = "prod"
 NOT_DEPLOYED_MARK = "Could not find a record of a Rest API"  # what `chalice url` says
 
 
-class ManifestError(Exception):
+class ManifestError(common.ScriptError):
     """The manifest cannot be printed; ``str(error)`` says why and what to do."""
-
-
-def route_url(url: str, route: str) -> str:
-    """The URL of ``route`` (one of ``ROUTES``) for ``url``: the API's base URL, or any route's URL."""
-    parts = urlsplit(url)
-    path = parts.path.rstrip("/")
-    for known in ROUTES:
-        if path.endswith("/" + known):
-            path = path[: -len(known) - 1]
-            break
-    return urlunsplit(parts._replace(path=f"{path}/{route}"))
 
 
 def command_url(url: str) -> str:
@@ -173,10 +163,10 @@ def main(argv: list[str]) -> int:
         print("usage: manifest.py STAGE   (or: make manifest STAGE=...; URL= overrides the URL)", file=sys.stderr)
         return 2
     stage = argv[0]
-    stages = json.loads((ROOT / ".chalice" / "config.json").read_text()).get("stages", {})
-    if stage not in stages:
-        print(f"error: stage {stage!r} is not in .chalice/config.json (stages: {', '.join(stages)})", file=sys.stderr)
-        return 2
+    try:
+        common.stage_config(stage)
+    except common.UnknownStage as unknown:
+        return common.error(str(unknown), 2)
     try:
         override = os.environ.get("URL", "").strip()
         url = override or deployed_base_url(stage)
@@ -184,9 +174,8 @@ def main(argv: list[str]) -> int:
             print(f"warning: {url} is not https://; Slack expects a TLS Request URL.", file=sys.stderr)
         manifest_text = render(stage, url)
         check(manifest_text)
-    except ManifestError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except ManifestError as problem:
+        return common.error(str(problem))
     sys.stdout.write(manifest_text)
     print(f"Slash command /mameka → {command_url(url)}", file=sys.stderr)
     print(

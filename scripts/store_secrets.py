@@ -30,7 +30,6 @@ read ``AWS_REGION``), ``AWS_ENDPOINT_URL``).
 from __future__ import annotations
 
 import getpass
-import json
 import re
 import sys
 from collections.abc import Callable
@@ -38,13 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for chalicelib, when run as `python scripts/...`
-sys.path.insert(0, str(ROOT / "scripts"))  # for check_aws, also when a test imports this file by path
+# For common (which puts the repository on sys.path for chalicelib), also when a test imports this file by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import check_aws  # noqa: E402
+import check_aws
+import common
+from common import load_config
 
-from chalicelib.settings import Settings  # noqa: E402
+from chalicelib.settings import Settings
 
 HTTP_FUNCTION = "api_handler"  # Chalice's name for the function that serves the routes
 WORKER_FUNCTION = "worker"  # the @app.lambda_function name in app.py
@@ -128,21 +128,8 @@ SECRETS = (
 )
 
 
-def load_config() -> dict[str, Any]:
-    return json.loads((ROOT / ".chalice" / "config.json").read_text())
-
-
-def function_environment(config: dict[str, Any], stage: str, function: str) -> dict[str, str]:
-    """The variables a deployed function gets, merged as Chalice's ``Config._chain_merge`` does."""
-    stage_config = config["stages"][stage]
-    environment: dict[str, str] = {}
-    for layer in (config, stage_config, stage_config.get("lambda_functions", {}).get(function, {})):
-        environment.update(layer.get("environment_variables") or {})
-    return environment
-
-
 def parameter_name(config: dict[str, Any], stage: str, secret: Secret) -> str:
-    value = function_environment(config, stage, secret.function).get(secret.variable, "").strip()
+    value = common.function_environment(config, stage, secret.function).get(secret.variable, "").strip()
     return value or secret.default_parameter
 
 
@@ -211,27 +198,23 @@ def main(argv: list[str], stdin: TextIO = sys.stdin) -> int:
         return usage()
     stage, wanted = argv[0], argv[1:]
     config = load_config()
-    if stage not in config.get("stages", {}):
-        print(
-            f"error: stage {stage!r} is not in .chalice/config.json (stages: {', '.join(config.get('stages', {}))})",
-            file=sys.stderr,
-        )
-        return 2
+    try:
+        common.stage_config(stage, config)
+    except common.UnknownStage as unknown_stage:
+        return common.error(str(unknown_stage), 2)
     unknown = [key for key in wanted if key not in {secret.key for secret in SECRETS}]
     if unknown:
-        print(f"error: unknown secret {unknown[0]!r}", file=sys.stderr)
+        common.error(f"unknown secret {unknown[0]!r}")
         return usage()
     chosen = [secret for secret in SECRETS if not wanted or secret.key in wanted]
 
     missing = check_aws.problem()  # before any value is typed, and without a traceback
     if missing:
-        print(f"error: cannot use AWS: {missing}", file=sys.stderr)
-        return 1
+        return common.error(f"cannot use AWS: {missing}")
     try:
         account = caller_account()
     except (BotoCoreError, ClientError) as error:
-        print(f"error: cannot use AWS: {aws_failure(error, [])}", file=sys.stderr)
-        return 1
+        return common.error(f"cannot use AWS: {aws_failure(error, [])}")
     client = ssm_client()
     print(f"Stage {stage}: storing in SSM Parameter Store, account {account}, region {client.meta.region_name}.")
 
@@ -251,9 +234,8 @@ def main(argv: list[str], stdin: TextIO = sys.stdin) -> int:
                     file=sys.stderr,
                 )
             values.append((secret, name, value))
-    except Refused as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except Refused as refused:
+        return common.error(str(refused))
     except (EOFError, KeyboardInterrupt):
         print("\ncancelled; nothing was stored.", file=sys.stderr)
         return 1
@@ -269,8 +251,7 @@ def main(argv: list[str], stdin: TextIO = sys.stdin) -> int:
                 Description=f"mameka {stage}: {secret.label} (set by make secrets)",
             )
         except (BotoCoreError, ClientError) as error:
-            print(f"error: could not store {name}: {aws_failure(error, everything)}", file=sys.stderr)
-            return 1
+            return common.error(f"could not store {name}: {aws_failure(error, everything)}")
         # Version 1 is a parameter that did not exist a moment ago (Overwrite would bump it).
         version = int(response.get("Version", 0))
         verb = "created" if version == 1 else "updated"

@@ -1,7 +1,7 @@
 """Shared fixtures: fake servers on loopback, signed requests, and a fresh "container".
 
 Every test runs with fake AWS credentials and no real secrets; a test that needs AWS uses
-moto. The fakes are real HTTP servers (see ``fakes.py``).
+moto. The fakes are real HTTP servers on loopback, shared with scripts and bench: see ``devkit``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from chalicelib import container, dispatch
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
+from devkit.fake_lambda import fake_lambda
+from devkit.fake_openai import fake_openai
+from devkit.fake_response_url import fake_response_url
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer
 from devkit.slack_requests import command_form as command_form  # re-exported: tests import it from here
-from tests.fakes import FakeServer, fake_lambda, fake_openai, fake_slack
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "test-signing-secret-not-real"
@@ -66,6 +69,15 @@ def wait_for_local_jobs(timeout: float = 120.0) -> None:
 
 
 @pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy variables: the real clients (urllib, slack_sdk, openai) honour them, and a
+    request to a loopback fake must stay on loopback."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def openai_server() -> Iterator[FakeServer]:
     with fake_openai() as server:
         yield server
@@ -73,7 +85,7 @@ def openai_server() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def slack_server() -> Iterator[FakeServer]:
-    with fake_slack() as server:
+    with fake_response_url() as server:
         yield server
 
 

@@ -21,10 +21,11 @@ from chalice.local import LambdaContext
 
 from app import app
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, split_deltas
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer, Received, Reply
 from tests import chalice_local
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, command_form, response_path, signed_headers
-from tests.fakes import FakeServer, Received, Reply, StreamReply, split_deltas
 
 
 @dataclass

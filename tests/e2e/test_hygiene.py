@@ -33,7 +33,9 @@ from moto import mock_aws
 
 from app import app
 from devkit import slack_requests
+from devkit.fake_openai import openai_error
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer
 from tests.conftest import (
     OPENAI_KEY,
     ROOT,
@@ -46,7 +48,6 @@ from tests.conftest import (
     signed_headers,
     wait_for_local_jobs,
 )
-from tests.fakes import FakeServer, openai_error
 
 # --- the check itself, in a pytest of its own -------------------------------------------------------------------------
 

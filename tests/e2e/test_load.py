@@ -33,10 +33,11 @@ import pytest
 
 from chalicelib import chalice_local as backlog
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, chat_completion, split_deltas
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer, Received, Reply
 from tests import chalice_local
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, command_form, response_path, signed_headers
-from tests.fakes import FakeServer, Received, Reply, StreamReply, chat_completion, split_deltas
 
 BURST = 200
 ACK_LIMIT_SECONDS = 3.0  # Slack's: an acknowledgement later than this is a failure to the user

@@ -17,9 +17,10 @@ from chalicelib import worker
 from chalicelib.deadline import Deadline
 from chalicelib.slack import events
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, openai_error
 from devkit.fake_slack_api import FakeSlackAPI
+from devkit.http_fake import FakeServer
 from tests.conftest import response_path, slash_payload
-from tests.fakes import FakeServer, StreamReply, openai_error
 
 USER = slack_requests.USER_ID
 CHANNEL = slack_requests.CHANNEL_ID

@@ -12,6 +12,7 @@ from app import app
 from chalicelib import dispatch
 from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import (
     ROOT,
     command_form,
@@ -20,7 +21,6 @@ from tests.conftest import (
     slash_payload,
     wait_for_local_jobs,
 )
-from tests.fakes import FakeServer, Reply
 
 pytestmark = pytest.mark.usefixtures("bot_env")
 

@@ -32,8 +32,8 @@ from chalicelib.settings import Settings
 from chalicelib.slack import events
 from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
+from devkit.http_fake import FakeServer
 from tests.conftest import new_container
-from tests.fakes import FakeServer
 
 TABLE = "mameka-test-claims"
 REGION = "us-east-1"

@@ -18,9 +18,10 @@ from chalicelib.deadline import Deadline
 from chalicelib.settings import DEFAULT_SUGGESTED_PROMPTS
 from chalicelib.slack import events
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, openai_error, split_deltas
 from devkit.fake_slack_api import FakeSlackAPI
+from devkit.http_fake import FakeServer
 from tests.conftest import OPENAI_KEY
-from tests.fakes import FakeServer, StreamReply, openai_error, split_deltas
 
 USER = slack_requests.USER_ID
 BOT = slack_requests.BOT_USER_ID

@@ -26,9 +26,10 @@ from chalicelib import worker
 from chalicelib.deadline import Deadline
 from chalicelib.slack import events
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, chat_completion, split_deltas
 from devkit.fake_slack_api import FakeSlackAPI
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import response_path, slash_payload
-from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, split_deltas
 from tests.integration.test_response_url import RawServer
 
 CHANNEL = slack_requests.CHANNEL_ID

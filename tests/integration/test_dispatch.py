@@ -11,8 +11,8 @@ from chalicelib import dispatch
 from chalicelib.dispatch import DispatchError
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import Settings
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import ROOT, response_path, wait_for_local_jobs
-from tests.fakes import FakeServer, Reply
 
 JOB = SlashCommandJob(
     id="job-1",

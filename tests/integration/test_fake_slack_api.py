@@ -1,4 +1,4 @@
-"""devkit.fake_slack_api, driven by the real slack_sdk WebClient over loopback.
+"""devkit.fake_slack_api (and its model, devkit.slack_model), driven by the real slack_sdk WebClient over loopback.
 
 The fake is only worth having if it refuses what Slack refuses and accepts what Slack
 accepts, so each refusal in its contract has a test here, next to the good calls: streams
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -25,15 +24,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from devkit import slack_requests
-from devkit.fake_slack_api import (
-    FAKE_BOT_TOKEN,
-    FALLBACK_TEXT_CHARS,
-    MAX_MARKDOWN_CHARS,
-    STREAMING_STATE_CONFLICT,
-    TOMBSTONE_TEXT,
-    Call,
-    FakeSlackAPI,
-)
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, Call, FakeSlackAPI
+from devkit.slack_model import FALLBACK_TEXT_CHARS, MAX_MARKDOWN_CHARS, STREAMING_STATE_CONFLICT, TOMBSTONE_TEXT
 from tests.conftest import ROOT
 
 CHANNEL = "C2147483705"
@@ -42,12 +34,7 @@ USER = "U2147483697"
 TEAM = "T0001"
 
 
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """slack_sdk's urllib honours proxy variables; a request to the fake must stay on loopback."""
-    for name in list(os.environ):
-        if name.lower().endswith("_proxy"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 @pytest.fixture

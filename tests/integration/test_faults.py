@@ -37,9 +37,10 @@ from chalicelib import worker
 from chalicelib.deadline import Deadline
 from chalicelib.slack import events
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, chat_completion, openai_error
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
-from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, openai_error
 
 QUESTION = "秘密の質問"  # must never reach the logs (LOG_MESSAGE_TEXT is off)
 CHANNEL = slack_requests.CHANNEL_ID

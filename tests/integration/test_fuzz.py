@@ -47,9 +47,11 @@ from chalicelib.deadline import Deadline
 from chalicelib.settings import DEFAULT_RESPONSE_URL_HOSTS, Settings
 from chalicelib.slack import command
 from devkit import slack_requests
+from devkit.fake_lambda import fake_lambda
+from devkit.fake_openai import fake_openai
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer, Received, Reply
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, new_container
-from tests.fakes import FakeServer, Received, Reply, fake_lambda, fake_openai
 
 COMMANDS, EVENTS = "/slack/commands", "/slack/events"
 FUZZ = settings(

@@ -15,8 +15,8 @@ from app import app
 from chalicelib import aws
 from chalicelib.gateway import handle_event, handle_slash_command
 from devkit import slack_requests
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import ROOT, SIGNING_SECRET, command_form, signed_headers
-from tests.fakes import FakeServer, Reply
 
 ENV = {"SLACK_SIGNING_SECRET": SIGNING_SECRET}
 

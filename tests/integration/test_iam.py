@@ -35,10 +35,11 @@ from chalicelib import claims, gateway, jobs, limits, secrets, worker
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
+from devkit.http_fake import FakeServer
 from devkit.slack_requests import JSON
 from tests.conftest import ROOT, SIGNING_SECRET, import_script, new_container, response_path, signed_headers
-from tests.fakes import FakeServer, StreamReply
 
 ACCOUNT = "123456789012"  # moto's account
 REGION = "us-east-1"

@@ -16,8 +16,9 @@ from openai._models import FinalRequestOptions
 from chalicelib import llm
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
+from devkit.fake_openai import StreamReply, chat_completion, openai_error, split_deltas
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import OPENAI_KEY
-from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, openai_error, split_deltas
 
 FAST_RETRY = {"retry-after-ms": "10"}  # keeps the SDK's retries quick in tests
 

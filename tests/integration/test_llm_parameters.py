@@ -2,7 +2,7 @@
 
 The fake refuses as OpenAI does (``unsupported_parameter``, ``unsupported_value``, naming the
 parameter in ``error.param``) or as some compatible servers do ("Unrecognized request argument
-supplied: <name>"); see ``tests.fakes.rejecting``.
+supplied: <name>"); see ``devkit.fake_openai.rejecting``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import pytest
 
 from chalicelib import llm
 from chalicelib.deadline import Deadline
+from devkit.fake_openai import REJECTION_STYLES, StreamReply, echo_llm, rejecting
+from devkit.http_fake import FakeServer, Received, Reply
 from tests.conftest import OPENAI_KEY
-from tests.fakes import REJECTION_STYLES, FakeServer, Received, Reply, StreamReply, echo_llm, rejecting
 from tests.integration.test_llm import CHAT, read_all, settings_for
 
 ANSWER = "**Answer** to: 散歩道は？"  # what the echo says to CHAT

@@ -11,8 +11,9 @@ import pytest
 from chalicelib import llm
 from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
+from devkit.fake_openai import StreamReply
+from devkit.http_fake import FakeServer
 from tests.conftest import OPENAI_KEY
-from tests.fakes import FakeServer, StreamReply
 from tests.integration.test_llm import CHAT, read_all, settings_for
 
 STALL = "0.3"  # STREAM_STALL_SECONDS in these tests: the default (5 s) scaled down

@@ -23,8 +23,8 @@ from chalicelib.deadline import Deadline
 from chalicelib.settings import Settings
 from chalicelib.slack import response_url
 from chalicelib.slack.response_url import IDLE_SECONDS, Connections, Delivery
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
-from tests.fakes import FakeServer, Reply
 
 MESSAGE = {"response_type": "ephemeral", "text": "hello"}
 LOCAL: dict[str, str] = {}  # outside Lambda: plain http to loopback is allowed

@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from chalicelib import aws, secrets
 from chalicelib.settings import Settings
-from tests.fakes import FakeServer, Received, Reply
+from devkit.http_fake import FakeServer, Received, Reply
 
 
 @pytest.fixture

@@ -13,9 +13,10 @@ from chalicelib import worker
 from chalicelib.deadline import Deadline
 from chalicelib.slack import events, messages
 from devkit import slack_requests
+from devkit.fake_openai import StreamReply, openai_error
 from devkit.fake_slack_api import FakeSlackAPI
+from devkit.http_fake import FakeServer, Reply
 from tests.conftest import OPENAI_KEY, response_path, slash_payload
-from tests.fakes import FakeServer, Reply, StreamReply, openai_error
 
 
 def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", seconds: float = 60) -> list[dict]:

@@ -15,8 +15,8 @@ import textwrap
 import pytest
 
 from bench.events import app_mention_event, slash_command_event
+from devkit.http_fake import FakeServer
 from tests.conftest import ROOT, SIGNING_SECRET
-from tests.fakes import FakeServer
 
 HANDLE_ONE_EVENT = textwrap.dedent(
     """

@@ -1,18 +1,17 @@
-"""scripts/ask.py: end to end against ``chalice local``, and its deployed-stage paths in process.
+"""scripts/ask.py: end to end against ``chalice local``, and its parts in process.
 
 The end-to-end tests run the script as `make ask` does, a subprocess, against a real
 ``chalice local`` (one per module) whose LLM is the fake OpenAI server. For ``EVENT=mention``
 and ``EVENT=dm`` the script serves the fake Slack Web API itself: ``chalice local`` is started
 with ``SLACK_API_URL`` on a free port (not 8790, which a developer's `make ask` may hold), and
-each run of the script is given the same URL, as the README tells a developer to do. A
-deployed stage cannot be reached from a test, so those paths run ``converse`` in this process
-against a fake bot, with ``chalice logs`` replaced by a stub that prints what CloudWatch would hold.
+each run of the script is given the same URL, as the README tells a developer to do. What a
+real bot cannot be made to do (send a reply Slack would refuse, stop at its acknowledgement)
+runs ``converse`` in this process against a fake bot.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import socket
 import subprocess
@@ -30,15 +29,16 @@ import pytest
 from chalicelib.slack import messages
 from chalicelib.slack.command import parse
 from chalicelib.slack.signature import verify
+from devkit.fake_openai import StreamReply, echo_llm, fake_openai, openai_error, split_deltas
+from devkit.http_fake import FakeServer, Received, Reply
 from devkit.slack_requests import USER_ID
 from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, import_script
-from tests.fakes import FakeServer, Received, Reply, StreamReply, echo_llm, fake_openai, openai_error, split_deltas
 
 SCRIPT = ROOT / "scripts" / "ask.py"
 # Whatever the environment of the test run, the script sees only what a test gives it.
-SCRIPT_VARIABLES = ("URL", "TIMEOUT", "RESPONSE_URL", "LISTEN_PORT", "STAGE", "NO_COLOR", "EVENT")
+SCRIPT_VARIABLES = ("URL", "TIMEOUT", "NO_COLOR", "EVENT")
 BOT_TOKEN = "xoxb-ask-script-test-not-real"
 
 
@@ -189,12 +189,13 @@ def test_nothing_listening_says_to_start_make_run() -> None:
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "EVENT": "reaction"}, "EVENT must be one of command, mention, dm"),
         (
             ["hello"],
-            {
-                "SLACK_SIGNING_SECRET": "x",
-                "EVENT": "mention",
-                "URL": "https://x.execute-api.us-east-1.amazonaws.com/api/",
-            },
-            "EVENT=mention needs the bot on this machine",
+            {"SLACK_SIGNING_SECRET": "x", "URL": "https://x.execute-api.us-east-1.amazonaws.com/api/"},
+            "URL must be the bot on this machine",
+        ),
+        (
+            ["hello"],
+            {"SLACK_SIGNING_SECRET": "x", "EVENT": "mention", "URL": "http://192.168.1.5:8000/"},
+            "URL must be the bot on this machine",
         ),
         (
             ["hello"],
@@ -322,7 +323,7 @@ def test_a_taken_fake_slack_port_is_one_line_and_exit_2() -> None:
     assert result.stdout == ""
 
 
-# --- in process: the request, the deployed-stage paths, the rendering -------------------------------------------------
+# --- in process: the request, the reply, the rendering -------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -335,27 +336,8 @@ def acknowledging_bot(received: Received) -> Reply:
 
 
 def options(ask: ModuleType, url: str, **fields: Any) -> Any:
-    values = {
-        "question": "hello",
-        "secret": SIGNING_SECRET,
-        "url": url,
-        "timeout": 60.0,
-        "response_url": None,
-        "listen_port": 0,
-        "stage": "prod",
-    }
+    values = {"question": "hello", "secret": SIGNING_SECRET, "url": url, "timeout": 60.0}
     return ask.Options(**{**values, **fields})
-
-
-@pytest.fixture
-def as_if_deployed(ask: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The fake bot is on loopback; the script must treat it as a deployed stage."""
-    monkeypatch.setattr(ask, "is_loopback", lambda url: False)
-    monkeypatch.setattr(ask, "LOG_FIRST_POLL_SECONDS", 0.0)
-    monkeypatch.setattr(ask, "LOG_POLL_SECONDS", 0.2)
-    for name in list(os.environ):
-        if "proxy" in name.lower():
-            monkeypatch.delenv(name)
 
 
 def test_the_request_is_a_signed_slash_command_as_slack_sends_it(ask: ModuleType) -> None:
@@ -380,98 +362,6 @@ def test_the_request_is_a_signed_slash_command_as_slack_sends_it(ask: ModuleType
     assert command.user_id.startswith("UASK") and command.team_id and command.channel_id
 
 
-def logs_stub(bot: FakeServer, calls: list[list[str]], outcome: dict[str, Any]) -> Any:
-    """`chalice logs`: noise, another user's job, then this job's answer line."""
-
-    def run(command: list[str]) -> subprocess.CompletedProcess[str]:
-        calls.append(command)
-        user_id = parse(bot.received[-1].body).user_id
-        lines = [
-            "2026-01-01 00:00:00.000000+00:00 abc123 not json",
-            "2026-01-01 00:00:00.000000+00:00 abc123 "
-            + json.dumps({"event": "answer", "user_id": "UOTHER", "outcome": "answered"}),
-            "2026-01-01 00:00:01.000000+00:00 abc123 "
-            + json.dumps({"event": "answer", "user_id": user_id, "delivered": False, **outcome}),
-        ]
-        return subprocess.CompletedProcess(command, 0, stdout="\n".join(lines) + "\n", stderr="")
-
-    return run
-
-
-@pytest.mark.usefixtures("as_if_deployed")
-def test_a_deployed_stage_reports_the_workers_outcome_from_its_logs(
-    ask: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ask.WorkerLog, "available", lambda self: True)
-    calls: list[list[str]] = []
-    out, err = io.StringIO(), io.StringIO()
-    with FakeServer(acknowledging_bot) as bot:
-        outcome = {"outcome": "answered", "model": "fake-model", "llm_ms": 42}
-        monkeypatch.setattr(ask, "run_chalice", logs_stub(bot, calls, outcome))
-        code = ask.converse(options(ask, bot.url + "/slack/commands"), out, err)
-
-    assert code == 0, err.getvalue()
-    assert "Thinking about your question" in out.getvalue()
-    assert "The worker answered (model fake-model, llm_ms 42)" in out.getvalue()
-    assert "RESPONSE_URL=" in out.getvalue()
-    # Nothing here can take a reply: the worker is given a URL that never resolves.
-    assert parse(bot.received[0].body).response_url == ask.PLACEHOLDER_RESPONSE_URL
-    assert calls[0][1:6] == ["logs", "--name", "worker", "--stage", "prod"]
-    assert calls[0][6] == "--since" and calls[0][7].endswith("s")
-
-
-@pytest.mark.usefixtures("as_if_deployed")
-def test_a_deployed_workers_error_outcome_exits_1_with_the_users_message(
-    ask: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ask.WorkerLog, "available", lambda self: True)
-    out = io.StringIO()
-    with FakeServer(acknowledging_bot) as bot:
-        monkeypatch.setattr(ask, "run_chalice", logs_stub(bot, [], {"outcome": "quota_exhausted"}))
-        code = ask.converse(options(ask, bot.url + "/slack/commands"), out, io.StringIO())
-
-    assert code == 1
-    assert messages.ERROR_TEXTS["quota_exhausted"] in out.getvalue()
-    assert "quota_exhausted" in out.getvalue()
-
-
-@pytest.mark.usefixtures("as_if_deployed")
-def test_a_deployed_stage_without_a_deployment_record_says_what_to_set(ask: ModuleType) -> None:
-    out = io.StringIO()
-    reason = r"stage 'no-such-stage' has no deployment record.*RESPONSE_URL="
-    with FakeServer(acknowledging_bot) as bot, pytest.raises(ask.Failure, match=reason):
-        ask.converse(options(ask, bot.url + "/slack/commands", stage="no-such-stage"), out, io.StringIO())
-    assert "Thinking about your question" in out.getvalue()  # the command itself went through
-
-
-@pytest.mark.usefixtures("as_if_deployed")
-def test_a_public_response_url_brings_the_reply_back_through_a_tunnel(ask: ModuleType) -> None:
-    port = free_port()
-    public = "https://tunnel.example/hooks/abc"
-
-    def bot_behind_a_tunnel(received: Received) -> Reply:
-        command = parse(received.body)
-        reply = json.dumps(messages.answer(command.text, "**Yes**, via the tunnel.", "ephemeral")).encode()
-        # The tunnel maps RESPONSE_URL to LISTEN_PORT and keeps the path, which the script never saw.
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/hooks/abc", data=reply, headers={"Content-Type": "application/json"}
-        )
-        threading.Thread(target=lambda: urllib.request.urlopen(request, timeout=30).read()).start()
-        return Reply(200, messages.acknowledgement(command.text))
-
-    out = io.StringIO()
-    with FakeServer(bot_behind_a_tunnel) as bot:
-        code = ask.converse(
-            options(ask, bot.url + "/slack/commands", response_url=public, listen_port=port, stage="no-such-stage"),
-            out,
-            io.StringIO(),
-        )
-
-    assert code == 0
-    assert parse(bot.received[0].body).response_url == public
-    assert "Yes, via the tunnel." in out.getvalue()
-
-
 def test_a_reply_slack_would_refuse_is_a_failure(ask: ModuleType) -> None:
     refusals: list[tuple[int, bytes]] = []
 
@@ -493,33 +383,17 @@ def test_a_reply_slack_would_refuse_is_a_failure(ask: ModuleType) -> None:
     assert refusals == [(400, b"no_text")]
 
 
-def test_worker_outcome_finds_only_this_jobs_answer_line(ask: ModuleType) -> None:
-    logs = "\n".join(
-        [
-            "2026-01-01 00:00:00 abc {not json",
-            '2026-01-01 00:00:00 abc {"event": "command", "user_id": "UASK1"}',
-            '2026-01-01 00:00:00 abc {"event": "answer", "user_id": "UASK2", "outcome": "timeout"}',
-            '2026-01-01 00:00:00 abc {"event": "answer", "user_id": "UASK1", "outcome": "answered"}',
-        ]
-    )
-    assert ask.worker_outcome(logs, "UASK1") == {"event": "answer", "user_id": "UASK1", "outcome": "answered"}
-    assert ask.worker_outcome(logs, "UASK3") is None
-
-
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
         ("http://127.0.0.1:8000", "http://127.0.0.1:8000/slack/commands"),
-        (
-            "https://x.execute-api.us-east-1.amazonaws.com/api/",
-            "https://x.execute-api.us-east-1.amazonaws.com/api/slack/commands",
-        ),
-        ("https://bot.example.com/slack/commands", "https://bot.example.com/slack/commands"),
-        ("https://bot.example.com/slack/commands/", "https://bot.example.com/slack/commands/"),
+        ("http://127.0.0.1:8000/api/", "http://127.0.0.1:8000/api/slack/commands"),
+        ("http://127.0.0.1:8000/slack/commands", "http://127.0.0.1:8000/slack/commands"),
+        ("http://127.0.0.1:8000/slack/commands/", "http://127.0.0.1:8000/slack/commands"),
     ],
 )
 def test_command_url_appends_the_route_to_a_base_url(ask: ModuleType, url: str, expected: str) -> None:
-    assert ask.command_url(url) == expected
+    assert ask.route_url(url, ask.COMMAND_PATH) == expected
 
 
 @pytest.mark.parametrize(
@@ -554,7 +428,7 @@ def test_the_fake_slack_port_follows_slack_api_url(ask: ModuleType) -> None:
         ("http://192.168.1.5:8000/", False),
     ],
 )
-def test_only_loopback_urls_get_the_local_listener(ask: ModuleType, url: str, loopback: bool) -> None:
+def test_only_loopback_urls_are_asked(ask: ModuleType, url: str, loopback: bool) -> None:
     assert ask.is_loopback(url) is loopback
 
 
@@ -574,27 +448,6 @@ def test_render_turns_mrkdwn_into_terminal_text(ask: ModuleType) -> None:
 
 def test_render_puts_an_inline_code_block_on_its_own_lines(ask: ModuleType) -> None:
     assert ask.render("before ```code``` after", ask.Style(False)) == "before \n│ code\n after"
-
-
-@pytest.mark.usefixtures("as_if_deployed")
-def test_unreadable_worker_logs_fail_at_once_with_chalices_reason(
-    ask: ModuleType, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ask.WorkerLog, "available", lambda self: True)
-
-    polls: list[list[str]] = []
-
-    def no_credentials(command: list[str]) -> subprocess.CompletedProcess[str]:
-        polls.append(command)
-        return subprocess.CompletedProcess(command, 1, stdout="", stderr="botocore...: Unable to locate credentials\n")
-
-    monkeypatch.setattr(ask, "run_chalice", no_credentials)
-    started = time.monotonic()
-    with FakeServer(acknowledging_bot) as bot, pytest.raises(ask.Failure, match="Unable to locate credentials"):
-        ask.converse(options(ask, bot.url + "/slack/commands", timeout=600.0), io.StringIO(), io.StringIO())
-    assert len(polls) == 1  # a poll that failed is not tried again
-    # At once. (It was "< 300": pytest's own 300 s timeout stops the test first, so that could not fail.)
-    assert time.monotonic() - started < 30
 
 
 class Terminal(io.StringIO):

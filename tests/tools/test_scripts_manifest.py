@@ -157,7 +157,7 @@ def project(tmp_path: Path) -> Path:
     for name in ("chalicelib", "slack", ".chalice"):
         shutil.copytree(ROOT / name, copy / name, ignore=ignore)
     (copy / "scripts").mkdir()
-    for name in ("app.py", "requirements.txt", "scripts/manifest.py"):
+    for name in ("app.py", "requirements.txt", "scripts/manifest.py", "scripts/common.py"):
         shutil.copy2(ROOT / name, copy / name)
     assert not (copy / ".chalice" / "deployed").exists()
     return copy

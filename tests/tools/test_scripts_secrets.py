@@ -23,8 +23,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from devkit.http_fake import FakeServer, Received, Reply
 from tests.conftest import ROOT, import_script
-from tests.fakes import FakeServer, Received, Reply
 from tests.tools.test_deploy import copy_make_project, own_lines
 
 SCRIPT = ROOT / "scripts" / "store_secrets.py"

@@ -1,0 +1,37 @@
+"""A fake Slack ``response_url`` on 127.0.0.1: where a slash command's reply is POSTed.
+
+Contract: ``fake_response_url()`` is a ``devkit.http_fake.FakeServer`` that answers as Slack's
+response_url does (any path): HTTP 200 ``ok`` for a JSON object with a ``text`` or
+``blocks``; HTTP 400 ``invalid_payload`` for a body that is not a JSON object, ``no_text``
+for one with neither. ``refusal(body)`` is that error code, or None: what a client that
+reads the fake's requests (``scripts/ask.py``) reports.
+
+Standard library only; never imports ``chalicelib``.
+"""
+
+from __future__ import annotations
+
+import json
+
+from devkit.http_fake import FakeServer, Received, Reply
+
+
+def refusal(body: bytes) -> str | None:
+    try:
+        message = json.loads(body)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):
+        return "invalid_payload"
+    if not message.get("text") and not message.get("blocks"):
+        return "no_text"
+    return None
+
+
+def as_slack_answers(received: Received) -> Reply:
+    error = refusal(received.body)
+    return Reply(400, error) if error else Reply(200, "ok")
+
+
+def fake_response_url() -> FakeServer:
+    return FakeServer(as_slack_answers)
