@@ -20,6 +20,8 @@ check our code against an independent picture of them. Every fake is a real HTTP
 - ``devkit.fake_slack_api``: the Slack Web API over that model, as ``slack_sdk.WebClient``
   calls it, with scripted trouble (``fail_next``, ``delay_next``); ``python -m
   devkit.fake_slack_api`` serves it on port 8790.
+- ``devkit.stand_in_model``: ``make demo``'s model, labelled as no LLM: a deterministic
+  answer built from the question and the thread, served by ``fake_openai``.
 - ``devkit.serve``: ``python -m devkit.serve KIND...`` runs fakes in a process of their own
   (the benchmark's), and ``Served`` starts and reads them from the parent.
 """

@@ -1,5 +1,6 @@
-"""Slack's side of the bot.
+"""Slack's side of the bot (the README's "Layout" section lists each module).
 
-``signature``, ``command`` and ``messages`` are pure and cheap to import (the HTTP function
-uses them); ``response_url`` is the one seam that talks to Slack over HTTP (worker only).
+``signature``, ``command``, ``events`` and ``messages`` are pure and cheap to import: the HTTP
+function uses them. The worker's seams to Slack are ``response_url`` (a slash command's reply)
+and ``web`` (the Web API, through slack_sdk), on which ``history`` and ``stream`` build.
 """
