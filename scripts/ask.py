@@ -1,8 +1,18 @@
 """Ask the bot on this machine a question, the way Slack would. Not deployed.
 
-    make run                                   # terminal 1: the bot on http://127.0.0.1:8000
+    make ask Q="東京でおすすめの散歩道は？"       # no keys: a bot of its own, against stand-ins
+    make run                                   # or terminal 1: the bot on http://127.0.0.1:8000
     make ask Q="東京でおすすめの散歩道は？"       # terminal 2, with the same SLACK_SIGNING_SECRET
     make ask EVENT=mention Q="鎌倉のおすすめは？"  # a mention, answered in its thread (see below)
+
+Without ``SLACK_SIGNING_SECRET`` and ``URL`` it asks the playground (scripts/playground.py,
+as `make demo` does): it starts the real app under ``chalice local`` against the stand-in
+model (or the local model of ``OPENAI_BASE_URL`` and ``OPENAI_MODEL``, loopback only) and a
+fake Slack Web API, asks the one question, prints the answer as below, and stops them all
+(also on Ctrl-C and SIGTERM). Nothing of this environment but PATH, HOME and the locale
+reaches that bot; ``SLACK_API_URL`` and ``SLACK_BOT_TOKEN`` are ignored then. When the bot
+does not answer, chalice local's log is kept and named. With either variable set, it asks
+the bot at ``URL`` (your `make run`), as follows.
 
 ``EVENT=command`` (the default) sends a slash command signed with ``SLACK_SIGNING_SECRET``
 (form fields as Slack sends them), prints the acknowledgement, waits for the reply on
@@ -21,12 +31,13 @@ Progress goes to stderr; the messages go to stdout.
 
 Environment:
 
-- ``SLACK_SIGNING_SECRET`` (required): the secret the server checks signatures with.
+- ``SLACK_SIGNING_SECRET``: the secret the server checks signatures with (required with ``URL``).
 - ``EVENT``: ``command`` (default), ``mention`` or ``dm``.
 - ``URL``: the bot's URL on this machine (loopback), default
   ``http://127.0.0.1:8000/slack/commands`` (or ``.../slack/events`` for an event); a base URL
   gets the route appended, and one route of ours is switched for the other.
-- ``TIMEOUT``: seconds to wait for the reply after the acknowledgement, default 150.
+- ``TIMEOUT``: seconds to wait for the reply after the acknowledgement, default 150 (30 with
+  the playground's stand-in model).
 - For an event: ``SLACK_BOT_TOKEN``, the token the fake accepts (default ``xoxb-fake-bot-token``);
   ``SLACK_API_URL``, whose port the fake listens on (default 8790), so that the same
   variables in both terminals keep `make run` and `make ask` together.
@@ -35,13 +46,12 @@ A deployed stage is asked in Slack itself: its worker cannot reach this machine'
 
 Exit status: 0 the bot answered; 1 it did not (nothing listening, non-200, a reply starting
 with ``:warning:``, no reply within ``TIMEOUT``, or a message saying it did not start);
-2 usage error (empty question, ``SLACK_SIGNING_SECRET`` unset, a bad setting, a URL off this
-machine, the fake Slack Web API's port taken); 130 Ctrl-C.
+2 usage error (empty question, ``URL`` without ``SLACK_SIGNING_SECRET``, a bad setting, a URL
+off this machine, the fake Slack Web API's port taken); 130 Ctrl-C (or SIGTERM in the playground).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import queue
@@ -52,7 +62,8 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -61,18 +72,20 @@ from urllib.parse import urlsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-from common import COMMAND_PATH, EVENTS_PATH, route_url
+import playground
+from common import COMMAND_PATH, EVENTS_PATH, UsageError, is_loopback, route_url
 
 from chalicelib.slack import messages
+from chalicelib.slack.mrkdwn import ZWSP, to_mrkdwn
 from devkit import slack_requests
 from devkit.fake_response_url import fake_response_url, refusal
-from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI, Message
 from devkit.http_fake import FakeServer, Received
 
 DEFAULT_URL = f"http://127.0.0.1:8000/{COMMAND_PATH}"
 EVENTS = ("command", "mention", "dm")
 COMMAND = "/mameka"
-DEFAULT_TIMEOUT = 150.0
+DEFAULT_TIMEOUT = playground.MODEL_TIMEOUT
 SLACK_ACK_SECONDS = 3.0  # Slack shows operation_timeout when the acknowledgement takes longer
 POST_TIMEOUT = 30.0
 ERROR_MARK = ":warning:"  # every error reply of the bot's starts with it (chalicelib.slack.messages.error)
@@ -85,14 +98,16 @@ FIRST_CALL_SECONDS = 15.0
 # which the worker sends at once: this long with no Slack call after a stop means it is done.
 SETTLE_SECONDS = 1.0
 AUTH_ERRORS = frozenset({"invalid_auth", "not_authed"})
-
-
-class UsageError(Exception):
-    """A setting or argument is wrong; ``str(error)`` says which and how to fix it."""
+MAKE_RUN_LOG = "the `make run` terminal shows the worker's log line"
 
 
 class Failure(Exception):
-    """The bot did not answer; ``str(error)`` says why."""
+    """The bot did not answer; ``str(error)`` says why. ``worker_log``: the worker's log would
+    say more, and the caller, who knows where that log is, adds where to look."""
+
+    def __init__(self, message: str, *, worker_log: bool = False) -> None:
+        super().__init__(message)
+        self.worker_log = worker_log
 
 
 # --- settings -------------------------------------------------------------------------------------------------------
@@ -107,21 +122,27 @@ class Options:
     event: str = "command"
     slack_port: int = LOCAL_PORT  # the fake Slack Web API's, for an event
     bot_token: str = field(default=FAKE_BOT_TOKEN, repr=False)
+    # Set: ask the playground with this model; secret, url and the Slack fields are then the
+    # playground's, filled in once it runs (``in_playground``).
+    model: playground.Model | None = None
 
 
 def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
     question = " ".join(argv).strip()
     if not question:
         raise UsageError('usage: make ask Q="your question" [EVENT=mention|dm]   (or: scripts/ask.py QUESTION...)')
-    secret = environ.get("SLACK_SIGNING_SECRET", "").strip()
-    if not secret:
-        raise UsageError(
-            "SLACK_SIGNING_SECRET is not set: export the signing secret the server checks "
-            "(for `make run`, the same value in both terminals)"
-        )
     event = environ.get("EVENT", "").strip().lower() or "command"
     if event not in EVENTS:
         raise UsageError(f"EVENT must be one of {', '.join(EVENTS)}; got {environ.get('EVENT')!r}")
+    secret = environ.get("SLACK_SIGNING_SECRET", "").strip()
+    if not secret and not environ.get("URL", "").strip():
+        model = playground.parse_model(environ)
+        return Options(question, "", "", parse_timeout(environ, model.timeout), event, model=model)
+    if not secret:
+        raise UsageError(
+            "SLACK_SIGNING_SECRET is not set: export the signing secret the server at URL checks "
+            "(for `make run`, the same value in both terminals), or unset URL to ask a bot of this script's own"
+        )
     route = COMMAND_PATH if event == "command" else EVENTS_PATH
     url = route_url(environ.get("URL", "").strip() or DEFAULT_URL, route)
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
@@ -131,16 +152,21 @@ def parse_options(argv: list[str], environ: Mapping[str, str]) -> Options:
             f"URL must be the bot on this machine (`make run`), got {url!r}: a deployed worker answers "
             "in Slack and cannot reach this script, so ask a deployed stage in Slack"
         )
-    try:
-        timeout = float(environ.get("TIMEOUT", "").strip() or DEFAULT_TIMEOUT)
-    except ValueError:
-        raise UsageError(f"TIMEOUT must be a number of seconds, got {environ.get('TIMEOUT')!r}") from None
-    if not 0 < timeout < float("inf"):
-        raise UsageError(f"TIMEOUT must be more than 0 seconds, got {environ.get('TIMEOUT')!r}")
+    timeout = parse_timeout(environ, DEFAULT_TIMEOUT)
     if event == "command":
         return Options(question, secret, url, timeout)
     bot_token = environ.get("SLACK_BOT_TOKEN", "").strip() or FAKE_BOT_TOKEN
     return Options(question, secret, url, timeout, event, fake_slack_port(environ), bot_token)
+
+
+def parse_timeout(environ: Mapping[str, str], default: float) -> float:
+    try:
+        timeout = float(environ.get("TIMEOUT", "").strip() or default)
+    except ValueError:
+        raise UsageError(f"TIMEOUT must be a number of seconds, got {environ.get('TIMEOUT')!r}") from None
+    if not 0 < timeout < float("inf"):
+        raise UsageError(f"TIMEOUT must be more than 0 seconds, got {environ.get('TIMEOUT')!r}")
+    return timeout
 
 
 def fake_slack_port(environ: Mapping[str, str]) -> int:
@@ -160,16 +186,6 @@ def fake_slack_port(environ: Mapping[str, str]) -> int:
             f"such as {expected} (or unset), and `make run` must have the same"
         )
     return port
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # --- the request ----------------------------------------------------------------------------------------------------
@@ -194,13 +210,19 @@ def command_form(question: str, response_url: str, user_id: str) -> bytes:
     )
 
 
-def event_body(event: str, question: str, ts: str) -> tuple[bytes, str]:
-    """The Events API body Slack would POST for ``question`` at ``ts``, and its channel; ids are devkit's fakes."""
+def event_body(event: str, question: str, ts: str, thread_ts: str | None = None) -> tuple[bytes, str]:
+    """The Events API body Slack would POST for ``question`` at ``ts`` (in the thread ``thread_ts``,
+    or as a new message), and its channel; ids are devkit's fakes."""
     # Slack escapes exactly these three in a message's text, as in a slash command's.
     text = messages.escape(question)
     if event == "dm":
-        return slack_requests.dm_event(text, ts=ts), slack_requests.DM_CHANNEL_ID
-    return slack_requests.mention_event(text, ts=ts), slack_requests.CHANNEL_ID
+        return slack_requests.dm_event(text, ts=ts, thread_ts=thread_ts), slack_requests.DM_CHANNEL_ID
+    return slack_requests.mention_event(text, ts=ts, thread_ts=thread_ts), slack_requests.CHANNEL_ID
+
+
+def one_line(question: str) -> str:
+    """The question for a one-line header or progress line: a long one cut short."""
+    return question if len(question) <= 40 else f"{question[:20]}… ({len(question):,} characters)"
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -217,7 +239,7 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         if isinstance(error.reason, ConnectionRefusedError):
             raise Failure(
                 f"nothing is listening at {url}. Start the bot with `make run` in another terminal, "
-                "or set URL= to where it runs."
+                "or set URL= to where it runs (without SLACK_SIGNING_SECRET and URL, this script starts one)."
             ) from None
         raise Failure(f"could not reach {url}: {error.reason}") from None
     except TimeoutError:
@@ -261,6 +283,9 @@ _EMOJI = re.compile(r":([a-z0-9_+\-]+):")
 _BOLD = re.compile(r"(?<![\w*])\*(?!\s)([^*\n]+?)(?<!\s)\*(?![\w*])")
 _ITALIC = re.compile(r"(?<![\w_])_(?!\s)([^_\n]+?)(?<!\s)_(?![\w_])")
 _STRIKE = re.compile(r"(?<![\w~])~(?!\s)([^~\n]+?)(?<!\s)~(?![\w~])")
+# What may begin Markdown that text still to come can change (emphasis, code, a link, an escape,
+# an emoji code, a heading): a line still being streamed is shown up to the first of these only.
+_UNSETTLED = re.compile(r"[*_~`\[<\\:#]")
 
 
 def unescape(text: str) -> str:
@@ -295,6 +320,23 @@ def render(text: str, style: Style) -> str:
         position = match.end()
     out.append(_render_prose(text[position:], style))
     return "".join(out)
+
+
+def settled(markdown: str, final: bool = False) -> str:
+    """What of a streamed Markdown text can be shown now: all of it when ``final``; else its
+    complete lines, and of the line still growing what comes before anything that what follows
+    could turn into formatting. Rendering what is settled gives a prefix of every later rendering."""
+    if final:
+        return markdown
+    match = _UNSETTLED.search(markdown, markdown.rfind("\n") + 1)
+    return markdown if match is None else markdown[: match.start()]
+
+
+def render_markdown(markdown: str, style: Style) -> str:
+    """Standard Markdown (what the bot streams into a thread) for a terminal, as Slack shows it:
+    made mrkdwn as the bot makes a slash command's answer (chalicelib.slack.mrkdwn), rendered as
+    ``render`` renders mrkdwn, without the zero-width spaces that only tell Slack where words end."""
+    return render(to_mrkdwn(markdown), style).replace(ZWSP, "")
 
 
 def _render_prose(text: str, style: Style) -> str:
@@ -385,18 +427,23 @@ def warn_if_slow(ack_seconds: float, err: TextIO) -> None:
         print(f"warning: the acknowledgement took {ack_seconds:.1f} s; Slack gives up after 3 s.", file=err)
 
 
-def converse(options: Options, out: TextIO, err: TextIO) -> int:
+def converse(options: Options, out: TextIO, err: TextIO, stage: playground.Stage | None = None) -> int:
+    """Asks ``options.question`` and shows the answer; the exit status. For an event the fake Slack
+    Web API is the ``stage``'s (the playground's), or else one this serves on ``options.slack_port``."""
     style = Style(out.isatty() and not os.environ.get("NO_COLOR"))
     if options.event == "command":
         return ask_command(options, style, out, err)
-    return ask_in_thread(options, style, out, err)
+    if stage is None:
+        return ask_in_thread(options, style, out, err)
+    view = answer_in_thread(options, stage.slack, stage.calls, style, out, err)
+    return 1 if view.notice.startswith(ERROR_MARK) else 0
 
 
 def ask_command(options: Options, style: Style, out: TextIO, err: TextIO) -> int:
     user_id = "UASK" + uuid.uuid4().hex[:8].upper()
     with fake_response_url() as listener:
         body = command_form(options.question, listener.url + "/response", user_id)
-        print(f"{COMMAND} {options.question}  →  {options.url}", file=err)
+        print(f"{COMMAND} {one_line(options.question)}  →  {options.url}", file=err)
         sent = time.monotonic()
         raw = deliver(options.url, body, slack_requests.signed_headers(options.secret, body))
         ack_seconds = time.monotonic() - sent
@@ -417,7 +464,7 @@ def ask_command(options: Options, style: Style, out: TextIO, err: TextIO) -> int
         finally:
             waited = progress.done()
     if reply is None:
-        raise Failure(f"no reply within {options.timeout:g} s; the `make run` terminal shows the worker's log line")
+        raise Failure(f"no reply within {options.timeout:g} s", worker_log=True)
     problem = refusal(reply.body)
     if problem is not None:
         raise Failure(f"the bot sent a reply Slack would refuse ({problem})")
@@ -433,44 +480,65 @@ def ask_command(options: Options, style: Style, out: TextIO, err: TextIO) -> int
 class ThreadView:
     """Prints the bot's messages in one thread of the fake as they grow: only what is new each time,
     a rule where a message starts, a notice (one mrkdwn line) rendered like a slash command's reply.
+    With ``after`` (a message's ts), only the bot's messages after it: a follow-up's own answer,
+    not the thread's earlier ones again.
 
-    Streamed text is standard Markdown, shown as it comes: a piece may end inside a code block
-    or a word, which rendering it piece by piece would garble.
+    Streamed text is standard Markdown, rendered as Slack shows it (``render_markdown``) as far as
+    it is ``settled``: a piece may end inside a code span or a word, and what was printed stays.
     """
 
     def __init__(
-        self, slack: FakeSlackAPI, channel: str, thread_ts: str, sent: float, style: Style, progress: Progress
+        self,
+        slack: FakeSlackAPI,
+        channel: str,
+        thread_ts: str,
+        sent: float,
+        style: Style,
+        progress: Progress,
+        after: str | None = None,
     ) -> None:
         self.slack, self.channel, self.thread_ts = slack, channel, thread_ts
         self.sent, self.style, self.progress = sent, style, progress
-        self.shown: dict[str, str] = {}  # ts → the text printed so far
+        self.after = None if after is None else Decimal(after)  # Slack's ts compare as decimal numbers
+        self.messages: list[Message] = []  # the bot's messages shown, as they were last seen
+        self.shown: dict[str, str] = {}  # ts → the text printed so far, as rendered
         self.line_open = False  # the last text printed did not end its line
         self.notice = ""  # the text of the bot's notice, once there is one: the answer's last message
         self.stopped = False  # the last message is a stream that has ended
 
-    def refresh(self, out: TextIO) -> None:
-        messages_now = self.slack.bot_messages(self.channel, self.thread_ts)
-        for number, message in enumerate(messages_now, 1):
+    def refresh(self, out: TextIO, final: bool = False) -> None:
+        """Prints what is new; ``final``: also what is not settled yet (nothing more will come)."""
+        self.messages = [
+            m
+            for m in self.slack.bot_messages(self.channel, self.thread_ts)
+            if self.after is None or Decimal(m.ts) > self.after
+        ]
+        for number, message in enumerate(self.messages, 1):
+            if message.markdown:
+                text = render_markdown(settled(message.text, final or not message.streaming), self.style)
+            else:
+                text = render(message.text, self.style)
             shown = self.shown.get(message.ts)
-            if shown == message.text:
+            if text == (shown or ""):
                 continue
             if not self.shown:
                 self.progress.done()  # its line is cleared for the answer
-            if shown is None or not message.text.startswith(shown):
+            if shown is None or not text.startswith(shown):
                 what = "reply in the thread" if number == 1 else f"message {number} in the thread"
                 self._rule(out, what if shown is None else f"message {number}, rewritten")
                 shown = ""
-            new = message.text[len(shown) :] if message.markdown else render(message.text, self.style)
+            new = text[len(shown) :]
             out.write(new)
             if not message.markdown:
                 self.notice = message.text
-            self.shown[message.ts] = message.text
+            self.shown[message.ts] = text
             self.line_open = not new.endswith("\n")
-        if messages_now:
-            self.stopped = messages_now[-1].stream == "stopped"
+        if self.messages:
+            self.stopped = self.messages[-1].stream == "stopped"
         out.flush()
 
     def finish(self, out: TextIO) -> None:
+        self.refresh(out, final=True)
         if self.line_open:
             out.write("\n")
             out.flush()
@@ -482,6 +550,7 @@ class ThreadView:
 
 
 def ask_in_thread(options: Options, style: Style, out: TextIO, err: TextIO) -> int:
+    """A mention or DM to the bot at ``options.url``, through a fake Slack Web API served here."""
     calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
     try:
         slack = FakeSlackAPI(token=options.bot_token, port=options.slack_port, on_call=calls.put)
@@ -491,23 +560,38 @@ def ask_in_thread(options: Options, style: Style, out: TextIO, err: TextIO) -> i
             "(is another `make ask EVENT=...` still running?)"
         ) from None
     with slack:
-        ts = slack_requests.new_ts()
-        body, channel = event_body(options.event, options.question, ts)
-        slack.add_event(body)  # in Slack the message is in the channel before the event is sent
-        where = f"@{COMMAND[1:]}" if options.event == "mention" else "DM:"
-        print(f"{where} {options.question}  →  {options.url}", file=err)
-        sent = time.monotonic()
-        headers = slack_requests.signed_headers(options.secret, body, content_type=slack_requests.JSON)
-        deliver(options.url, body, headers)
-        warn_if_slow(time.monotonic() - sent, err)
-        progress = Progress(err, "waiting for the bot", options.timeout)
-        view = ThreadView(slack, channel, ts, sent, style, progress)
-        try:
-            follow(slack, calls, view, options.timeout, out)
-        finally:
-            view.finish(out)
-            progress.done()
-        return 1 if view.notice.startswith(ERROR_MARK) else 0
+        view = answer_in_thread(options, slack, calls, style, out, err)
+    return 1 if view.notice.startswith(ERROR_MARK) else 0
+
+
+def answer_in_thread(
+    options: Options,
+    slack: FakeSlackAPI,
+    calls: queue.SimpleQueue[Call],
+    style: Style,
+    out: TextIO,
+    err: TextIO,
+    thread_ts: str | None = None,
+) -> ThreadView:
+    """Posts the question in ``slack`` (in the thread ``thread_ts``, or as a new message), sends the
+    bot its event and shows the answer until it ends; the view holds the answer's messages.
+    ``Failure`` if the bot does not answer."""
+    ts = slack_requests.new_ts()
+    body, channel = event_body(options.event, options.question, ts, thread_ts)
+    slack.add_event(body)  # in Slack the message is in the channel before the event is sent
+    where = f"@{COMMAND[1:]}" if options.event == "mention" else "DM:"
+    print(f"{where} {one_line(options.question)}  →  {options.url}", file=err)
+    sent = time.monotonic()
+    deliver(options.url, body, slack_requests.signed_headers(options.secret, body, content_type=slack_requests.JSON))
+    warn_if_slow(time.monotonic() - sent, err)
+    progress = Progress(err, "waiting for the bot", options.timeout)
+    view = ThreadView(slack, channel, thread_ts or ts, sent, style, progress, after=ts)
+    try:
+        follow(slack, calls, view, options.timeout, out)
+    finally:
+        view.finish(out)
+        progress.done()
+    return view
 
 
 def follow(slack: FakeSlackAPI, calls: queue.SimpleQueue[Call], view: ThreadView, timeout: float, out: TextIO) -> None:
@@ -540,11 +624,29 @@ def follow(slack: FakeSlackAPI, calls: queue.SimpleQueue[Call], view: ThreadView
                 "and the same SLACK_BOT_TOKEN? (chalice local reads them when it starts)"
             )
         if now - started >= timeout:
-            raise Failure(
-                f"the answer did not finish within {timeout:g} s; the `make run` terminal shows the worker's log line"
-            )
+            raise Failure(f"the answer did not finish within {timeout:g} s", worker_log=True)
         if not view.shown:
             view.progress.tick()
+
+
+# --- without keys: the playground --------------------------------------------------------------------------------
+
+
+def in_playground(
+    options: Options, model: playground.Model, environ: Mapping[str, str], out: TextIO, err: TextIO
+) -> int:
+    """Starts the playground, asks it ``options.question``, stops it; the exit status. When the bot
+    did not answer, chalice local's log is kept and named (in ``Failure``'s message, or a line)."""
+    with playground.started(model, environ, err) as stage:
+        route = COMMAND_PATH if options.event == "command" else EVENTS_PATH
+        asked = replace(options, secret=stage.secret, url=route_url(stage.url, route), bot_token=stage.bot_token)
+        try:
+            status = converse(asked, out, err, stage)
+        except Failure as error:
+            raise Failure(f"{error}; the bot's log: {stage.keep_log()}") from None
+        if status != 0:
+            print(f"the bot's log: {stage.keep_log()}", file=err)
+        return status
 
 
 def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
@@ -553,13 +655,18 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
             stream.reconfigure(errors="replace")  # a terminal that cannot show ⏳ still shows the answer
     try:
         options = parse_options(argv, environ)
-        return converse(options, sys.stdout, sys.stderr)
+        if options.model is None:
+            return converse(options, sys.stdout, sys.stderr)
+        playground.stop_on_signals()  # SIGTERM too stops the bot it starts
+        return in_playground(options, options.model, environ, sys.stdout, sys.stderr)
     except UsageError as error:
         if str(error).startswith("usage:"):
             print(error, file=sys.stderr)
             return 2
         return common.error(str(error), 2)
     except Failure as error:
+        return common.error(f"{error}; {MAKE_RUN_LOG}" if error.worker_log else str(error))
+    except playground.StartFailed as error:
         return common.error(str(error))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""What the scripts share: the project's root, its Chalice config and stages, our routes, one-line errors. Not deployed.
+"""What the scripts share: the root, the Chalice config and stages, our routes, loopback, errors. Not deployed.
 
 Contract:
 
@@ -13,6 +13,11 @@ Contract:
   merged by Chalice's own ``Config`` (the top level, the stage, the stage's function).
 - ``route_url(url, route)``: the URL of one of our routes (``COMMAND_PATH``, ``EVENTS_PATH``)
   for a base URL or for either route's URL (a trailing slash dropped, a query kept).
+- ``is_loopback(url)``: the URL's host is this machine (``localhost``, ``*.localhost``, or a
+  loopback address such as ``127.0.0.1`` or ``[::1]``); a name that only starts like one
+  (``127.0.0.1.example.com``) is not.
+- ``UsageError`` (a ``ScriptError``): a setting or argument is wrong, which a script reports
+  with exit status 2.
 - ``error(message, status=1)`` prints ``error: message`` on stderr and returns ``status``, for
   a script's ``return``. Errors are one line, never a traceback.
 
@@ -21,6 +26,7 @@ Standard library only when imported (``function_environment`` imports Chalice wh
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import sys
 from collections.abc import Mapping
@@ -44,6 +50,10 @@ class ScriptError(Exception):
 
 class UnknownStage(ScriptError):
     pass
+
+
+class UsageError(ScriptError):
+    """A setting or argument is wrong; ``str(error)`` says which and how to fix it (exit status 2)."""
 
 
 def load_config() -> dict[str, Any]:
@@ -71,6 +81,16 @@ def route_url(url: str, route: str) -> str:
             path = path[: -len(known) - 1]
             break
     return urlunsplit(parts._replace(path=f"{path}/{route}"))
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def error(message: str, status: int = 1) -> int:

@@ -37,6 +37,7 @@ CANARIES = {
 }
 SCENES = ("━━ 1. /mameka", "━━ 2. @mameka", "━━ 3. @mameka", "━━ 4. @mameka")
 STARTED = re.compile(r"chalice local on http://127\.0\.0\.1:(\d+)")
+PLAYGROUND = import_script("playground")
 
 
 def user_env(**extra: str) -> dict[str, str]:
@@ -63,7 +64,7 @@ def run_demo(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 def assert_nothing_leaked(output: str) -> None:
     for name, value in CANARIES.items():
         assert value not in output, f"{name} shows in the output"
-    assert "xoxb-demo-" not in output  # the token the demo makes for its fake Slack
+    assert PLAYGROUND.BOT_TOKEN_PREFIX not in output  # the token the playground makes for its fake Slack
     assert "Traceback" not in output
 
 
@@ -194,10 +195,9 @@ def test_an_interrupt_stops_the_bot_and_the_stand_ins(signum: int) -> None:
 
 
 def test_the_bot_gets_a_fresh_environment_with_nothing_of_the_users() -> None:
-    demo = import_script("demo")
     environ = {**user_env(), "OPENAI_BASE_URL": "https://api.openai.com/v1", "LANG": "C.UTF-8", "SYSTEM_PROMPT": "x"}
 
-    env = demo.bot_environment(
+    env = PLAYGROUND.bot_environment(
         environ,
         secret="s" * 64,
         bot_token="xoxb-demo-t",

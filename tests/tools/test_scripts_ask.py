@@ -1,7 +1,9 @@
 """scripts/ask.py: end to end against ``chalice local``, and its parts in process.
 
 The end-to-end tests run the script as `make ask` does, a subprocess, against a real
-``chalice local`` (one per module) whose LLM is the fake OpenAI server. For ``EVENT=mention``
+``chalice local`` (one per module) whose LLM is the fake OpenAI server; without
+``SLACK_SIGNING_SECRET`` and ``URL``, against the playground it starts itself, from a user's
+shell full of credentials that must not reach that bot (tests/tools/test_demo.py's). For ``EVENT=mention``
 and ``EVENT=dm`` the script serves the fake Slack Web API itself: ``chalice local`` is started
 with ``SLACK_API_URL`` on a free port (not 8790, which a developer's `make ask` may hold), and
 each run of the script is given the same URL, as the README tells a developer to do. What a
@@ -11,8 +13,10 @@ runs ``converse`` in this process against a fake bot.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -29,12 +34,14 @@ import pytest
 from chalicelib.slack import messages
 from chalicelib.slack.command import parse
 from chalicelib.slack.signature import verify
+from devkit import stand_in_model
 from devkit.fake_openai import StreamReply, echo_llm, fake_openai, openai_error, split_deltas
 from devkit.http_fake import FakeServer, Received, Reply
 from devkit.slack_requests import USER_ID
 from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, import_script
+from tests.tools.test_demo import CANARIES, STARTED, assert_nothing_leaked, assert_stopped, user_env
 
 SCRIPT = ROOT / "scripts" / "ask.py"
 # Whatever the environment of the test run, the script sees only what a test gives it.
@@ -97,9 +104,13 @@ def bot_url(llm_server: FakeServer, slack_api_url: str, tmp_path_factory: pytest
 
 
 def run_ask(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_in(clean_env(**env), *args)
+
+
+def run_in(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
-        env=clean_env(**env),
+        env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -182,7 +193,9 @@ def test_nothing_listening_says_to_start_make_run() -> None:
     [
         ([""], {"SLACK_SIGNING_SECRET": "x"}, "usage: make ask Q="),  # `make ask` without Q passes ""
         (["  "], {"SLACK_SIGNING_SECRET": "x"}, "usage: make ask Q="),
-        (["hello"], {}, "SLACK_SIGNING_SECRET is not set"),
+        (["hello"], {"URL": "http://127.0.0.1:8000/"}, "SLACK_SIGNING_SECRET is not set"),
+        (["hello"], {"OPENAI_BASE_URL": "https://api.openai.com/v1", "OPENAI_MODEL": "m"}, "must be a local server"),
+        (["hello"], {"EVENT": "reaction"}, "EVENT must be one of command, mention, dm"),
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "TIMEOUT": "soon"}, "TIMEOUT must be a number"),
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "TIMEOUT": "0"}, "TIMEOUT must be more than 0"),
         (["hello"], {"SLACK_SIGNING_SECRET": "x", "URL": "ftp://example.com/"}, "URL must be an http(s) URL"),
@@ -321,6 +334,97 @@ def test_a_taken_fake_slack_port_is_one_line_and_exit_2() -> None:
     assert "another `make ask EVENT=...` still running" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert result.stdout == ""
+
+
+# --- end to end, without SLACK_SIGNING_SECRET and URL: the playground -------------------------------------------
+
+
+def users_shell(**extra: str) -> dict[str, str]:
+    """A user's shell with credentials of every kind, but no SLACK_SIGNING_SECRET: `make ask` starts the playground."""
+    env = {name: value for name, value in user_env(**extra).items() if name != "SLACK_SIGNING_SECRET"}
+    return {**env, "PYTHONIOENCODING": "utf-8"}
+
+
+@pytest.mark.parametrize("event", ["command", "mention"])
+def test_without_a_secret_it_asks_the_playground_and_stops_it(event: str) -> None:
+    result = run_in(users_shell(EVENT=event), "東京でおすすめの散歩道は？")
+
+    assert result.returncode == 0, result.stderr
+    reply = "── reply · only visible to you" if event == "command" else "── reply in the thread"
+    assert reply in result.stdout
+    assert result.stdout.count(stand_in_model.LABEL) == 1  # the stand-in's answer, once
+    assert "You asked: 「東京でおすすめの散歩道は？」" in result.stdout
+    assert "- streamed: the text grows" in result.stdout  # its Markdown shown as Slack shows it, not raw
+    assert "**" not in result.stdout
+    assert "the bot's log" not in result.stderr  # deleted: nothing went wrong
+    assert_nothing_leaked(result.stdout + result.stderr)
+    assert_stopped(result.stderr)
+
+
+@pytest.fixture
+def local_model() -> Iterator[stand_in_model.FakeServer]:
+    """Stands for the user's own OpenAI-compatible server on loopback."""
+    with stand_in_model.server() as server:
+        yield server
+
+
+def test_the_playground_uses_a_local_model_without_the_users_key(local_model: stand_in_model.FakeServer) -> None:
+    env = users_shell(EVENT="dm", OPENAI_BASE_URL=local_model.url + "/v1", OPENAI_MODEL="llama3.2-ask-test")
+    result = run_in(env, "こんにちは")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(stand_in_model.LABEL) == 1
+    [request] = local_model.requests_to("/v1/chat/completions")
+    assert request.json()["model"] == "llama3.2-ask-test"
+    assert CANARIES["OPENAI_API_KEY"] not in request.headers.get("authorization", "")
+    assert_nothing_leaked(result.stdout + result.stderr)
+    assert_stopped(result.stderr)
+
+
+def test_when_the_playground_does_not_answer_its_log_is_kept_and_named() -> None:
+    # A local model server that is not running: the bot replies with its plain error line.
+    result = run_in(users_shell(OPENAI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1", OPENAI_MODEL="m"), "hello")
+
+    assert result.returncode == 1
+    assert messages.ERROR_TEXTS["service_error"] in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("the bot's log: "), result.stderr
+    log = Path(last.removeprefix("the bot's log: "))
+    assert log.is_file()
+    with contextlib.suppress(OSError):
+        log.unlink()
+        log.parent.rmdir()
+    assert_nothing_leaked(result.stdout + result.stderr)
+    assert_stopped(result.stderr)
+
+
+def test_sigterm_stops_the_playground() -> None:
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "hello"],
+        env=users_shell(EVENT="mention"),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+    )
+    try:
+        assert process.stderr is not None
+        seen = ""
+        for line in process.stderr:  # no sleeps: the script says when the bot listens
+            seen += line
+            if "the bot is listening" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        seen += process.stderr.read()
+        assert process.wait(timeout=30) == 130, seen
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "interrupted" in seen
+    assert STARTED.search(seen)
+    assert_stopped(seen)
 
 
 # --- in process: the request, the reply, the rendering -------------------------------------------------------------
