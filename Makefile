@@ -80,7 +80,8 @@ manifest: $(STAMP)
 
 # Q and EVENT (command, mention or dm) are read from the environment, where make puts
 # `make ask EVENT=mention Q=...` too: pasting them into the recipe would let the shell interpret them.
-# URL, TIMEOUT, SLACK_BOT_TOKEN, SLACK_API_URL... reach scripts/ask.py the same way.
+# URL, TIMEOUT, SLACK_BOT_TOKEN, SLACK_API_URL... reach scripts/ask.py the same way. Without
+# SLACK_SIGNING_SECRET and URL it asks a playground of its own (make demo's): no keys needed.
 ask: $(STAMP)
 	@EVENT="$${EVENT:-command}" $(BIN)/python scripts/ask.py "$$Q"
 

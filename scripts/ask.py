@@ -9,8 +9,9 @@ Without ``SLACK_SIGNING_SECRET`` and ``URL`` it asks the playground (scripts/pla
 as `make demo` does): it starts the real app under ``chalice local`` against the stand-in
 model (or the local model of ``OPENAI_BASE_URL`` and ``OPENAI_MODEL``, loopback only) and a
 fake Slack Web API, asks the one question, prints the answer as below, and stops them all
-(also on Ctrl-C and SIGTERM). Nothing of this environment but PATH, HOME and the locale
-reaches that bot; ``SLACK_API_URL`` and ``SLACK_BOT_TOKEN`` are ignored then. When the bot
+(also on Ctrl-C and SIGTERM). No key, token, AWS setting or proxy of this environment
+reaches that bot (``playground.bot_environment``); ``SLACK_API_URL`` and ``SLACK_BOT_TOKEN``
+are ignored then. When the bot
 does not answer, chalice local's log is kept and named. With either variable set, it asks
 the bot at ``URL`` (your `make run`), as follows.
 
@@ -79,8 +80,9 @@ from chalicelib.slack import messages
 from chalicelib.slack.mrkdwn import ZWSP, to_mrkdwn
 from devkit import slack_requests
 from devkit.fake_response_url import fake_response_url, refusal
-from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI, Message
+from devkit.fake_slack_api import FAKE_BOT_TOKEN, LOCAL_PORT, Call, FakeSlackAPI
 from devkit.http_fake import FakeServer, Received
+from devkit.slack_model import Message
 
 DEFAULT_URL = f"http://127.0.0.1:8000/{COMMAND_PATH}"
 EVENTS = ("command", "mention", "dm")
@@ -519,20 +521,22 @@ class ThreadView:
             else:
                 text = render(message.text, self.style)
             shown = self.shown.get(message.ts)
-            if text == (shown or ""):
+            if text == shown:
                 continue
             if not self.shown:
                 self.progress.done()  # its line is cleared for the answer
             if shown is None or not text.startswith(shown):
+                # When the message appears, even before it has text to show: the rule's time is its arrival.
                 what = "reply in the thread" if number == 1 else f"message {number} in the thread"
                 self._rule(out, what if shown is None else f"message {number}, rewritten")
                 shown = ""
             new = text[len(shown) :]
-            out.write(new)
+            if new:
+                out.write(new)
+                self.line_open = not new.endswith("\n")
             if not message.markdown:
                 self.notice = message.text
             self.shown[message.ts] = text
-            self.line_open = not new.endswith("\n")
         if self.messages:
             self.stopped = self.messages[-1].stream == "stopped"
         out.flush()
@@ -547,6 +551,7 @@ class ThreadView:
     def _rule(self, out: TextIO, what: str) -> None:
         seconds = time.monotonic() - self.sent
         out.write(("\n" if self.line_open else "") + self.style.dim(f"── {what} · {seconds:.1f} s") + "\n")
+        self.line_open = False
 
 
 def ask_in_thread(options: Options, style: Style, out: TextIO, err: TextIO) -> int:

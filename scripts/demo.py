@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ask
 import playground
-from common import UsageError
+from common import COMMAND_PATH, EVENTS_PATH, UsageError, route_url
 
 from chalicelib.settings import Settings
 from chalicelib.slack import messages
 from devkit import stand_in_model
-from devkit.fake_slack_api import Message
+from devkit.slack_model import Message
 
 COMMAND_QUESTION = "東京でおすすめの散歩道は？"
 MENTION_QUESTION = "鎌倉でおすすめの散歩道は？"
@@ -71,8 +71,7 @@ class Demo:
     err: TextIO
 
     def options(self, question: str, event: str = "command") -> ask.Options:
-        route = ask.COMMAND_PATH if event == "command" else ask.EVENTS_PATH
-        url = ask.route_url(self.stage.url, route)
+        url = route_url(self.stage.url, COMMAND_PATH if event == "command" else EVENTS_PATH)
         return ask.Options(question, self.stage.secret, url, self.timeout, event, bot_token=self.stage.bot_token)
 
 

@@ -62,6 +62,7 @@ from common import ROOT, ScriptError, UsageError, is_loopback
 
 from devkit import stand_in_model
 from devkit.fake_slack_api import Call, FakeSlackAPI
+from devkit.http_fake import FakeServer
 
 STAND_IN_TIMEOUT = 30.0  # seconds one answer may take with the stand-in (it answers in about 3)
 MODEL_TIMEOUT = 150.0  # with a real model, which may first have to load
@@ -140,7 +141,7 @@ class Stage:
     bot_token: str = field(repr=False)
     slack: FakeSlackAPI
     calls: queue.SimpleQueue[Call]
-    stand_in: stand_in_model.FakeServer | None
+    stand_in: FakeServer | None
     model: Model
     log: Path
     log_kept: bool = False
@@ -187,7 +188,8 @@ def started(model: Model, environ: Mapping[str, str], err: TextIO) -> Iterator[S
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def chalice_command() -> str:

@@ -165,21 +165,16 @@ def test_a_scene_that_fails_exits_1_naming_it_and_stops_the_bot() -> None:
     assert_stopped(result.stderr)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupt_stops_the_bot_and_the_stand_ins(signum: int) -> None:
+def interrupted_once_listening(command: list[str], env: dict[str, str], signum: int) -> str:
+    """Runs ``command`` (a script that starts the playground), sends ``signum`` once the bot
+    listens, and checks that it exits 130 having stopped the bot; its stderr."""
     process = subprocess.Popen(
-        [sys.executable, str(SCRIPT)],
-        env=user_env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
+        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, encoding="utf-8"
     )
     try:
         assert process.stderr is not None
         seen = ""
-        for line in process.stderr:  # blocks on the pipe, no sleeps: the demo says when the bot listens
+        for line in process.stderr:  # blocks on the pipe, no sleeps: the script says when the bot listens
             seen += line
             if "the bot is listening" in line:
                 break
@@ -192,6 +187,12 @@ def test_an_interrupt_stops_the_bot_and_the_stand_ins(signum: int) -> None:
             process.wait()
     assert "interrupted" in seen
     assert_stopped(seen)
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_stops_the_bot_and_the_stand_ins(signum: int) -> None:
+    interrupted_once_listening([sys.executable, str(SCRIPT)], user_env(), signum)
 
 
 def test_the_bot_gets_a_fresh_environment_with_nothing_of_the_users() -> None:

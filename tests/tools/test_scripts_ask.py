@@ -41,7 +41,13 @@ from devkit.slack_requests import USER_ID
 from tests import chalice_local
 from tests.chalice_local import free_port
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, import_script
-from tests.tools.test_demo import CANARIES, STARTED, assert_nothing_leaked, assert_stopped, user_env
+from tests.tools.test_demo import (
+    CANARIES,
+    assert_nothing_leaked,
+    assert_stopped,
+    interrupted_once_listening,
+    user_env,
+)
 
 SCRIPT = ROOT / "scripts" / "ask.py"
 # Whatever the environment of the test run, the script sees only what a test gives it.
@@ -399,32 +405,7 @@ def test_when_the_playground_does_not_answer_its_log_is_kept_and_named() -> None
 
 
 def test_sigterm_stops_the_playground() -> None:
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "hello"],
-        env=users_shell(EVENT="mention"),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-    )
-    try:
-        assert process.stderr is not None
-        seen = ""
-        for line in process.stderr:  # no sleeps: the script says when the bot listens
-            seen += line
-            if "the bot is listening" in line:
-                break
-        process.send_signal(signal.SIGTERM)
-        seen += process.stderr.read()
-        assert process.wait(timeout=30) == 130, seen
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert "interrupted" in seen
-    assert STARTED.search(seen)
-    assert_stopped(seen)
+    interrupted_once_listening([sys.executable, str(SCRIPT), "hello"], users_shell(EVENT="mention"), signal.SIGTERM)
 
 
 # --- in process: the request, the reply, the rendering -------------------------------------------------------------
