@@ -671,7 +671,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         return common.error(str(error), 2)
     except Failure as error:
         return common.error(f"{error}; {MAKE_RUN_LOG}" if error.worker_log else str(error))
-    except playground.StartFailed as error:
+    except common.ScriptError as error:  # the playground did not start
         return common.error(str(error))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

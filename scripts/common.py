@@ -16,6 +16,8 @@ Contract:
 - ``is_loopback(url)``: the URL's host is this machine (``localhost``, ``*.localhost``, or a
   loopback address such as ``127.0.0.1`` or ``[::1]``); a name that only starts like one
   (``127.0.0.1.example.com``) is not.
+- ``chalice_command()``: the project's chalice (the venv's), else the one beside this Python,
+  else one on PATH; ``ScriptError`` ("chalice is not installed: run `make venv` first") if none.
 - ``UsageError`` (a ``ScriptError``): a setting or argument is wrong, which a script reports
   with exit status 2.
 - ``error(message, status=1)`` prints ``error: message`` on stderr and returns ``status``, for
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -81,6 +85,16 @@ def route_url(url: str, route: str) -> str:
             path = path[: -len(known) - 1]
             break
     return urlunsplit(parts._replace(path=f"{path}/{route}"))
+
+
+def chalice_command() -> str:
+    for candidate in (ROOT / ".venv" / "bin" / "chalice", Path(sys.executable).parent / "chalice"):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("chalice")
+    if not found:
+        raise ScriptError("chalice is not installed: run `make venv` first")
+    return found
 
 
 def is_loopback(url: str) -> bool:

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ask
 import playground
-from common import COMMAND_PATH, EVENTS_PATH, UsageError, route_url
+from common import COMMAND_PATH, EVENTS_PATH, ScriptError, UsageError, route_url
 
 from chalicelib.settings import Settings
 from chalicelib.slack import messages
@@ -165,7 +165,7 @@ def run(model: playground.Model, timeout: float, environ: Mapping[str, str], out
             except SceneFailed as error:
                 print(f"error: {error}; the bot's log: {stage.keep_log()}", file=err)
                 return 1
-    except playground.StartFailed as error:
+    except ScriptError as error:  # the playground did not start
         print(f"error: {error}", file=err)
         return 1
     print(f"all four scenes went as expected, in {time.monotonic() - started:.1f} s", file=err)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,19 +69,8 @@ def events_url(url: str) -> str:
     return route_url(url, EVENTS_PATH)
 
 
-def chalice_command() -> str:
-    """The project's chalice, else the one next to this Python, else the one on PATH."""
-    for candidate in (ROOT / ".venv" / "bin" / "chalice", Path(sys.executable).parent / "chalice"):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    found = shutil.which("chalice")
-    if not found:
-        raise ManifestError("chalice is not installed: run `make venv` first")
-    return found
-
-
 def deployed_base_url(stage: str) -> str:
-    command = [chalice_command(), "url", "--stage", stage]
+    command = [common.chalice_command(), "url", "--stage", stage]
     try:
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
@@ -174,7 +162,7 @@ def main(argv: list[str]) -> int:
             print(f"warning: {url} is not https://; Slack expects a TLS Request URL.", file=sys.stderr)
         manifest_text = render(stage, url)
         check(manifest_text)
-    except ManifestError as problem:
+    except common.ScriptError as problem:  # a ManifestError, or chalice missing
         return common.error(str(problem))
     sys.stdout.write(manifest_text)
     print(f"Slash command /mameka → {command_url(url)}", file=sys.stderr)

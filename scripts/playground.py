@@ -30,7 +30,7 @@ Contract:
   SIGTERM, then SIGKILL after ``STOP_SECONDS``), then the stand-ins, and deletes the log unless
   ``stage.keep_log()`` (which returns its path) was called. ``StartFailed`` (chalice local
   exited or did not listen within ``STARTUP_TIMEOUT``) names the log, which it keeps;
-  ``UsageError`` if chalice is not installed.
+  ``ScriptError`` (``common.chalice_command``'s) if chalice is not installed.
 - ``stop_on_signals()``: from then on SIGTERM and SIGHUP unwind as Ctrl-C does
   (``KeyboardInterrupt``), so a ``with started(...)`` stops everything on them too.
 """
@@ -58,7 +58,7 @@ from urllib.parse import urlsplit
 # For common (which puts the repository on sys.path for devkit), also when a test imports this file.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, ScriptError, UsageError, is_loopback
+from common import ROOT, ScriptError, UsageError, chalice_command, is_loopback
 
 from devkit import stand_in_model
 from devkit.fake_slack_api import Call, FakeSlackAPI
@@ -155,6 +155,7 @@ class Stage:
 @contextlib.contextmanager
 def started(model: Model, environ: Mapping[str, str], err: TextIO) -> Iterator[Stage]:
     """The playground, running; stopped (and its log deleted unless kept) when the ``with`` is left."""
+    chalice = chalice_command()  # first: without it there is nothing to start
     log = Path(tempfile.mkdtemp(prefix="mameka-playground-")) / "chalice-local.log"
     stage: Stage | None = None
     start_failed = False  # then the log is kept, for the line that names it
@@ -174,7 +175,7 @@ def started(model: Model, environ: Mapping[str, str], err: TextIO) -> Iterator[S
                 model_name=model.name,
             )  # fmt: skip
             try:
-                url = stack.enter_context(running_bot(env, log, err))
+                url = stack.enter_context(running_bot(chalice, env, log, err))
             except StartFailed as error:
                 start_failed = True
                 raise StartFailed(f"{error}; the bot's log: {log}") from None
@@ -192,23 +193,12 @@ def free_port() -> int:
         return port
 
 
-def chalice_command() -> str:
-    """The venv's chalice (this Python's), else one on PATH; ``UsageError`` if there is none."""
-    beside = Path(sys.executable).parent / "chalice"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    found = shutil.which("chalice")
-    if found is None:
-        raise UsageError("chalice is not installed: run `make venv`")
-    return found
-
-
 @contextlib.contextmanager
-def running_bot(env: dict[str, str], log: Path, err: TextIO) -> Iterator[str]:
+def running_bot(chalice: str, env: dict[str, str], log: Path, err: TextIO) -> Iterator[str]:
     """``chalice local`` with ``env``, its output in ``log``; yields its base URL once it listens."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [chalice_command(), "local", "--stage", "dev", "--host", "127.0.0.1", "--port", str(port)]
+    command = [chalice, "local", "--stage", "dev", "--host", "127.0.0.1", "--port", str(port)]
     command.append("--no-autoreload")  # its reloader would be a second process, outliving a SIGKILL of this one
     print(f"starting the bot: chalice local on {url}…", file=err, flush=True)
     started_at = time.monotonic()
