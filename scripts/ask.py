@@ -435,9 +435,7 @@ def converse(options: Options, out: TextIO, err: TextIO, stage: playground.Stage
     style = Style(out.isatty() and not os.environ.get("NO_COLOR"))
     if options.event == "command":
         return ask_command(options, style, out, err)
-    if stage is None:
-        return ask_in_thread(options, style, out, err)
-    view = answer_in_thread(options, stage.slack, stage.calls, style, out, err)
+    view = ask_in_thread(options, style, out, err, stage)
     return 1 if view.notice.startswith(ERROR_MARK) else 0
 
 
@@ -554,8 +552,13 @@ class ThreadView:
         self.line_open = False
 
 
-def ask_in_thread(options: Options, style: Style, out: TextIO, err: TextIO) -> int:
-    """A mention or DM to the bot at ``options.url``, through a fake Slack Web API served here."""
+def ask_in_thread(
+    options: Options, style: Style, out: TextIO, err: TextIO, stage: playground.Stage | None = None
+) -> ThreadView:
+    """A mention or DM to the bot at ``options.url``, through the ``stage``'s fake Slack Web API,
+    or else one served here on ``options.slack_port``; the view of its answer."""
+    if stage is not None:
+        return answer_in_thread(options, stage.slack, stage.calls, style, out, err)
     calls: queue.SimpleQueue[Call] = queue.SimpleQueue()
     try:
         slack = FakeSlackAPI(token=options.bot_token, port=options.slack_port, on_call=calls.put)
@@ -565,8 +568,7 @@ def ask_in_thread(options: Options, style: Style, out: TextIO, err: TextIO) -> i
             "(is another `make ask EVENT=...` still running?)"
         ) from None
     with slack:
-        view = answer_in_thread(options, slack, calls, style, out, err)
-    return 1 if view.notice.startswith(ERROR_MARK) else 0
+        return answer_in_thread(options, slack, calls, style, out, err)
 
 
 def answer_in_thread(
