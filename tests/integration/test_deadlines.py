@@ -24,7 +24,7 @@ from chalice.local import LambdaContext
 from app import app
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from chalicelib.slack import events
+from chalicelib.slack import events, web
 from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import response_path, slash_payload
@@ -104,16 +104,19 @@ def test_a_slack_api_that_answers_late_does_not_hold_the_worker_past_its_deadlin
     conversation_env: dict[str, str],
     slack_api: FakeSlackAPI,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     method: str,
     outcome: str,
     texts: list[str],
 ) -> None:
     # Applied at once but answered a minute later (released when the fake stops). Each call waits
-    # at most web.CALL_TIMEOUT_SECONDS (10 s), so with 14 s to live the job is done by about 10 s.
-    # (Before the fix a call could wait out the job's whole deadline: done 30 ms after it.)
+    # at most web.CALL_TIMEOUT_SECONDS (10 s; 2 s here, with the job's time cut in proportion), so
+    # with 6 s to live the job is done by about 2 s. (Before the fix a call could wait out the
+    # job's whole deadline: done 30 ms after it.)
+    monkeypatch.setattr(web, "CALL_TIMEOUT_SECONDS", 2.0)
     slack_api.delay_next(method, 60)
-    texts_seen, elapsed, _ = timed_mention(conversation_env, slack_api, seconds=14)
-    assert elapsed < 14
+    texts_seen, elapsed, _ = timed_mention(conversation_env, slack_api, seconds=6)
+    assert elapsed < 6
     assert texts_seen == texts
     line = answer_line(capsys)
     assert line["outcome"] == outcome
@@ -203,10 +206,10 @@ def test_an_llm_stream_that_stalls_leaves_time_to_finish_the_thread(
 def test_the_llm_step_of_a_command_stays_within_openai_timeout_seconds(
     bot_env: dict[str, str], openai_server: FakeServer, slack_server: FakeServer
 ) -> None:
-    # 60 s to live, but OPENAI_TIMEOUT_SECONDS=3: done by about 3.5 s (one SDK backoff of 0.5 s at most).
+    # 60 s to live, but OPENAI_TIMEOUT_SECONDS=2: done by about 2.5 s (one SDK backoff of 0.5 s at most).
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
-    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "3"}, slack_server, seconds=60)
-    assert elapsed < 3 + 2.5
+    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "2"}, slack_server, seconds=60)
+    assert elapsed < 2 + 2.5
     assert texts == [TOO_SLOW]
 
 
@@ -214,8 +217,8 @@ def test_the_llm_step_of_a_mention_stays_within_openai_timeout_seconds(
     conversation_env: dict[str, str], openai_server: FakeServer, slack_api: FakeSlackAPI
 ) -> None:
     openai_server.script = [StreamReply(["A slow start"], stall_after=1)]
-    texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "3"}, slack_api, seconds=60)
-    assert elapsed < 3 + 2.5
+    texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "2"}, slack_api, seconds=60)
+    assert elapsed < 2 + 2.5
     assert texts == ["A slow start", CUT_SHORT_SLOW]
 
 

@@ -319,15 +319,19 @@ def test_llm_fault_for_a_mention(
 
 # A mention's answer is streamed, so it can also fail part-way. A broken stream is asked for
 # again (twice at most) and replaces what was shown; with no retry or no time left, the text
-# already shown stays and one line says why.
+# already shown stays and one line says why. The step has OPENAI_TIMEOUT_SECONDS (6 s: room for
+# three attempts and their backoffs) unless a case says otherwise; a stall is STREAM_STALL_SECONDS
+# of silence: short for a test, long enough that a busy machine's scheduling is not taken for one.
+STREAM_SETTINGS = {"OPENAI_TIMEOUT_SECONDS": "6", "STREAM_STALL_SECONDS": "0.5"}
 CUT = StreamReply(["The first half. ", "The second half", "."], break_after=2)
 STREAM_FAULTS = [
-    pytest.param([CUT], [ANSWER], "answered", 2, id="stream-cut-off-then-whole"),
+    pytest.param([CUT], [ANSWER], "answered", 2, {}, id="stream-cut-off-then-whole"),
     pytest.param(
         [CUT, CUT, CUT],
         ["The first half. The second half", CUT_SHORT["cut_off"]],
         "cut_short_cut_off",
         3,
+        {},
         id="stream-cut-off-every-time",
     ),
     pytest.param(
@@ -335,13 +339,15 @@ STREAM_FAULTS = [
         [ANSWER],
         "answered",
         2,
-        id="stream-stalls-then-whole",  # STREAM_STALL_SECONDS (1 here) of silence after text
+        {},
+        id="stream-stalls-then-whole",  # STREAM_STALL_SECONDS of silence after text
     ),
     pytest.param(
         [StreamReply(["A slow start", " and nothing more"], stall_after=1)] * 3,
         ["A slow start", CUT_SHORT["stalled"]],
         "cut_short_stalled",
         3,
+        {},
         id="stream-stalls-every-time",
     ),
     pytest.param(
@@ -349,6 +355,7 @@ STREAM_FAULTS = [
         [SAYS["stalled"]],
         "stalled",
         3,
+        {},
         id="stream-stalls-after-its-first-chunk",  # the role chunk, before any text
     ),
     pytest.param(
@@ -356,12 +363,13 @@ STREAM_FAULTS = [
         [SAYS["timeout"]],
         "timeout",
         1,
+        {"OPENAI_TIMEOUT_SECONDS": "2"},  # four stall limits of silence, and no stall: the timeout ends it
         id="stream-silent-before-its-first-chunk",  # a reasoning model thinks: only the step's timeout bounds it
     ),
 ]
 
 
-@pytest.mark.parametrize(("replies", "texts", "outcome", "requests"), STREAM_FAULTS)
+@pytest.mark.parametrize(("replies", "texts", "outcome", "requests", "settings"), STREAM_FAULTS)
 def test_llm_stream_fault_for_a_mention(
     conversation_env: dict[str, str],
     openai_server: FakeServer,
@@ -372,9 +380,10 @@ def test_llm_stream_fault_for_a_mention(
     texts: list[str],
     outcome: str,
     requests: int,
+    settings: dict[str, str],
 ) -> None:
     openai_server.script = [dataclasses.replace(reply) for reply in replies]  # each with its own `ended`
-    env = {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "6", "STREAM_STALL_SECONDS": "1"}
+    env = {**conversation_env, **STREAM_SETTINGS, **settings}
     assert ask_by_mention(env, slack_api) == texts
     assert all(message.stream != "streaming" for message in slack_api.messages(CHANNEL))  # the stream was stopped
     assert len(openai_server.requests_to(CHAT)) == requests
