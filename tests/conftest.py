@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from chalicelib import aws, claims, dispatch, limits, llm, secrets
+from chalicelib import answer, aws, claims, dispatch, limits, llm, secrets
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
@@ -68,6 +68,14 @@ def wait_for_local_jobs(timeout: float = 120.0) -> None:
         if thread.name.startswith(dispatch.LOCAL_THREAD_PREFIX):
             thread.join(max(0.0, deadline - time.monotonic()))
             assert not thread.is_alive(), f"worker thread {thread.name} did not finish"
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer core's pause before it asks the LLM again (``answer.BACKOFF_SECONDS``, 0.5 s doubled
+    per retry) cut to 0.05 s: for tests of which attempts are made and what the user sees, not of
+    how long the pause is or whether it fits the deadline (those keep it: tests/integration/test_deadlines.py)."""
+    monkeypatch.setattr(answer, "BACKOFF_SECONDS", 0.05)
 
 
 @pytest.fixture

@@ -21,6 +21,9 @@ from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import response_path, slash_payload
 from tests.fakes import FakeServer, StreamReply, openai_error
 
+# Which attempts are made and what the user sees, not how long the pause between them is.
+pytestmark = pytest.mark.usefixtures("quick_retries")
+
 USER = slack_requests.USER_ID
 CHANNEL = slack_requests.CHANNEL_ID
 CHAT = "/v1/chat/completions"

@@ -22,6 +22,9 @@ from devkit.fake_slack_api import FakeSlackAPI
 from tests.conftest import OPENAI_KEY
 from tests.fakes import FakeServer, StreamReply, openai_error, split_deltas
 
+# Which attempts are made and what the user sees, not how long the pause between them is.
+pytestmark = pytest.mark.usefixtures("quick_retries")
+
 USER = slack_requests.USER_ID
 BOT = slack_requests.BOT_USER_ID
 CHANNEL = slack_requests.CHANNEL_ID

@@ -41,6 +41,9 @@ from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
 from tests.fakes import FakeServer, Reply, StreamReply, chat_completion, openai_error
 
+# Which attempts are made and what the user sees, not how long the pause between them is.
+pytestmark = pytest.mark.usefixtures("quick_retries")
+
 QUESTION = "秘密の質問"  # must never reach the logs (LOG_MESSAGE_TEXT is off)
 CHANNEL = slack_requests.CHANNEL_ID
 USER = slack_requests.USER_ID
