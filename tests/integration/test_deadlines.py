@@ -184,22 +184,23 @@ def test_an_ssm_that_never_answers_the_bot_token_is_given_up_on_in_time(
 def test_an_llm_that_never_answers_a_command_leaves_time_for_the_reply(
     bot_env: dict[str, str], openai_server: FakeServer, slack_server: FakeServer
 ) -> None:
-    # With 12 s left the LLM gets 9 (a quarter is kept for the reply), give or take the SDK's
-    # backoff of 0.5 s: done by about 9.5 s.
+    # With 10 s left the LLM gets 7.5 (a quarter is kept for the reply), give or take the SDK's
+    # backoff of 0.5 s: done by about 8 s.
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
-    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_server, seconds=12)
-    assert elapsed < 12
+    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_server, seconds=10)
+    assert elapsed < 10
     assert texts == [TOO_SLOW]
 
 
 def test_an_llm_stream_that_stalls_leaves_time_to_finish_the_thread(
     conversation_env: dict[str, str], openai_server: FakeServer, slack_api: FakeSlackAPI
 ) -> None:
-    # With 12 s left the stream gets 9 (a quarter is kept to stop it and say why): done by about 9 s.
-    # Each attempt stalls (STREAM_STALL_SECONDS, 5 s); the retry's stall meets the deadline.
+    # With 10 s left the stream gets 7.5 (a quarter is kept to stop it and say why): done by about
+    # 7.5 s. Each attempt stalls (STREAM_STALL_SECONDS, 4 s here); the retry's stall meets the deadline.
     openai_server.script = [StreamReply(["A slow start"], stall_after=1) for _ in range(3)]
-    texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_api, seconds=12)
-    assert elapsed < 12
+    env = {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "60", "STREAM_STALL_SECONDS": "4"}
+    texts, elapsed, _ = timed_mention(env, slack_api, seconds=10)
+    assert elapsed < 10
     assert texts == ["A slow start", CUT_SHORT_SLOW]
 
 
@@ -231,9 +232,9 @@ def test_the_lambda_handler_returns_before_the_contexts_timeout(
     # The handler takes its deadline from the context's remaining time, as in Lambda.
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
     path = response_path()
-    context = LambdaContext("worker", memory_size=512, max_runtime_ms=12_000)
+    context = LambdaContext("worker", memory_size=512, max_runtime_ms=10_000)
     started = time.monotonic()
     assert app.handler_map["worker"](slash_payload(slack_server.url + path), context) is None
-    assert time.monotonic() - started < 12  # expected: about 9.5 s, as for worker.run above
+    assert time.monotonic() - started < 10  # expected: about 8 s, as for worker.run above
     assert context.get_remaining_time_in_millis() > 0
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == [TOO_SLOW]

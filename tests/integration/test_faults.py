@@ -35,7 +35,7 @@ from moto import mock_aws
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from chalicelib.slack import events
+from chalicelib.slack import events, stream
 from devkit import slack_requests
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
@@ -500,11 +500,14 @@ def test_slack_msg_too_long_on_an_append_goes_on_in_a_new_message(
     openai_server: FakeServer,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Slack's cap on a streamed message turned out lower than ours: that message ends where it is
-    # and the answer goes on in a new one. Paced over 2.4 s, so that an append is due on the way.
+    # and the answer goes on in a new one. Paced over 0.6 s with appends due every 0.4 s (2 s in
+    # production), so that an append is due on the way.
+    monkeypatch.setattr(stream, "STREAM_INTERVAL_SECONDS", 0.4)
     deltas = ["First part. ", "Second part. ", "Third part. ", "Fourth part."]
-    openai_server.script = [StreamReply(deltas, delay=0.8)]
+    openai_server.script = [StreamReply(deltas, delay=0.2)]
     slack_api.fail_next("chat.appendStream", "msg_too_long")
     texts = ask_by_mention(conversation_env, slack_api)
     assert len(texts) == 2 and "".join(texts) == "".join(deltas)  # nothing lost, nothing repeated
