@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from chalicelib import container, dispatch
+from chalicelib import answer, container, dispatch
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
@@ -54,6 +54,16 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     new_container()
 
 
+# The fast lane: `make check` sets MAMEKA_FAST_LANE=1, and each hypothesis property then runs a quarter
+# of its examples (the same property, the same derandomized generator); `make test` and CI run them all.
+FAST_LANE = os.environ.get("MAMEKA_FAST_LANE", "") not in ("", "0")
+
+
+def examples(count: int) -> int:
+    """How many examples a hypothesis property runs: ``count``, or in the fast lane a quarter (at least 25)."""
+    return max(25, count // 4) if FAST_LANE else count
+
+
 def new_container() -> None:
     """Forget what a Lambda container caches between invocations."""
     container.reset()
@@ -75,6 +85,14 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.lower().endswith("_proxy"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer core's pause before it asks the LLM again (``answer.BACKOFF_SECONDS``, 0.5 s doubled
+    per retry) cut to 0.05 s: for tests of which attempts are made and what the user sees, not of
+    how long the pause is or whether it fits the deadline (those keep it: tests/integration/test_deadlines.py)."""
+    monkeypatch.setattr(answer, "BACKOFF_SECONDS", 0.05)
 
 
 @pytest.fixture

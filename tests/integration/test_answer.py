@@ -15,12 +15,15 @@ import pytest
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from chalicelib.slack import events
+from chalicelib.slack import events, stream
 from devkit import slack_requests
 from devkit.fake_openai import StreamReply, openai_error
 from devkit.fake_slack_api import FakeSlackAPI
 from devkit.http_fake import FakeServer
 from tests.conftest import response_path, slash_payload
+
+# Which attempts are made and what the user sees, not how long the pause between them is.
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 USER = slack_requests.USER_ID
 CHANNEL = slack_requests.CHANNEL_ID
@@ -209,8 +212,19 @@ def test_the_thinking_status_is_cleared_when_nothing_could_be_posted(
     assert slack_api.calls_to("assistant.threads.setStatus")[-1].params["status"] == ""
 
 
-def slow_answer(pieces: int = 12, delay: float = 0.25) -> tuple[StreamReply, str]:
-    """An answer that streams for about ``pieces * delay`` seconds: past the 2 s append cadence."""
+# The append cadence, shortened from stream.STREAM_INTERVAL_SECONDS (2 s) for the tests below that
+# need several appends: their answers and Slack's stream ages are scaled with it.
+CADENCE = 0.4
+
+
+@pytest.fixture
+def quick_cadence(monkeypatch: pytest.MonkeyPatch) -> float:
+    monkeypatch.setattr(stream, "STREAM_INTERVAL_SECONDS", CADENCE)
+    return CADENCE
+
+
+def slow_answer(pieces: int = 12, delay: float = 0.08) -> tuple[StreamReply, str]:
+    """An answer that streams for about ``pieces * delay`` seconds: past two appends at ``CADENCE``."""
     deltas = [f"Line {i} of a slow answer.\n" for i in range(pieces)]
     return StreamReply(deltas=deltas, delay=delay), "".join(deltas)
 
@@ -233,12 +247,14 @@ def test_a_slack_connection_lost_mid_stream_leaves_nothing_open_lost_or_doubled(
     slack_api: FakeSlackAPI,
     openai_server: FakeServer,
     capsys,
+    quick_cadence: float,
 ) -> None:
     reply, whole = slow_answer()
     openai_server.script = [reply]
     slack_api.fail_next(method, fault)
     ts = run_mention(conversation_env, slack_api)
 
+    assert [call.method for call in slack_api.calls if call.dropped] == [method]  # the connection was lost there
     messages = slack_api.bot_messages(CHANNEL, ts)
     assert "".join(message.text for message in messages) == whole  # whole, and once
     assert all(not message.streaming for message in messages)
@@ -246,12 +262,13 @@ def test_a_slack_connection_lost_mid_stream_leaves_nothing_open_lost_or_doubled(
 
 
 def test_streams_are_rotated_before_slack_ends_them(
-    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, quick_cadence: float
 ) -> None:
-    reply, whole = slow_answer(pieces=14, delay=0.25)  # about 3.5 s
+    reply, whole = slow_answer(pieces=14, delay=0.15)  # about 2.1 s
     openai_server.script = [reply]
-    slack_api.stream_max_age = 2.5  # Slack would end a stream this old
-    ts = run_mention({**conversation_env, "STREAM_ROTATE_SECONDS": "1.5"}, slack_api)
+    # Rotated at the first append from 1 s on (about 1.2 s in): Slack would end a stream at 1.8 s.
+    slack_api.stream_max_age = 1.8
+    ts = run_mention({**conversation_env, "STREAM_ROTATE_SECONDS": "1"}, slack_api)
     messages = slack_api.bot_messages(CHANNEL, ts)
     assert len(messages) >= 2 and "".join(m.text for m in messages) == whole
     refused = [call for call in slack_api.calls if call.error == "message_not_in_streaming_state"]
@@ -259,11 +276,11 @@ def test_streams_are_rotated_before_slack_ends_them(
 
 
 def test_a_stream_slack_ended_is_finished_and_the_answer_goes_on(
-    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer, quick_cadence: float
 ) -> None:
-    reply, whole = slow_answer(pieces=14, delay=0.25)
+    reply, whole = slow_answer(pieces=14, delay=0.1)  # about 1.4 s: appends at 0.4, 0.8, 1.2 s
     openai_server.script = [reply]
-    slack_api.stream_max_age = 1.0  # ends before our rotation (the default 240 s) would
+    slack_api.stream_max_age = 0.6  # ends before our rotation (the default 240 s) would
     ts = run_mention(conversation_env, slack_api)
     messages = slack_api.bot_messages(CHANNEL, ts)
     assert len(messages) >= 2 and "".join(m.text for m in messages) == whole

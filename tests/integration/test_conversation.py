@@ -23,6 +23,9 @@ from devkit.fake_slack_api import FakeSlackAPI
 from devkit.http_fake import FakeServer
 from tests.conftest import OPENAI_KEY
 
+# Which attempts are made and what the user sees, not how long the pause between them is.
+pytestmark = pytest.mark.usefixtures("quick_retries")
+
 USER = slack_requests.USER_ID
 BOT = slack_requests.BOT_USER_ID
 CHANNEL = slack_requests.CHANNEL_ID
@@ -223,7 +226,7 @@ def test_a_stalled_stream_is_cut_short_at_the_deadline(
 ) -> None:
     openai_server.script = [StreamReply(["slow start"], stall_after=1)]
     ts = slack_requests.new_ts()
-    run(slack_requests.mention_event("hi", ts=ts), {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "3"}, slack_api)
+    run(slack_requests.mention_event("hi", ts=ts), {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "2"}, slack_api)
     answer, notice = bot_texts(slack_api, CHANNEL, ts)
     assert answer == "slow start" and "took too long" in notice
 

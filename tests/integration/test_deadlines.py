@@ -24,7 +24,7 @@ from chalice.local import LambdaContext
 from app import app
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from chalicelib.slack import events
+from chalicelib.slack import events, web
 from devkit import slack_requests
 from devkit.fake_openai import StreamReply, chat_completion, split_deltas
 from devkit.fake_slack_api import FakeSlackAPI
@@ -105,16 +105,19 @@ def test_a_slack_api_that_answers_late_does_not_hold_the_worker_past_its_deadlin
     conversation_env: dict[str, str],
     slack_api: FakeSlackAPI,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     method: str,
     outcome: str,
     texts: list[str],
 ) -> None:
     # Applied at once but answered a minute later (released when the fake stops). Each call waits
-    # at most web.CALL_TIMEOUT_SECONDS (10 s), so with 14 s to live the job is done by about 10 s.
-    # (Before the fix a call could wait out the job's whole deadline: done 30 ms after it.)
+    # at most web.CALL_TIMEOUT_SECONDS (10 s; 2 s here, with the job's time cut in proportion), so
+    # with 6 s to live the job is done by about 2 s. (Before the fix a call could wait out the
+    # job's whole deadline: done 30 ms after it.)
+    monkeypatch.setattr(web, "CALL_TIMEOUT_SECONDS", 2.0)
     slack_api.delay_next(method, 60)
-    texts_seen, elapsed, _ = timed_mention(conversation_env, slack_api, seconds=14)
-    assert elapsed < 14
+    texts_seen, elapsed, _ = timed_mention(conversation_env, slack_api, seconds=6)
+    assert elapsed < 6
     assert texts_seen == texts
     line = answer_line(capsys)
     assert line["outcome"] == outcome
@@ -182,32 +185,33 @@ def test_an_ssm_that_never_answers_the_bot_token_is_given_up_on_in_time(
 def test_an_llm_that_never_answers_a_command_leaves_time_for_the_reply(
     bot_env: dict[str, str], openai_server: FakeServer, slack_server: FakeServer
 ) -> None:
-    # With 12 s left the LLM gets 9 (a quarter is kept for the reply), give or take the SDK's
-    # backoff of 0.5 s: done by about 9.5 s.
+    # With 10 s left the LLM gets 7.5 (a quarter is kept for the reply), give or take the SDK's
+    # backoff of 0.5 s: done by about 8 s.
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
-    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_server, seconds=12)
-    assert elapsed < 12
+    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_server, seconds=10)
+    assert elapsed < 10
     assert texts == [TOO_SLOW]
 
 
 def test_an_llm_stream_that_stalls_leaves_time_to_finish_the_thread(
     conversation_env: dict[str, str], openai_server: FakeServer, slack_api: FakeSlackAPI
 ) -> None:
-    # With 12 s left the stream gets 9 (a quarter is kept to stop it and say why): done by about 9 s.
-    # Each attempt stalls (STREAM_STALL_SECONDS, 5 s); the retry's stall meets the deadline.
+    # With 10 s left the stream gets 7.5 (a quarter is kept to stop it and say why): done by about
+    # 7.5 s. Each attempt stalls (STREAM_STALL_SECONDS, 4 s here); the retry's stall meets the deadline.
     openai_server.script = [StreamReply(["A slow start"], stall_after=1) for _ in range(3)]
-    texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "60"}, slack_api, seconds=12)
-    assert elapsed < 12
+    env = {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "60", "STREAM_STALL_SECONDS": "4"}
+    texts, elapsed, _ = timed_mention(env, slack_api, seconds=10)
+    assert elapsed < 10
     assert texts == ["A slow start", CUT_SHORT_SLOW]
 
 
 def test_the_llm_step_of_a_command_stays_within_openai_timeout_seconds(
     bot_env: dict[str, str], openai_server: FakeServer, slack_server: FakeServer
 ) -> None:
-    # 60 s to live, but OPENAI_TIMEOUT_SECONDS=3: done by about 3.5 s (one SDK backoff of 0.5 s at most).
+    # 60 s to live, but OPENAI_TIMEOUT_SECONDS=2: done by about 2.5 s (one SDK backoff of 0.5 s at most).
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
-    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "3"}, slack_server, seconds=60)
-    assert elapsed < 3 + 2.5
+    texts, elapsed, _ = timed_command({**bot_env, "OPENAI_TIMEOUT_SECONDS": "2"}, slack_server, seconds=60)
+    assert elapsed < 2 + 2.5
     assert texts == [TOO_SLOW]
 
 
@@ -215,8 +219,8 @@ def test_the_llm_step_of_a_mention_stays_within_openai_timeout_seconds(
     conversation_env: dict[str, str], openai_server: FakeServer, slack_api: FakeSlackAPI
 ) -> None:
     openai_server.script = [StreamReply(["A slow start"], stall_after=1)]
-    texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "3"}, slack_api, seconds=60)
-    assert elapsed < 3 + 2.5
+    texts, elapsed, _ = timed_mention({**conversation_env, "OPENAI_TIMEOUT_SECONDS": "2"}, slack_api, seconds=60)
+    assert elapsed < 2 + 2.5
     assert texts == ["A slow start", CUT_SHORT_SLOW]
 
 
@@ -229,9 +233,9 @@ def test_the_lambda_handler_returns_before_the_contexts_timeout(
     # The handler takes its deadline from the context's remaining time, as in Lambda.
     openai_server.script = [Reply(200, chat_completion("late"), delay=30)] * 3
     path = response_path()
-    context = LambdaContext("worker", memory_size=512, max_runtime_ms=12_000)
+    context = LambdaContext("worker", memory_size=512, max_runtime_ms=10_000)
     started = time.monotonic()
     assert app.handler_map["worker"](slash_payload(slack_server.url + path), context) is None
-    assert time.monotonic() - started < 12  # expected: about 9.5 s, as for worker.run above
+    assert time.monotonic() - started < 10  # expected: about 8 s, as for worker.run above
     assert context.get_remaining_time_in_millis() > 0
     assert [r.json()["text"] for r in slack_server.requests_to(path)] == [TOO_SLOW]

@@ -35,12 +35,15 @@ from moto import mock_aws
 
 from chalicelib import worker
 from chalicelib.deadline import Deadline
-from chalicelib.slack import events
+from chalicelib.slack import events, stream
 from devkit import slack_requests
 from devkit.fake_openai import StreamReply, chat_completion, openai_error
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.http_fake import FakeServer, Reply
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
+
+# Which attempts are made and what the user sees, not how long the pause between them is.
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 QUESTION = "秘密の質問"  # must never reach the logs (LOG_MESSAGE_TEXT is off)
 CHANNEL = slack_requests.CHANNEL_ID
@@ -320,15 +323,19 @@ def test_llm_fault_for_a_mention(
 
 # A mention's answer is streamed, so it can also fail part-way. A broken stream is asked for
 # again (twice at most) and replaces what was shown; with no retry or no time left, the text
-# already shown stays and one line says why.
+# already shown stays and one line says why. The step has OPENAI_TIMEOUT_SECONDS (6 s: room for
+# three attempts and their backoffs) unless a case says otherwise; a stall is STREAM_STALL_SECONDS
+# of silence: short for a test, long enough that a busy machine's scheduling is not taken for one.
+STREAM_SETTINGS = {"OPENAI_TIMEOUT_SECONDS": "6", "STREAM_STALL_SECONDS": "0.5"}
 CUT = StreamReply(["The first half. ", "The second half", "."], break_after=2)
 STREAM_FAULTS = [
-    pytest.param([CUT], [ANSWER], "answered", 2, id="stream-cut-off-then-whole"),
+    pytest.param([CUT], [ANSWER], "answered", 2, {}, id="stream-cut-off-then-whole"),
     pytest.param(
         [CUT, CUT, CUT],
         ["The first half. The second half", CUT_SHORT["cut_off"]],
         "cut_short_cut_off",
         3,
+        {},
         id="stream-cut-off-every-time",
     ),
     pytest.param(
@@ -336,13 +343,15 @@ STREAM_FAULTS = [
         [ANSWER],
         "answered",
         2,
-        id="stream-stalls-then-whole",  # STREAM_STALL_SECONDS (1 here) of silence after text
+        {},
+        id="stream-stalls-then-whole",  # STREAM_STALL_SECONDS of silence after text
     ),
     pytest.param(
         [StreamReply(["A slow start", " and nothing more"], stall_after=1)] * 3,
         ["A slow start", CUT_SHORT["stalled"]],
         "cut_short_stalled",
         3,
+        {},
         id="stream-stalls-every-time",
     ),
     pytest.param(
@@ -350,6 +359,7 @@ STREAM_FAULTS = [
         [SAYS["stalled"]],
         "stalled",
         3,
+        {},
         id="stream-stalls-after-its-first-chunk",  # the role chunk, before any text
     ),
     pytest.param(
@@ -357,12 +367,13 @@ STREAM_FAULTS = [
         [SAYS["timeout"]],
         "timeout",
         1,
+        {"OPENAI_TIMEOUT_SECONDS": "2"},  # four stall limits of silence, and no stall: the timeout ends it
         id="stream-silent-before-its-first-chunk",  # a reasoning model thinks: only the step's timeout bounds it
     ),
 ]
 
 
-@pytest.mark.parametrize(("replies", "texts", "outcome", "requests"), STREAM_FAULTS)
+@pytest.mark.parametrize(("replies", "texts", "outcome", "requests", "settings"), STREAM_FAULTS)
 def test_llm_stream_fault_for_a_mention(
     conversation_env: dict[str, str],
     openai_server: FakeServer,
@@ -373,9 +384,10 @@ def test_llm_stream_fault_for_a_mention(
     texts: list[str],
     outcome: str,
     requests: int,
+    settings: dict[str, str],
 ) -> None:
     openai_server.script = [dataclasses.replace(reply) for reply in replies]  # each with its own `ended`
-    env = {**conversation_env, "OPENAI_TIMEOUT_SECONDS": "6", "STREAM_STALL_SECONDS": "1"}
+    env = {**conversation_env, **STREAM_SETTINGS, **settings}
     assert ask_by_mention(env, slack_api) == texts
     assert all(message.stream != "streaming" for message in slack_api.messages(CHANNEL))  # the stream was stopped
     assert len(openai_server.requests_to(CHAT)) == requests
@@ -489,11 +501,14 @@ def test_slack_msg_too_long_on_an_append_goes_on_in_a_new_message(
     openai_server: FakeServer,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Slack's cap on a streamed message turned out lower than ours: that message ends where it is
-    # and the answer goes on in a new one. Paced over 2.4 s, so that an append is due on the way.
+    # and the answer goes on in a new one. Paced over 0.6 s with appends due every 0.4 s (2 s in
+    # production), so that an append is due on the way.
+    monkeypatch.setattr(stream, "STREAM_INTERVAL_SECONDS", 0.4)
     deltas = ["First part. ", "Second part. ", "Third part. ", "Fourth part."]
-    openai_server.script = [StreamReply(deltas, delay=0.8)]
+    openai_server.script = [StreamReply(deltas, delay=0.2)]
     slack_api.fail_next("chat.appendStream", "msg_too_long")
     texts = ask_by_mention(conversation_env, slack_api)
     assert len(texts) == 2 and "".join(texts) == "".join(deltas)  # nothing lost, nothing repeated

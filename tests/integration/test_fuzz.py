@@ -51,7 +51,7 @@ from devkit.fake_lambda import fake_lambda
 from devkit.fake_openai import fake_openai
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.http_fake import FakeServer, Received, Reply
-from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, new_container
+from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, examples, new_container
 
 COMMANDS, EVENTS = "/slack/commands", "/slack/events"
 FUZZ = settings(
@@ -324,7 +324,7 @@ class Invokes:
 
 @pytest.fixture(scope="module")
 def lambda_endpoint() -> Iterator[FakeServer]:
-    # One for the module: a server takes half a second to stop, and the tests count invokes.
+    # One for the module: the tests count the invokes since they started.
     with fake_lambda() as server:
         yield server
 
@@ -383,7 +383,7 @@ def assert_only_valid_jobs_dispatched(path: str, body: bytes, status: int, invok
 
 
 def test_fuzz_any_request_to_either_route_gets_no_5xx(client: Client, lambda_mode: Invokes) -> None:
-    @settings(FUZZ, max_examples=1000)
+    @settings(FUZZ, max_examples=examples(1000))
     @given(request=requests_of_any_kind)
     def check(request: Request) -> None:
         status, invokes = send(client, lambda_mode.server, request)
@@ -399,7 +399,7 @@ def test_fuzz_any_request_to_either_route_gets_no_5xx(client: Client, lambda_mod
 def test_fuzz_signed_forms_get_no_5xx_and_dispatch_only_valid_commands(client: Client, lambda_mode: Invokes) -> None:
     dispatched: list[int] = []
 
-    @settings(FUZZ, max_examples=1000)
+    @settings(FUZZ, max_examples=examples(1000))
     @given(body=forms())
     def check(body: bytes) -> None:
         request = Request("POST", COMMANDS, body, {"Content-Type": slack_requests.FORM}, 0)
@@ -414,7 +414,7 @@ def test_fuzz_signed_forms_get_no_5xx_and_dispatch_only_valid_commands(client: C
 def test_fuzz_signed_json_gets_no_5xx_and_dispatches_only_valid_events(client: Client, lambda_mode: Invokes) -> None:
     dispatched: list[int] = []
 
-    @settings(FUZZ, max_examples=1000)
+    @settings(FUZZ, max_examples=examples(1000))
     @given(body=json_bodies)
     def check(body: bytes) -> None:
         request = Request("POST", EVENTS, body, {"Content-Type": slack_requests.JSON}, 0)
@@ -531,7 +531,7 @@ def test_fuzz_any_payload_into_the_worker_never_raises(capsys: pytest.CaptureFix
         }
         outcomes: list[str] = []
 
-        @settings(FUZZ, max_examples=500)
+        @settings(FUZZ, max_examples=examples(500))
         @given(raw=job_payloads)
         def check(raw: Any) -> None:
             new_container()  # fresh claims: a generated id may repeat an earlier example's

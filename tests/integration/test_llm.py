@@ -393,14 +393,27 @@ RETRY_AFTERS = [
     {"retry-after-ms": "1500"},
     {"retry-after-ms": "0", "retry-after": "60"},  # the first number wins, even a zero
     {"retry-after-ms": "later", "retry-after": "2"},
-    {"retry-after": email.utils.formatdate(time.time() + 30, usegmt=True)},
-    {"retry-after": email.utils.formatdate(time.time() - 30, usegmt=True)},
+    {"retry-after": "<an HTTP date 30 s from now>"},
+    {"retry-after": "<an HTTP date 30 s ago>"},
 ]
+# A date is made when the test runs, not when it is collected: the test ids stay the same in every
+# process (pytest-xdist's workers must collect the same tests), and "now" is the test's own.
+HTTP_DATES = {"<an HTTP date 30 s from now>": 30, "<an HTTP date 30 s ago>": -30}
+
+
+def with_dates(headers: dict[str, str]) -> httpx2.Headers:
+    return httpx2.Headers(
+        {
+            name: email.utils.formatdate(time.time() + HTTP_DATES[value], usegmt=True) if value in HTTP_DATES else value
+            for name, value in headers.items()
+        }
+    )
 
 
 @pytest.mark.parametrize("headers", RETRY_AFTERS, ids=repr)
 def test_retry_after_is_read_as_the_sdk_reads_it(headers: dict[str, str]) -> None:
-    ours, sdks = llm._retry_after(httpx2.Headers(headers)), SDK._parse_retry_after_header(httpx2.Headers(headers))
+    response_headers = with_dates(headers)
+    ours, sdks = llm._retry_after(response_headers), SDK._parse_retry_after_header(response_headers)
     if ours is None or sdks is None or math.isnan(sdks):
         assert repr(ours) == repr(sdks)
     else:
@@ -410,7 +423,7 @@ def test_retry_after_is_read_as_the_sdk_reads_it(headers: dict[str, str]) -> Non
 @pytest.mark.parametrize("retries_taken", range(6))
 @pytest.mark.parametrize("headers", RETRY_AFTERS, ids=repr)
 def test_the_wait_checked_is_never_shorter_than_the_sdks(headers: dict[str, str], retries_taken: int) -> None:
-    response_headers = httpx2.Headers(headers)
+    response_headers = with_dates(headers)
     ours = llm._retry_wait(response_headers, httpx2.Headers({"x-stainless-retry-count": str(retries_taken)}))
     remaining_retries = SDK.max_retries - retries_taken  # as the SDK counts when it sleeps
     sdk_waits = [SDK._calculate_retry_timeout(remaining_retries, SDK_OPTIONS, response_headers) for _ in range(20)]

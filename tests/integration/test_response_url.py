@@ -363,8 +363,9 @@ def test_fault_server_error(bot_env, slack_server: FakeServer, capsys, caplog) -
     assert len(slack_server.requests_to(path)) == 3  # one try and two retries
 
 
-def test_fault_timeout(bot_env, raw_server: RawServer, capsys, caplog) -> None:
-    raw_server.mode = "stall"  # takes the read timeout, 5 s
+def test_fault_timeout(bot_env, raw_server: RawServer, capsys, caplog, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(response_url, "TIMEOUT", (response_url.TIMEOUT[0], 1.0))  # its read timeout, 5 s, cut to 1
+    raw_server.mode = "stall"  # takes the read timeout
     line = run_command(raw_server.url + response_path(), bot_env, capsys, caplog)
     assert (line["delivered"], line["reply_error"]) == (False, "timeout")
     assert raw_server.received == 1  # sent, so not sent again

@@ -37,6 +37,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.slack import stream, web
 from chalicelib.slack.markdown import MAX_MARKDOWN_CHARS, closing_fence, open_fence
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, Call, FakeSlackAPI
+from tests.conftest import examples
 
 DM = "D0123456"
 CHANNEL = "C0123456"
@@ -291,7 +292,7 @@ def check(fake: FakeSlackAPI, channel: str, text: str, plan: list[Step], fallbac
 
 
 PROPERTY_SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

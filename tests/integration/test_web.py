@@ -522,7 +522,7 @@ class _UnknownCharset(BaseHTTPRequestHandler):
 def test_an_answer_in_an_unknown_charset_is_a_slack_error_not_a_lookup_error() -> None:
     # Before the fix slack_sdk's LookupError escaped web.py, whose contract is SlackError only.
     server = ThreadingHTTPServer(("127.0.0.1", 0), _UnknownCharset)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     try:
         client = web.client(

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.slack.markdown import closing_fence, defuse_broadcasts, open_fence
+from tests.conftest import examples
 
 ZWSP = "\u200b"
 
@@ -73,7 +74,7 @@ def test_a_broadcast_split_between_pieces_is_defused_too() -> None:
     assert defuse_broadcasts("@U1>", previous="<") == "@U1>"
 
 
-PROPERTIES = settings(deadline=None, derandomize=True, database=None, max_examples=300)
+PROPERTIES = settings(deadline=None, derandomize=True, database=None, max_examples=examples(300))
 texts = st.lists(
     st.sampled_from(["<", "!", "<!", "channel", ">", "@U1", "<@U1>", ZWSP, "x", "\n", "&lt;"]), max_size=40
 ).map("".join) | st.text(max_size=100)
