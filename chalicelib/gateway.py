@@ -46,13 +46,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from chalicelib import logs, secrets
 from chalicelib.dispatch import DispatchError, dispatch
-from chalicelib.jobs import SlashCommandJob
+from chalicelib.jobs import SlashCommandJob, new_id
 from chalicelib.kinds import GatewayOutcome
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import events, messages, signature
@@ -121,7 +120,7 @@ def _answer(command: SlashCommand, settings: Settings, environ: Mapping[str, str
     if len(command.text) > settings.max_input_chars:
         return 200, messages.too_long(len(command.text), settings.max_input_chars), "too_long"
     job = SlashCommandJob(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         asked_at=time.time(),
         text=command.text,
         response_url=command.response_url,

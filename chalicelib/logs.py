@@ -24,10 +24,16 @@ _configured_level: str | None = None
 _QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "openai", "httpx2", "httpcore2", "slack_sdk")
 
 
+# Made once: json.dumps with any option but the defaults builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def emit(event: str, **fields: Any) -> None:
-    line = json.dumps({"event": event, **fields}, ensure_ascii=False, separators=(",", ":"))
-    # A lone surrogate (a model name an LLM server sent as "\ud83d") cannot be written as UTF-8.
-    sys.stdout.write(line.encode("utf-8", "replace").decode("utf-8") + "\n")
+    line = _ENCODER.encode({"event": event, **fields})
+    if not line.isascii():
+        # A lone surrogate (a model name an LLM server sent as "\ud83d") cannot be written as UTF-8.
+        line = line.encode("utf-8", "replace").decode("utf-8")
+    sys.stdout.write(line + "\n")
     sys.stdout.flush()
 
 

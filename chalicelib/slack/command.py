@@ -11,11 +11,19 @@ Allowed: https to a host in ``hosts`` (``RESPONSE_URL_HOSTS``; any port); plain 
 loopback host (127.0.0.1, localhost, ::1) when that host is in ``hosts``, or always outside
 Lambda (``in_lambda``: ``settings.in_lambda``; ``make ask``, tests). Pure and stdlib-only,
 so the HTTP function imports it for free.
+
+Both run on every slash command, so the common case is kept short: a value is unquoted by
+``codecs.escape_decode`` (C) instead of ``unquote_plus`` (a Python loop per ``%XX``: 15 µs for a
+13-character Japanese question), and a URL of the shape Slack sends (``https://`` a lower-case
+host name, then ``/`` and plain characters) is read by one regular expression instead of
+``urlsplit`` (10 µs). Anything else takes the general path; tests hold both paths to agree.
 """
 
 from __future__ import annotations
 
+import codecs
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus, urlsplit
 
@@ -53,7 +61,7 @@ def parse(body: bytes) -> SlashCommand:
         if "%" in name or "+" in name:
             name = unquote_plus(name)
         if name in FIELDS and name not in fields:
-            fields[name] = unquote_plus(value)
+            fields[name] = _unquote_plus(value)
 
     def field(name: str) -> str:
         return fields.get(name, "")
@@ -61,12 +69,7 @@ def parse(body: bytes) -> SlashCommand:
     response_url = field("response_url")
     if not response_url:
         raise MalformedCommand("response_url is missing")
-    try:
-        url = urlsplit(response_url)
-        usable = url.scheme in ("http", "https") and bool(url.hostname)
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        usable = False
-    if not usable:
+    if not (_SLACK_SHAPED.fullmatch(response_url) or _is_http_url(response_url)):
         raise MalformedCommand("response_url is not an http(s) URL")
     return SlashCommand(
         command=field("command") or "/mameka",
@@ -76,6 +79,32 @@ def parse(body: bytes) -> SlashCommand:
         channel_id=field("channel_id"),
         team_id=field("team_id"),
     )
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+
+
+# Only in CPython's codecs (pickle uses it), hence the fallback; it is in every version we run.
+_escape_decode: Callable[[str], tuple[bytes, int]] | None = getattr(codecs, "escape_decode", None)
+
+
+def _unquote_plus(value: str) -> str:
+    """``unquote_plus(value)``, the same for every input, at C speed for what Slack sends."""
+    if "%" not in value:
+        return value.replace("+", " ")
+    if value.isascii() and _escape_decode is not None:
+        # Once every backslash is doubled, the only escapes left are the \xXX made of each %XX.
+        escaped = value.replace("+", " ").replace("\\", "\\\\").replace("%", "\\x")
+        try:
+            return _escape_decode(escaped)[0].decode("utf-8", "replace")
+        except ValueError:  # a "%" without two hex digits after it, which unquote_plus leaves as it is
+            pass
+    return unquote_plus(value)
 
 
 def unescape(text: str) -> str:
@@ -91,10 +120,22 @@ _AUTHORITY = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
 # Printable ASCII but space and backslash: urlsplit silently drops tabs and newlines, which
 # urllib3 would keep, and a backslash ends the host for some parsers and not others.
 _PLAIN = re.compile(r"[!-\[\]-~]+")
+# What Slack sends: https, a lower-case host name and no port, then a path of _PLAIN characters.
+# urlsplit reads such a URL's netloc as exactly the group (it ends at the first "/"), its hostname
+# as the same, lower-cased already, and its port as None; _AUTHORITY matches it.
+_SLACK_SHAPED = re.compile(r"https://([a-z0-9.-]+)/[!-\[\]-~]*")
 
 
 def response_url_refusal(url: str, hosts: frozenset[str], in_lambda: bool) -> str | None:
     """None if a reply may be POSTed to ``url``, else why not. ``hosts`` are lower-case names."""
+    slack_shaped = _SLACK_SHAPED.fullmatch(url)
+    if slack_shaped:  # what the general rule below says for it, without urlsplit
+        return None if slack_shaped[1] in hosts else "response_url's host is not in RESPONSE_URL_HOSTS"
+    return _refusal(url, hosts, in_lambda)
+
+
+def _refusal(url: str, hosts: frozenset[str], in_lambda: bool) -> str | None:
+    """``response_url_refusal`` for any URL at all."""
     if not _PLAIN.fullmatch(url):
         return "response_url is not a plain URL"
     try:

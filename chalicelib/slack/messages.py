@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.kinds import CutShortFault, Fault
-from chalicelib.slack import markdown
 
 Message = dict[str, Any]
 
@@ -118,15 +117,16 @@ def busy() -> Message:
 def answer(question: str, answer_markdown: str, response_type: str, finish_reason: str | None = None) -> Message:
     """The question echoed, then the answer; ``finish_reason`` "length" or "content_filter" adds
     the line that says it was cut, and why."""
+    # Imported here: the HTTP function uses this module for its acknowledgements, never these.
+    from chalicelib.slack import markdown
+    from chalicelib.slack.mrkdwn import to_mrkdwn
+
     tail = ""
     if finish_reason in ANSWER_TAILS:
         fence = markdown.open_fence(answer_markdown)
         if fence is not None:  # cut inside a code block: close it, or the line would be part of the code
             answer_markdown += "\n" + markdown.closing_fence(fence)
         tail = ANSWER_TAILS[finish_reason]
-    # Imported here: the HTTP function uses this module for its acknowledgements, never this.
-    from chalicelib.slack.mrkdwn import to_mrkdwn
-
     body = to_mrkdwn(answer_markdown)
     if len(question) > MAX_ECHOED_QUESTION_CHARS:  # the answer matters more than the echo
         question = question[:MAX_ECHOED_QUESTION_CHARS] + "…"

@@ -5,13 +5,19 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote_plus
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.slack.command import (
+    _SLACK_SHAPED,
     MalformedCommand,
     SlashCommand,
+    _is_http_url,
+    _refusal,
+    _unquote_plus,
     parse,
     response_url_refusal,
     unescape,
@@ -148,3 +154,60 @@ def test_the_rule_imports_only_the_standard_library() -> None:
     code = "import sys, chalicelib.slack.command; print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
+
+
+# --- the short paths agree with the general ones ----------------------------------------------------------------------
+
+# URLs built from pieces that the short path and the general rule treat differently (scheme and
+# host case, user info, ports, backslashes, escapes, non-ASCII, blanks), half of them close to
+# the short path's shape.
+_HOSTS = st.sampled_from(
+    ["hooks.slack.com", "Hooks.Slack.COM", "hooks.slack-gov.com", "hooks.slack.com.", "127.0.0.1", "localhost",
+     "LOCALHOST", "[::1]", "[::1", "evil.example", "evil.example\\@hooks.slack.com", "u:p@hooks.slack.com",
+     "hooks%2eslack.com", "hooks.sla\tck.com", "é.example", "a_b.example", ""]
+)  # fmt: skip
+_PORTS = st.sampled_from(["", "", ":443", ":8790", ":99999", ":x", ":"])
+_PATHS = st.sampled_from(
+    ["", "commands/T1/2/x", "?a=1", "#f", "a b", "a\\b", "é", "a@b:c", "%41", "r\n", "/"]
+) | st.text(max_size=10)  # fmt: skip
+_URLS = (
+    st.builds("https://{}{}/{}".format, _HOSTS, _PORTS, _PATHS)
+    | st.builds(
+        "{}{}{}{}".format,
+        st.sampled_from(["https://", "http://", "HTTPS://", "Https://", "ftp://", "https:/", "https:", ""]),
+        _HOSTS,
+        _PORTS,
+        st.sampled_from(["", "/", "?a=1", "#f"]) | _PATHS.map("/{}".format),
+    )
+    | st.text(max_size=30)
+)
+# Derandomized, as the fuzz tests are: the same examples every run, and no .hypothesis/ database.
+PROPERTY = settings(max_examples=1000, deadline=None, derandomize=True, database=None)
+_HOST_LISTS = st.sampled_from([SLACK, SLACK | {"127.0.0.1", "localhost", "::1", "evil.example"}, frozenset()])
+
+
+@PROPERTY
+@given(url=_URLS, hosts=_HOST_LISTS, in_lambda=st.booleans())
+@example(url="https://hooks.slack.com/commands/T1/2/x", hosts=SLACK, in_lambda=True)
+@example(url="https://evil.example/r", hosts=SLACK, in_lambda=True)
+def test_the_slack_shaped_short_path_says_what_the_general_rule_says(
+    url: str, hosts: frozenset[str], in_lambda: bool
+) -> None:
+    assert response_url_refusal(url, hosts, in_lambda) == _refusal(url, hosts, in_lambda)
+    if _SLACK_SHAPED.fullmatch(url):  # parse() takes such a URL as http(s) without asking urlsplit
+        assert _is_http_url(url)
+
+
+_FORM_VALUES = st.lists(
+    st.sampled_from(["%", "%2", "%E6%9D%B1", "%e3%81", "%41", "%4g", "%zz", "+", "%2B", "\\", "\\x41", "x", "é", "東"])
+    | st.text(max_size=4),
+    max_size=10,
+).map("".join)
+
+
+@PROPERTY
+@given(value=_FORM_VALUES)
+@example(value="%E6%9D%B1%E4%BA%AC+%26amp%3B")
+@example(value="\\%41%")
+def test_form_values_are_unquoted_exactly_as_unquote_plus_does(value: str) -> None:
+    assert _unquote_plus(value) == unquote_plus(value)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 
 import pytest
 
@@ -74,3 +76,17 @@ def test_where_a_message_is_answered() -> None:
 def test_bad_payloads_are_refused(payload: object, reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         jobs.from_payload(payload)
+
+
+@pytest.mark.parametrize("job", [SLASH, MESSAGE, STARTED])
+def test_the_payload_is_every_field_in_order_after_the_kind(job: jobs.Job) -> None:
+    expected = {"kind": job.kind, **{f.name: getattr(job, f.name) for f in dataclasses.fields(job)}}
+    assert list(job.to_payload().items()) == list(expected.items())
+
+
+def test_a_new_id_is_a_uuid4_in_its_usual_form() -> None:
+    ids = {jobs.new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for value in ids:
+        parsed = uuid.UUID(value)
+        assert (str(parsed), parsed.version, parsed.variant) == (value, 4, uuid.RFC_4122)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from chalicelib.slack import messages
+from tests.conftest import ROOT
 
 
 def test_answer_is_question_in_code_block_then_answer() -> None:
@@ -66,3 +70,13 @@ def test_an_answer_cut_at_the_length_limit_and_too_long_for_slack_gets_one_line(
     text = messages.answer("q", "あ" * 50_000, "ephemeral", "length")["text"]
     assert len(text) <= messages.MAX_TEXT_CHARS
     assert text.endswith(messages.TRUNCATED) and "length limit" not in text
+
+
+def test_the_http_function_imports_no_markdown_reader() -> None:
+    # It uses this module for acknowledgements only: the Markdown readers are the answer's.
+    code = (
+        "import sys, chalicelib.gateway; "
+        "print(sorted(m for m in ('chalicelib.slack.markdown', 'chalicelib.slack.mrkdwn') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "[]"
