@@ -212,7 +212,7 @@ def test_no_time_left_means_no_request(openai_server: FakeServer) -> None:
 
 def test_a_stream_that_never_starts_times_out_at_the_deadline(openai_server: FakeServer) -> None:
     openai_server.script = [Reply(200, "{}", delay=30)] * 3
-    deadline = Deadline.in_seconds(3)
+    deadline = Deadline.in_seconds(2)
     assert refusal(openai_server, deadline=deadline) == "timeout"
     # The attempt times out at the deadline and the SDK's retry, after its backoff (≤ 0.5 s), is
     # refused: done by 0.5 s past it, checked with 2 s to spare. Unhooked, the SDK would retry twice.
@@ -290,8 +290,12 @@ def test_a_retry_after_date_is_not_waited_for(openai_server: FakeServer) -> None
 
 
 @pytest.mark.parametrize("cut", ["break_after", "stall_after"])
-def test_a_failure_after_the_finish_reason_keeps_the_answer(openai_server: FakeServer, cut: str) -> None:
-    # The text is complete; only the usage chunk is lost. A stall is waited for briefly, not until the deadline.
+def test_a_failure_after_the_finish_reason_keeps_the_answer(
+    openai_server: FakeServer, cut: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The text is complete; only the usage chunk is lost. A stall is waited for briefly (USAGE_GRACE_SECONDS,
+    # 2 s; 0.5 s here), not until the deadline.
+    monkeypatch.setattr(llm, "USAGE_GRACE_SECONDS", 0.5)
     openai_server.script = [StreamReply(deltas=["a", "b"], **{cut: 3})]
     started = time.monotonic()
     chat_stream = open_stream(openai_server, seconds=60)
@@ -304,7 +308,7 @@ def test_a_failure_after_the_finish_reason_keeps_the_answer(openai_server: FakeS
 def test_a_stall_ends_at_the_deadline(openai_server: FakeServer) -> None:
     reply = StreamReply(deltas=["a", "b", "c"], stall_after=2)
     openai_server.script = [reply]
-    deadline = Deadline.in_seconds(3)
+    deadline = Deadline.in_seconds(2)
     chat_stream = llm.stream(CHAT, settings_for(openai_server), OPENAI_KEY, deadline)
     assert read_all(chat_stream) == (["a", "b"], "timeout")
     assert time.monotonic() - deadline.expires_at < 3
