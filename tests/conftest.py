@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from chalicelib import answer, aws, claims, dispatch, limits, llm, secrets
+from chalicelib import answer, aws, claims, dispatch, limits, secrets
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.settings import ENV_NAMES
 from devkit import slack_requests
@@ -52,7 +52,7 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 # The fast lane: `make check` sets MAMEKA_FAST_LANE=1, and each hypothesis property then runs a quarter
-# of its examples (the same property, the same derandomized generator); `make test` and CI run them all.
+# of its examples (the same property and generator, fewer draws); `make test` and CI run them all.
 FAST_LANE = os.environ.get("MAMEKA_FAST_LANE", "") not in ("", "0")
 
 
@@ -63,6 +63,10 @@ def examples(count: int) -> int:
 
 def new_container() -> None:
     """Forget what a Lambda container caches between invocations."""
+    # Imported here, not above: openai takes most of a second to import, and pytest-xdist's
+    # controller, which runs no test, would pay it before it starts its workers.
+    from chalicelib import llm
+
     secrets._cache = secrets.ParameterCache()
     aws.client.cache_clear()
     llm._client.cache_clear()
