@@ -204,7 +204,11 @@ class Replier:
             while self._pending.strip() or (self._current is not None and (final or self._current.full)):
                 if self._current is None:
                     self._start(final)
-                elif self._current.streamed and self._clock() - self._current.opened >= self._rotate_seconds:
+                elif (
+                    self._current.streamed
+                    and self._pending.strip()  # with nothing to go on with, the stream just ends
+                    and self._clock() - self._current.opened >= self._rotate_seconds
+                ):
                     self._rotate(self._current)
                 elif final or self._clock() >= self._ready_at():
                     self._extend(self._current, final)

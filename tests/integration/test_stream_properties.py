@@ -301,6 +301,11 @@ PROPERTY_SETTINGS = settings(
 # Found by these properties: an opening line too long to repeat (here a whole answer glued to
 # its fence) is closed at the cut and not reopened.
 @example(channel=DM, text="```" + JAPANESE[0] * 86, plan=[Step(1, 0.0, False)])
+@example(
+    channel=DM,
+    text=JAPANESE[0] + JAPANESE[1] * 46 + "```\n" + "x" * 300 + "\n```",
+    plan=[Step(401, 60.0, False)],
+)
 def test_property_streamed_answers_arrive_whole_within_limits_and_pace(
     fake: FakeSlackAPI, channel: str, text: str, plan: list[Step]
 ) -> None:

@@ -246,11 +246,11 @@ def test_a_job_delivered_twice_is_answered_once(bot_env, slack_server: FakeServe
 
 
 def test_the_reply_is_kept_time_for(bot_env, openai_server: FakeServer, slack_server: FakeServer) -> None:
-    # With 10 s left, the LLM gets 7.5 s (a quarter is kept for the reply), so a slow LLM still gets a reply.
+    # With 6 s left, the LLM gets 4.5 s (a quarter is kept for the reply), so a slow LLM still gets a reply.
     openai_server.script = [Reply(200, "{}", delay=30)]
     started = time.monotonic()
-    [message] = run_job(slack_server, {**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, seconds=10)
-    assert time.monotonic() - started < 10
+    [message] = run_job(slack_server, {**bot_env, "OPENAI_TIMEOUT_SECONDS": "60"}, seconds=6)
+    assert time.monotonic() - started < 6
     assert "took too long" in message["text"]
 
 

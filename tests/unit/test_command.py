@@ -22,7 +22,7 @@ from chalicelib.slack.command import (
     response_url_refusal,
     unescape,
 )
-from tests.conftest import ROOT, command_form
+from tests.conftest import ROOT, command_form, examples
 
 
 def test_parses_slack_fields() -> None:
@@ -182,7 +182,7 @@ _URLS = (
     | st.text(max_size=30)
 )
 # Derandomized, as the fuzz tests are: the same examples every run, and no .hypothesis/ database.
-PROPERTY = settings(max_examples=1000, deadline=None, derandomize=True, database=None)
+PROPERTY = settings(max_examples=examples(1000), deadline=None, derandomize=True, database=None)
 _HOST_LISTS = st.sampled_from([SLACK, SLACK | {"127.0.0.1", "localhost", "::1", "evil.example"}, frozenset()])
 
 
