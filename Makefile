@@ -24,8 +24,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 venv: $(STAMP)
 
 # Unit and integration tests mostly wait on loopback fakes (deadlines, stalls, retries), so more
-# workers than cores pay: 4 on the 2-core development machine (see README, Tests). XDIST= runs serially.
-XDIST ?= -n 4 --dist worksteal
+# workers than cores pay: 5 on the 2-core development machine (see README, Tests). XDIST= runs serially.
+XDIST ?= -n 5 --dist worksteal
 
 # The whole suite, in two runs: unit and integration in parallel, then e2e and tools one test at
 # a time (the load test times chalice local's acknowledgements; the tools run make, chalice and
