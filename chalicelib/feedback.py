@@ -151,8 +151,8 @@ def _put_in_table(table: str, job: FeedbackJob) -> bool | None:
                 ":now": {"N": str(math.floor(now))},
                 ":expires": {"N": str(math.ceil(now + FEEDBACK_TTL_SECONDS))},
             },
-            # The old first_voted_at comes back only if there was one: then this is a change of vote.
-            ReturnValues="UPDATED_OLD",
+            # The item as it was: one that had a first vote makes this a change of vote.
+            ReturnValues="ALL_OLD",
         )
     except Exception as error:
         logger.error("the feedback table could not be used (%s): the vote is not stored", aws.error_code(error))
