@@ -17,8 +17,9 @@ Contract (worker side only: it imports slack_sdk's block models):
   Lambda: ``chalicelib.claims.table_name``; else this process's memory), with ``vote``,
   ``model``, ``voted_at``, ``first_voted_at`` and a TTL of ``FEEDBACK_TTL_SECONDS`` (90 days).
   A vote that could not be stored is answered with one plain line saying so; with unusable
-  settings the line names the bad setting. It never raises and writes one JSON log line
-  (``"event": "feedback_job"``); the vote itself is logged by the HTTP function
+  settings the line names the bad setting. It never raises and writes the worker's one JSON
+  log line (``"event": "answer"``, ``kind`` ``feedback``, outcome ``vote_recorded``,
+  ``vote_changed`` or ``vote_not_stored``); the vote itself is logged by the HTTP function
   (``"event": "feedback"``), which is what ``make feedback`` counts.
 """
 
@@ -110,7 +111,7 @@ def record(job: FeedbackJob, settings: Settings | Unconfigured) -> None:
         if not delivery.delivered:
             fields["reply_error"] = delivery.error
     fields["outcome"] = outcome
-    logs.emit("feedback_job", **fields)
+    logs.emit("answer", **fields)
 
 
 def _store(

@@ -227,7 +227,8 @@ def test_two_clicks_store_the_last_vote_and_thank_once(
         == (answer_ts, CHANNEL, USER, DEFAULT_MODEL)
         for line in lines
     )
-    assert [line["outcome"] for line in log_lines(output, "feedback_job")] == ["vote_recorded", "vote_changed"]
+    answers = [line for line in log_lines(output, "answer") if line["kind"] == "feedback"]
+    assert [line["outcome"] for line in answers] == ["vote_recorded", "vote_changed"]
 
 
 @pytest.mark.parametrize("headers", [{"secret": "forged-secret-not-ours"}, {"timestamp": int(time.time()) - 3600}])
@@ -296,7 +297,7 @@ def test_other_interactions_are_acknowledged_and_ignored(
     assert [line["outcome"] for line in lines] == ["ignored", "ignored"]
 
 
-# --- in Lambda: the claims table ----------------------------------------------------------------------------------------
+# --- in Lambda: the claims table ---------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -358,5 +359,5 @@ def test_a_vote_the_table_cannot_take_is_answered_once_in_plain_words(
     path = response_path()
     feedback.record(vote_job("up", slack_server.url + path), lambda_settings("no-such-table"))
     assert [received.json()["text"] for received in slack_server.requests_to(path)] == [messages.FEEDBACK_NOT_RECORDED]
-    [line] = log_lines(capsys.readouterr().out, "feedback_job")
+    [line] = log_lines(capsys.readouterr().out, "answer")
     assert line["outcome"] == "vote_not_stored" and line["delivered"] is True
