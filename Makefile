@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # package is unaffected: scripts/compile_bytecode.py drops any stale .pyc from the zip.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: venv test check run package deploy delete secrets manifest ask demo bench lint docs clean
+.PHONY: venv test check run package deploy delete secrets manifest feedback ask demo bench lint docs clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@python=$$(scripts/find-python.sh) || exit 1; \
@@ -93,6 +93,10 @@ secrets: $(STAMP)
 
 manifest: $(STAMP)
 	@$(BIN)/python scripts/manifest.py $(STAGE)
+
+# DAYS (default 30) reaches scripts/feedback.py as --days.
+feedback: $(STAMP)
+	@$(BIN)/python scripts/feedback.py $(STAGE) $(if $(DAYS),--days $(DAYS))
 
 # Q and EVENT (command, mention or dm) are read from the environment, where make puts
 # `make ask EVENT=mention Q=...` too: pasting them into the recipe would let the shell interpret them.

@@ -1,7 +1,8 @@
 """mameka: an LLM in Slack, as two Lambda functions.
 
-- ``POST /slack/commands`` and ``POST /slack/events`` (the HTTP function) verify Slack's
-  signature, hand the job to the worker and acknowledge within Slack's 3 seconds.
+- ``POST /slack/commands``, ``POST /slack/events`` and ``POST /slack/interactions`` (the HTTP
+  function) verify Slack's signature, hand the job to the worker and acknowledge within
+  Slack's 3 seconds.
 - ``worker`` (invoked asynchronously) asks the LLM and answers: through ``response_url`` for
   a slash command, streamed into the thread for a mention or a DM.
 
@@ -35,6 +36,15 @@ def slash_command() -> Response:
 def slack_event() -> Response:
     request = app.current_request
     status, body = gateway.handle_event(request.headers, request.raw_body, os.environ, request.context.get("requestId"))
+    return Response(body=body, status_code=status)
+
+
+@app.route("/slack/interactions", methods=["POST"], content_types=["application/x-www-form-urlencoded"])
+def slack_interaction() -> Response:
+    request = app.current_request
+    status, body = gateway.handle_interaction(
+        request.headers, request.raw_body, os.environ, request.context.get("requestId")
+    )
     return Response(body=body, status_code=status)
 
 

@@ -10,7 +10,8 @@ kept), builds the chat within ``MAX_CONTEXT_TOKENS`` and hands it to the answer 
 (``chalicelib.answer``) with a ``ThreadSurface``: the answer is streamed into the thread
 (``chalicelib.slack.stream`` decides the cadence, message sizes and rotation), a retried
 attempt replaces what the failed one showed, and every ending is one plain-language line at
-most. Besides what the core decides:
+most. A completed answer ends with the feedback buttons (``chalicelib.feedback``) on its last
+message; an answer cut short, or an error line, has none. Besides what the core decides:
 
 - a status call refused with ``channel_not_found``, ``not_in_channel`` or ``invalid_auth``, or
   a Slack that cannot be reached at all, means the answer could not be posted: the LLM is not
@@ -30,11 +31,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib import answer as core
-from chalicelib import logs, secrets
+from chalicelib import feedback, logs, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
@@ -62,8 +63,9 @@ class ThreadSurface:
     reserve_seconds = FINISH_RESERVE_SECONDS
     paced = True
 
-    def __init__(self, replier: Replier) -> None:
+    def __init__(self, replier: Replier, final_blocks: Sequence[Any] = ()) -> None:
         self.replier = replier
+        self.final_blocks = list(final_blocks)  # a completed answer's last message only
 
     @property
     def visible(self) -> bool:
@@ -82,7 +84,7 @@ class ThreadSurface:
         self.replier.restart()
 
     def complete(self) -> None:
-        self.replier.finish()
+        self.replier.finish(self.final_blocks)
 
     def cut_short(self, kind: CutShortFault) -> None:
         self.replier.finish()
@@ -299,9 +301,8 @@ def _converse(
         history.to_chat(thread, current, job.bot_user_id, settings.system_prompt), settings.max_context_tokens
     )
     fields["history_messages"] = len(chat) - 2
-    return core.run(
-        chat, ThreadSurface(replier), settings, deadline, fields, core.Asker(job.team_id, job.user_id), started
-    )
+    surface = ThreadSurface(replier, [feedback.buttons(settings.openai_model)])
+    return core.run(chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id), started)
 
 
 def _notify(replier: Replier, text: str) -> None:

@@ -34,7 +34,22 @@ Events (``application/json``):
 - 200 ``{}`` when settings or the signing secret are unusable (logged; a missing parameter,
   access denied): there is no one to tell, and a retry would fail the same way.
 
-Both parse the settings the HTTP function uses from ``environ`` once per call
+Interactions (``application/x-www-form-urlencoded``, ``payload`` holding JSON; see
+``slack.interactions``), by ``handle_interaction(...)``:
+
+- 400 ``{"error": reason}`` for a signed body that is not a readable payload, or a feedback
+  vote whose ``response_url`` ``RESPONSE_URL_HOSTS`` does not allow;
+- 200 ``{}`` once a feedback vote (``block_actions`` from the ``feedback_buttons``) is
+  dispatched to the worker as a ``FeedbackJob`` (which stores the vote and thanks the user
+  through ``response_url``: Slack ignores the body of this acknowledgement), and for every
+  other interaction, which is ignored; also 200 ``{}`` for a voter ``ALLOWED_*_IDS`` leave out,
+  for unusable settings (logged) and when the job could not be dispatched (outcome
+  ``dispatch_failed``: Slack does not deliver an interaction again, so a non-200 would only
+  show the user a warning icon for a lost vote);
+- one log line: ``"event": "feedback"`` for a vote (answer ts, channel, user, model, vote,
+  outcome), ``"event": "interaction"`` for anything else.
+
+All three parse the settings the HTTP function uses from ``environ`` once per call
 (``Settings.from_env(environ, "api")``) and hand the parsed ``Settings`` down: a bad value of a
 worker-only setting never stops the signature check or the acknowledgement. ``environ`` itself
 goes only to ``dispatch``, unread, as the environment a local worker thread gets.
@@ -51,10 +66,10 @@ from typing import Any
 
 from chalicelib import logs, secrets
 from chalicelib.dispatch import DispatchError, dispatch
-from chalicelib.jobs import SlashCommandJob, new_id
+from chalicelib.jobs import FeedbackJob, SlashCommandJob, new_id
 from chalicelib.kinds import GatewayOutcome
 from chalicelib.settings import Settings, SettingsError
-from chalicelib.slack import events, messages, signature
+from chalicelib.slack import events, interactions, messages, signature
 from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, response_url_refusal
 
 logger = logging.getLogger(__name__)
@@ -181,6 +196,68 @@ def _route_event(decision: events.Decision, settings: Settings, environ: Mapping
         dispatch(decision.to_payload(), settings, environ)
     except DispatchError:
         return 503, {"error": "could not start working on this event"}, "dispatch_failed"
+    return 200, {}, "dispatched"
+
+
+def handle_interaction(
+    headers: Mapping[str, str], body: bytes, environ: Mapping[str, str], request_id: str | None
+) -> Result:
+    started = time.perf_counter()
+    decision: interactions.Decision | None = None
+    try:
+        settings = _verified(headers, body, Settings.from_env(environ, function="api"))
+        decision = interactions.parse(body)
+        status, message, outcome = _route_interaction(decision, settings, environ)
+    except SettingsError as error:
+        logger.error("invalid setting: %s", error)
+        status, message, outcome = 200, {}, "not_configured"
+    except secrets.SecretUnavailable as error:
+        status, message, outcome = 200, {}, "secrets_unavailable" if error.transient else "not_configured"
+    except signature.InvalidSignature as error:
+        status, message, outcome = 401, {"error": str(error)}, "invalid_signature"
+    except interactions.MalformedInteraction as error:
+        status, message, outcome = 400, {"error": str(error)}, "malformed"
+    fields: dict[str, Any] = {"request_id": request_id, "outcome": outcome, "status": status}
+    if isinstance(decision, interactions.FeedbackVote):
+        fields.update(
+            team_id=decision.team_id,
+            channel_id=decision.channel_id,
+            user_id=decision.user_id,
+            message_ts=decision.message_ts,
+            model=decision.model,
+            vote=decision.vote,
+        )
+    elif isinstance(decision, interactions.Ignored):
+        fields["reason"] = decision.reason
+    fields["ack_ms"] = round((time.perf_counter() - started) * 1000, 3)
+    logs.emit("feedback" if isinstance(decision, interactions.FeedbackVote) else "interaction", **fields)
+    return status, message
+
+
+def _route_interaction(decision: interactions.Decision, settings: Settings, environ: Mapping[str, str]) -> Decided:
+    if isinstance(decision, interactions.Ignored):
+        return 200, {}, "ignored"
+    if decision.response_url is not None:
+        refusal = response_url_refusal(decision.response_url, settings.response_url_hosts, settings.in_lambda)
+        if refusal:  # the worker would carry the thanks wherever the URL says
+            return 400, {"error": refusal}, "response_url_refused"
+    if not settings.allows(decision.team_id, decision.channel_id, decision.user_id):
+        return 200, {}, "denied"
+    job = FeedbackJob(
+        id=new_id(),
+        asked_at=time.time(),
+        team_id=decision.team_id,
+        channel_id=decision.channel_id,
+        user_id=decision.user_id,
+        message_ts=decision.message_ts,
+        vote=decision.vote,
+        model=decision.model,
+        response_url=decision.response_url,
+    )
+    try:
+        dispatch(job.to_payload(), settings, environ)
+    except DispatchError:
+        return 200, {}, "dispatch_failed"
     return 200, {}, "dispatched"
 
 

@@ -125,8 +125,30 @@ class AssistantThreadStartedJob(_JobBase):
     user_id: str
 
 
-Job = SlashCommandJob | MessageJob | AssistantThreadStartedJob
-KINDS: dict[str, type[Job]] = {cls.kind: cls for cls in (SlashCommandJob, MessageJob, AssistantThreadStartedJob)}
+@dataclass(frozen=True)
+class FeedbackJob(_JobBase):
+    """A user voted on an answer with its feedback buttons: store the vote, thank them once."""
+
+    kind: ClassVar[JobKind] = "feedback"
+    timestamps: ClassVar[frozenset[str]] = frozenset({"message_ts"})
+    id: str  # new_id(), made by the HTTP function
+    asked_at: float  # when the user clicked (epoch seconds): the request's signed timestamp
+    team_id: str
+    channel_id: str
+    user_id: str
+    message_ts: str  # the answer voted on
+    vote: str  # "up" or "down" (chalicelib.slack.interactions.Vote)
+    model: str  # the model that wrote the answer, from the button's value
+    response_url: str | None  # where the thanks go; None: Slack sent none
+
+    def log_fields(self) -> dict[str, Any]:
+        return {**super().log_fields(), "message_ts": self.message_ts, "vote": self.vote, "model": self.model}
+
+
+Job = SlashCommandJob | MessageJob | AssistantThreadStartedJob | FeedbackJob
+KINDS: dict[str, type[Job]] = {
+    cls.kind: cls for cls in (SlashCommandJob, MessageJob, AssistantThreadStartedJob, FeedbackJob)
+}
 
 
 def from_payload(payload: Any) -> Job:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, cast, get_args
 
-JobKind = Literal["slash_command", "message", "assistant_thread_started"]
+JobKind = Literal["slash_command", "message", "assistant_thread_started", "feedback"]
 
 # What ``llm.LLMError.kind`` can be: a request the SDK gave up on, or a stream that broke.
 LLMFault = Literal[
@@ -91,7 +91,9 @@ AnswerOutcome = (
         "secrets_unavailable",
     ]
 )
-Outcome = GatewayOutcome | AnswerOutcome
+# A feedback job's (``chalicelib.feedback``): a first vote (thanked), a changed one, or not stored.
+FeedbackOutcome = Literal["vote_recorded", "vote_changed", "vote_not_stored"]
+Outcome = GatewayOutcome | AnswerOutcome | FeedbackOutcome
 
 
 def values(kind: object) -> frozenset[str]:

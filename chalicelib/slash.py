@@ -3,7 +3,9 @@
 Contract: ``answer(job, deadline, settings)`` runs the answer core (``chalicelib.answer``) with
 a surface that gathers the streamed answer and shows nothing until the end, then POSTs exactly
 one reply: the answer (the question echoed, Markdown converted to mrkdwn), or one
-plain-language line. Slack allows a ``response_url`` five uses, so there are no interim
+plain-language line. A completed answer also carries its feedback buttons: the question and
+answer in a ``markdown`` block, then the buttons (``chalicelib.feedback.with_buttons``; the
+mrkdwn ``text`` stays as the fallback). Slack allows a ``response_url`` five uses, so there are no interim
 posts; a retried attempt simply starts the gathered text afresh. Given ``Unconfigured``
 settings (the worker could not read them), the one reply is "not set up correctly", naming
 the bad setting, posted with only what reaching the asker takes. It never raises and writes
@@ -18,7 +20,7 @@ import time
 from typing import Any
 
 from chalicelib import answer as core
-from chalicelib import logs
+from chalicelib import feedback, logs
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
@@ -38,9 +40,10 @@ class ReplySurface:
     visible = False  # nothing is shown before the one reply
     paced = False
 
-    def __init__(self, question: str, response_type: str) -> None:
+    def __init__(self, question: str, response_type: str, model: str | None = None) -> None:
         self._question = question
         self._response_type = response_type
+        self._model = model  # set: a completed answer carries the feedback buttons for it
         self._text = ""
         self.message: Message | None = None
 
@@ -58,6 +61,8 @@ class ReplySurface:
 
     def complete(self) -> None:
         self.message = messages.answer(self._question, self._text, self._response_type)
+        if self._model is not None:
+            self.message = feedback.with_buttons(self.message, self._question, self._text, self._model)
 
     def cut_short(self, kind: CutShortFault) -> None:
         self.message = messages.answer(self._question, self._text, self._response_type, finish_reason=kind)
@@ -114,7 +119,7 @@ def _compose(
     fields["model"] = settings.openai_model
     if settings.log_message_text:
         fields["text"] = job.text
-    surface = ReplySurface(job.text, settings.slack_response_type)
+    surface = ReplySurface(job.text, settings.slack_response_type, settings.openai_model)
     chat = [{"role": "system", "content": settings.system_prompt}, {"role": "user", "content": job.text}]
     outcome = core.run(chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id), started)
     return surface.message or messages.error("service_error"), outcome

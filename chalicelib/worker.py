@@ -9,7 +9,9 @@ dropped with a log line), and hands it to its kind's handler:
   LLM's answer, or one plain-language error, POSTed once;
 - a message (mention, DM, assistant pane) is answered in its thread by
   ``chalicelib.conversation``, streamed as it is written;
-- an opened assistant pane gets its suggested prompts (``chalicelib.conversation``).
+- an opened assistant pane gets its suggested prompts (``chalicelib.conversation``);
+- a vote on an answer (its feedback buttons) is stored, and the voter thanked once, by
+  ``chalicelib.feedback``, however long the job waited.
 
 Everything below gets the parsed ``Settings``, never ``environ``. When a setting is unusable,
 the handlers get ``Unconfigured`` instead: the bad setting's name (logged here, with why) and
@@ -34,9 +36,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import claims, conversation, jobs, logs, slash
+from chalicelib import claims, conversation, feedback, jobs, logs, slash
 from chalicelib.deadline import Deadline
-from chalicelib.jobs import Job, SlashCommandJob
+from chalicelib.jobs import FeedbackJob, Job, SlashCommandJob
 from chalicelib.settings import REPLY, THREAD, Settings, SettingsError, Unconfigured
 
 logger = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def _settings(job: Job, environ: Mapping[str, str]) -> Settings | Unconfigured:
         logger.error("invalid setting: %s", error)
         try:
             reach: Settings | None = Settings.reach_from_env(
-                environ, REPLY if isinstance(job, SlashCommandJob) else THREAD
+                environ, REPLY if isinstance(job, (SlashCommandJob, FeedbackJob)) else THREAD
             )
         except SettingsError as unusable:
             logger.error("and the asker cannot be told: %s", unusable)
@@ -80,6 +82,9 @@ def _run(job: Job, deadline: Deadline, settings: Settings | Unconfigured) -> Non
     if not claims.store(settings if isinstance(settings, Settings) else None).claim(job.claim_keys):
         logger.info("dropping %s job %s: already claimed", job.kind, job.id)
         logs.emit("answer", kind=job.kind, job_id=job.id, outcome="duplicate")
+        return
+    if isinstance(job, FeedbackJob):  # a vote is worth keeping however late: no LLM, no thread
+        feedback.record(job, settings)
         return
     age = time.time() - job.asked_at
     if isinstance(settings, Settings) and age > settings.job_max_age_seconds:

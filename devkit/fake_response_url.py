@@ -3,8 +3,11 @@
 Contract: ``fake_response_url()`` is a ``devkit.http_fake.FakeServer`` that answers as Slack's
 response_url does (any path): HTTP 200 ``ok`` for a JSON object with a ``text`` or
 ``blocks``; HTTP 400 ``invalid_payload`` for a body that is not a JSON object, ``no_text``
-for one with neither. ``refusal(body)`` is that error code, or None: what a client that
-reads the fake's requests (``scripts/ask.py``) reports.
+for one with neither, and Slack's error for blocks it refuses (``invalid_blocks``,
+``msg_blocks_too_many``: ``devkit.slack_model.check_blocks``). Every request is recorded
+(``received``), so a test reads there both a command's reply and the thanks for a vote.
+``refusal(body)`` is that error code, or None: what a client that reads the fake's requests
+(``scripts/ask.py``) reports.
 
 Standard library only; never imports ``chalicelib``.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 
 from devkit.http_fake import FakeServer, Received, Reply
+from devkit.slack_model import Refusal, check_blocks
 
 
 def refusal(body: bytes) -> str | None:
@@ -25,6 +29,10 @@ def refusal(body: bytes) -> str | None:
         return "invalid_payload"
     if not message.get("text") and not message.get("blocks"):
         return "no_text"
+    try:
+        check_blocks(message.get("blocks"))
+    except Refusal as error:
+        return error.error
     return None
 
 

@@ -54,7 +54,11 @@ Contract:
   (``cant_update_message`` / ``cant_delete_message``); replies of an unknown thread
   (``thread_not_found``); a bad cursor (``invalid_cursor``), ``oldest`` / ``latest`` that is
   not a timestamp (``invalid_ts_oldest`` / ``invalid_ts_latest``); more than 4 suggested
-  prompts, more than 10 loading messages, or a missing argument (``invalid_arguments``).
+  prompts, more than 10 loading messages, or a missing argument (``invalid_arguments``);
+  ``blocks`` on chat.postMessage / chat.update / chat.stopStream that ``check_blocks`` refuses
+  (more than 50: ``msg_blocks_too_many``; an unknown block type, a bad markdown block, a
+  context_actions block with more than 5 elements or a bad feedback button:
+  ``invalid_blocks``), the message unchanged.
 - Seeding: ``add_message``, ``add_event`` (the message an Events API body is about).
   Observation, as copies: ``thread()``, ``messages()``, ``bot_messages()``, ``status()``,
   ``suggested_prompts()``; what a user sees now, after every update, delete and stream
@@ -93,6 +97,34 @@ STREAMING_STATE_CONFLICT = "streaming_state_conflict"
 FALLBACK_TEXT_CHARS = 100  # streamed_as_blocks: how much of a Markdown message stays in `text`
 TOMBSTONE_TEXT = "This message was deleted."  # what Slack leaves of a deleted root that has replies
 SLACKBOT_USER_ID = "USLACKBOT"
+# Blocks (https://docs.slack.dev/reference/block-kit/blocks): Slack refuses a message with more.
+MAX_BLOCKS = 50
+MAX_CONTEXT_ACTIONS = 5
+MAX_BUTTON_TEXT_CHARS = 75  # a feedback button's text and accessibility_label
+MAX_BUTTON_VALUE_CHARS = 2000
+MAX_ACTION_ID_CHARS = 255
+BLOCK_TYPES = frozenset(
+    {
+        "actions",
+        "alert",
+        "card",
+        "carousel",
+        "context",
+        "context_actions",
+        "divider",
+        "file",
+        "header",
+        "image",
+        "input",
+        "markdown",
+        "plan",
+        "rich_text",
+        "section",
+        "table",
+        "task_card",
+        "video",
+    }
+)
 METHODS = (
     "auth.test",
     "chat.postMessage",
@@ -172,6 +204,69 @@ def text_length(params: dict[str, Any]) -> int:
     with contextlib.suppress(Refusal):  # a malformed chunk list counts as no text
         total += sum(len(text) for text in chunk_texts(params.get("chunks")))
     return total
+
+
+def check_blocks(blocks: Any) -> list[dict[str, Any]] | None:
+    """A message's ``blocks`` argument as Slack reads it (a list, or that list as a JSON string),
+    or None when there is none; ``Refusal`` for what Slack refuses: more than ``MAX_BLOCKS``
+    (``msg_blocks_too_many``), or (``invalid_blocks``) a block that is not an object of a known
+    ``type`` (``BLOCK_TYPES``), a ``markdown`` block whose ``text`` is empty or over 12,000
+    characters, a ``context_actions`` block without 1-5 ``feedback_buttons`` / ``icon_button``
+    elements, a feedback button without a ``plain_text`` text of at most 75 characters or a
+    string ``value`` of at most 2,000, an ``action_id`` over 255 or an ``accessibility_label``
+    over 75."""
+    if blocks is None:
+        return None
+    if isinstance(blocks, str):
+        try:
+            blocks = json.loads(blocks)
+        except ValueError:
+            raise Refusal("invalid_blocks", "blocks is not JSON") from None
+    if not isinstance(blocks, list):
+        raise Refusal("invalid_blocks", "blocks must be an array")
+    if len(blocks) > MAX_BLOCKS:
+        raise Refusal("msg_blocks_too_many")
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") not in BLOCK_TYPES:
+            raise Refusal("invalid_blocks", "unknown block type")
+        if block["type"] == "markdown":
+            text = block.get("text")
+            if not isinstance(text, str) or not text or len(text) > MAX_MARKDOWN_CHARS:
+                raise Refusal("invalid_blocks", "markdown block text: 1 to 12,000 characters")
+        elif block["type"] == "context_actions":
+            _check_context_actions(block)
+    return blocks
+
+
+def _check_context_actions(block: dict[str, Any]) -> None:
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_CONTEXT_ACTIONS:
+        raise Refusal("invalid_blocks", f"context_actions: 1 to {MAX_CONTEXT_ACTIONS} elements")
+    for element in elements:
+        if not isinstance(element, dict) or element.get("type") not in ("feedback_buttons", "icon_button"):
+            raise Refusal("invalid_blocks", "context_actions: feedback_buttons or icon_button elements only")
+        action_id = element.get("action_id")
+        if action_id is not None and (not isinstance(action_id, str) or len(action_id) > MAX_ACTION_ID_CHARS):
+            raise Refusal("invalid_blocks", f"action_id: at most {MAX_ACTION_ID_CHARS} characters")
+        if element["type"] == "feedback_buttons":
+            for name in ("positive_button", "negative_button"):
+                _check_feedback_button(element.get(name), name)
+
+
+def _check_feedback_button(button: Any, name: str) -> None:
+    if not isinstance(button, dict):
+        raise Refusal("invalid_blocks", f"feedback_buttons: {name} is required")
+    text = button.get("text")
+    if not (isinstance(text, dict) and text.get("type") == "plain_text" and isinstance(text.get("text"), str)):
+        raise Refusal("invalid_blocks", f"{name}.text must be a plain_text object")
+    if not text["text"] or len(text["text"]) > MAX_BUTTON_TEXT_CHARS:
+        raise Refusal("invalid_blocks", f"{name}.text: 1 to {MAX_BUTTON_TEXT_CHARS} characters")
+    value = button.get("value")
+    if not isinstance(value, str) or not value or len(value) > MAX_BUTTON_VALUE_CHARS:
+        raise Refusal("invalid_blocks", f"{name}.value: 1 to {MAX_BUTTON_VALUE_CHARS} characters")
+    label = button.get("accessibility_label")
+    if label is not None and (not isinstance(label, str) or len(label) > MAX_BUTTON_TEXT_CHARS):
+        raise Refusal("invalid_blocks", f"{name}.accessibility_label: at most {MAX_BUTTON_TEXT_CHARS} characters")
 
 
 def required(params: dict[str, Any], name: str, missing: str = "invalid_arguments") -> str:
@@ -475,14 +570,8 @@ class Workspace:
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = required(params, "channel", missing="channel_not_found")
         text, markdown = self._message_content(params)
-        blocks = params.get("blocks")
-        message = self._bot_message(
-            channel,
-            text,
-            params.get("thread_ts") or None,
-            markdown=markdown,
-            blocks=blocks if isinstance(blocks, list) else None,
-        )
+        blocks = check_blocks(params.get("blocks"))
+        message = self._bot_message(channel, text, params.get("thread_ts") or None, markdown=markdown, blocks=blocks)
         return {"channel": channel, "ts": message.ts, "message": self._as_slack(message)}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -490,13 +579,13 @@ class Workspace:
         if message.bot_id != self.bot_id:
             raise Refusal("cant_update_message")
         text, markdown = self._message_content(params)
+        blocks = check_blocks(params.get("blocks"))
         if message.streaming:
             if not self.update_while_streaming:
                 raise Refusal(STREAMING_STATE_CONFLICT)
             message.stream = "stopped"  # the update ends the stream: appends are refused from now on
-        blocks = params.get("blocks")
         message.text, message.markdown, message.edited = text, markdown, True
-        message.blocks = blocks if isinstance(blocks, list) else None
+        message.blocks = blocks
         return {"channel": message.channel, "ts": message.ts, "text": text, "message": self._as_slack(message)}
 
     def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -565,10 +654,10 @@ class Workspace:
         message = self._streaming(params)
         text = self._stream_text(params, required=False)
         self._check_stream_size(message.text + text)
+        blocks = check_blocks(params.get("blocks"))
         message.text += text
         message.stream = "stopped"
-        blocks = params.get("blocks")
-        if isinstance(blocks, list):
+        if blocks is not None:
             message.blocks = blocks
         return {"channel": message.channel, "ts": message.ts, "message": self._as_slack(message)}
 

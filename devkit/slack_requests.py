@@ -17,6 +17,9 @@ Contract (pure functions, standard library only, never imports ``chalicelib``):
 - ``signed_headers(secret, body, timestamp=None, content_type=FORM) -> dict``: the headers
   Slack sends with a request (use ``content_type=JSON`` for events); ``timestamp`` defaults
   to now. ``retry_num`` adds Slack's retry headers.
+- Interactivity: ``feedback_payload(value, message_ts, response_url, **fields)`` is the
+  ``block_actions`` payload of a click on a ``feedback_buttons`` button, and
+  ``interaction_form(payload)`` the form body (``payload=<JSON>``) Slack POSTs it in.
 - ``new_ts() -> "1700000000.000100"``-like strings, unique and increasing within the process
   (microseconds since the epoch, bumped past the last one handed out).
 
@@ -278,6 +281,56 @@ def assistant_thread_started_event(
 def url_verification(challenge: str) -> bytes:
     """The body Slack POSTs when the Request URL is set, to check that we echo ``challenge``."""
     return json.dumps({"token": VERIFICATION_TOKEN, "challenge": challenge, "type": "url_verification"}).encode()
+
+
+# --- interactivity --------------------------------------------------------------------------------------------------
+
+
+def feedback_payload(
+    value: str,
+    message_ts: str,
+    response_url: str,
+    *,
+    channel_id: str = CHANNEL_ID,
+    user_id: str = USER_ID,
+    team_id: str = TEAM_ID,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The ``block_actions`` payload Slack sends when a user clicks a ``feedback_buttons`` button
+    whose ``value`` is ``value``, under the bot's message ``message_ts``. ``fields`` add or
+    replace top-level fields (``None`` removes one)."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": USER_NAME, "name": USER_NAME, "team_id": team_id},
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "container": {"type": "message", "message_ts": message_ts, "channel_id": channel_id, "is_ephemeral": False},
+        "trigger_id": TRIGGER_ID,
+        "team": {"id": team_id, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel_id, "name": CHANNEL_NAME},
+        "message": {"type": "message", "user": BOT_USER_ID, "ts": message_ts, "text": "an answer"},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "type": "feedback_buttons",
+                "action_id": "answer_feedback",
+                "block_id": "fb",
+                "value": value,
+                "text": {"type": "plain_text", "text": "Good answer"},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return _with_fields(payload, fields)
+
+
+def interaction_form(payload: dict[str, Any] | str) -> bytes:
+    """The form body Slack POSTs to the interactivity Request URL: ``payload=<JSON>``."""
+    text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+    return urlencode({"payload": text}).encode()
 
 
 # --- signing ----------------------------------------------------------------------------------------------------------

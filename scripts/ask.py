@@ -354,8 +354,21 @@ def show(kind: str, message: dict[str, Any], seconds: float, style: Style, out: 
     visibility = "in the channel" if message.get("response_type") == "in_channel" else "only visible to you"
     out.write(style.dim(f"── {kind} · {visibility} · {seconds:.1f} s") + "\n")
     out.write(render(str(message.get("text") or ""), style).rstrip("\n") + "\n")
-    if message.get("blocks"):
-        out.write(style.dim(f"({len(message['blocks'])} blocks not shown)") + "\n")
+    blocks = [block for block in message.get("blocks") or [] if isinstance(block, dict)]
+    buttons = [
+        str((element.get(side) or {}).get("text", {}).get("text", "?"))
+        for block in blocks
+        if block.get("type") == "context_actions"
+        for element in block.get("elements") or []
+        if isinstance(element, dict) and element.get("type") == "feedback_buttons"
+        for side in ("positive_button", "negative_button")
+    ]
+    if buttons:
+        out.write(style.dim(" ".join(f"[{text}]" for text in buttons) + "  (feedback buttons)") + "\n")
+    # A markdown block holds the answer the text above shows; the buttons are drawn above.
+    hidden = [block for block in blocks if block.get("type") not in ("markdown", "context_actions")]
+    if hidden:
+        out.write(style.dim(f"({len(hidden)} blocks not shown)") + "\n")
     out.flush()
 
 

@@ -152,6 +152,19 @@ def cut_short(kind: CutShortFault) -> str:
     return f":warning: The answer above was cut short because {reason}. Please ask again if you need the rest."
 
 
+FEEDBACK_THANKS = "Thanks for the feedback."
+FEEDBACK_NOT_RECORDED = ":warning: Sorry, I couldn't record your feedback. Please try again later."
+
+
+def feedback_thanks() -> Message:
+    """Said once to a user who voted on an answer; it stays under the answer (not replacing it)."""
+    return {"response_type": "ephemeral", "replace_original": False, "text": FEEDBACK_THANKS}
+
+
+def feedback_not_recorded() -> Message:
+    return {"response_type": "ephemeral", "replace_original": False, "text": FEEDBACK_NOT_RECORDED}
+
+
 def mention_usage(bot_user_id: str) -> str:
     return f"Ask me anything, for example: <@{bot_user_id}> 東京でおすすめの散歩道は？"
 

@@ -43,7 +43,14 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
 - The model's text never reaches Slack as a broadcast mention (``<!here>``, ``<!channel>``,
   ``<!subteam^…>``...): ``markdown.defuse_broadcasts`` is applied to every delta, across deltas.
 - ``finish()`` sends what is left (but trailing text that is only whitespace) and stops the
-  open stream; it can be called again (no-op).
+  open stream; it can be called again (no-op). ``finish(final_blocks)`` (a completed answer's
+  feedback buttons) puts ``final_blocks`` on the answer's last message only: on the
+  ``chat.stopStream`` that ends it; or, when that message was posted (streaming refused) or
+  finished by ``chat.update`` (its stream ended or its last call's fate unknown), by one more
+  ``chat.update`` that shows its text in a ``markdown`` block followed by them (``text`` stays
+  as the fallback). Blocks that Slack refuses (``BLOCK_ERRORS``) are dropped, the message
+  stopped without them; a failure of that last update is logged, not raised: the answer is
+  whole without its buttons.
   ``post_notice(text)`` finishes first, then posts one mrkdwn line in the thread.
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
@@ -61,9 +68,11 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from slack_sdk.models.blocks import MarkdownBlock
 
 from chalicelib.slack import history, markdown, web
 
@@ -81,6 +90,8 @@ ROTATE_SECONDS = 240.0  # STREAM_ROTATE_SECONDS' default: Slack ends a stream ab
 # What an earlier attempt's message says when it cannot be deleted.
 REPLACED = "_(An earlier attempt at this answer broke off; the whole answer follows.)_"
 EXPIRED = "message_not_in_streaming_state"
+# Slack refuses a message's blocks: the message goes out without them.
+BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_blocks_too_many", "msg_blocks_too_long"})
 # Errors after which a write may have landed: sending it another way could show it twice.
 UNCERTAIN = frozenset({"connection", "timeout", "unreadable"})
 # Cut candidates, best first: a paragraph, a line, then a sentence or clause mark or a space
@@ -141,6 +152,8 @@ class Replier:
         self.notice_attempted = False
         self.calls = 0
         self.posted_ts: list[str] = []
+        self._final_blocks: list[Any] | None = None  # during finish(final_blocks): not yet sent
+        self._last: _Message | None = None  # the newest answer message
 
     @property
     def fallback(self) -> bool:
@@ -166,11 +179,17 @@ class Replier:
         if due is not None and due <= 0:
             self._send(final=False)
 
-    def finish(self) -> None:
+    def finish(self, final_blocks: Sequence[Any] | None = None) -> None:
         if self._failed is not None:
             self._abandon()
             return
-        self._send(final=True)
+        self._final_blocks = list(final_blocks) if final_blocks else None
+        try:
+            self._send(final=True)
+        finally:
+            blocks, self._final_blocks = self._final_blocks, None
+        if blocks and self._last is not None:  # no chat.stopStream carried them
+            self._add_blocks(self._last, blocks)
 
     def discard_pending(self) -> None:
         """Forget text not yet sent: an answer that failed before it showed will be asked for again."""
@@ -267,7 +286,7 @@ class Replier:
         self.posted_ts.append(ts)
         self._answer_ts.append(ts)
         now = self._clock()
-        self._current = _Message(ts, streamed, text, now, limit, full=full, opened=now)
+        self._current = self._last = _Message(ts, streamed, text, now, limit, full=full, opened=now)
         self._drop_superseded()
         self._pending, self._reopen = rest, reopen
         if full and not streamed:
@@ -276,7 +295,7 @@ class Replier:
     def _extend(self, message: _Message, final: bool) -> None:
         """Sends pending text into ``message``; closes it when it is full or this is the end."""
         if message.full:
-            self._close(message, "")
+            self._close(message, "", last=final and not self._pending.strip())
             return
         piece, rest, reopen, full = _take(message.text, self._pending, message.limit, message.streamed, final)
         if full and not piece.strip():
@@ -290,7 +309,7 @@ class Replier:
                 message.text += piece
             message.last_sent = self._clock()
         elif closing:
-            self._close(message, piece)
+            self._close(message, piece, last=final and not rest.strip())
         else:
             try:
                 self._call(web.append_stream, self._client, self._channel, message.ts, piece)
@@ -313,17 +332,51 @@ class Replier:
             self._current = None
             self._reopen = reopen
 
-    def _close(self, message: _Message, piece: str) -> None:
-        """Ends ``message`` with ``piece`` as its last text (a posted message needs nothing more)."""
+    def _close(self, message: _Message, piece: str, last: bool = False) -> None:
+        """Ends ``message`` with ``piece`` as its last text (a posted message needs nothing more);
+        ``last``: the answer's last message, which carries the final blocks, if any."""
         if message.streamed:
             try:
-                self._call(web.stop_stream, self._client, self._channel, message.ts, piece if piece.strip() else None)
+                self._stop(message, piece if piece.strip() else None, last)
                 message.text += piece
             except web.SlackError as error:
                 if error.code != EXPIRED and error.code not in UNCERTAIN:
                     raise
                 self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
         self._current = None
+
+    def _stop(self, message: _Message, piece: str | None, last: bool) -> None:
+        blocks = self._final_blocks if last else None
+        if not blocks:
+            self._call(web.stop_stream, self._client, self._channel, message.ts, piece)
+            return
+        try:
+            self._call(web.stop_stream, self._client, self._channel, message.ts, piece, blocks)
+        except web.SlackError as error:
+            if error.code not in BLOCK_ERRORS:
+                raise
+            # Refused for the blocks alone, nothing changed: the answer ends without them.
+            logger.warning("Slack refused the answer's final blocks (%s): stopping without them", error.code)
+            self._final_blocks = None
+            self._call(web.stop_stream, self._client, self._channel, message.ts, piece)
+            return
+        self._final_blocks = None  # delivered
+
+    def _add_blocks(self, message: _Message, blocks: list[Any]) -> None:
+        """Shows ``blocks`` under a message that no chat.stopStream could carry them on (see the module docstring)."""
+        if not message.text.strip() or len(message.text) > MarkdownBlock.text_max_length:
+            return  # nothing to show in a markdown block, or too much: the text matters more
+        try:
+            self._call(
+                web.update,
+                self._client,
+                self._channel,
+                message.ts,
+                text=message.text,
+                blocks=[MarkdownBlock(text=message.text), *blocks],
+            )
+        except web.SlackError as error:
+            logger.warning("could not add the final blocks to the answer: %s", error.code)
 
     def _drop_superseded(self) -> None:
         """The new attempt is showing: delete the earlier attempt's messages."""
@@ -373,7 +426,7 @@ class Replier:
         self.posted_ts.append(ts)
         self._answer_ts.append(ts)
         now = self._clock()
-        message = _Message(ts, True, "", now, STREAM_MAX_BYTES, opened=now)
+        message = self._last = _Message(ts, True, "", now, STREAM_MAX_BYTES, opened=now)
         self._pending, self._reopen = rest, ""
         self._finish_ended(message, text, stop_first=True)
         if not self._reopen:

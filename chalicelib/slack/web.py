@@ -24,7 +24,8 @@ Retries (slack_sdk's own retry loop, with our handlers instead of its defaults),
   Timeouts are never retried: the timeout is the time left, so nothing is left to retry with.
 
 Helpers: ``set_status``, ``set_suggested_prompts``, ``post``, ``update``, ``delete``,
-``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError``; ``delete`` counts a
+``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError`` (``stop_stream`` and
+``update`` take ``blocks``: slack_sdk's models or dicts); ``delete`` counts a
 message that is not there as deleted. ``thread_messages`` never raises: it returns the
 messages it read and the error that stopped it, if any. ``find_own_message`` finds the bot's
 newest message in a thread after a ts (a streamed message whose ``chat.startStream`` answer was
@@ -47,6 +48,7 @@ from urllib.parse import urlsplit
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
+from slack_sdk.models.blocks import Block
 
 from chalicelib.deadline import Deadline
 from chalicelib.slack import history
@@ -372,10 +374,11 @@ def update(
     ts: str,
     markdown_text: str | None = None,
     text: str | None = None,
+    blocks: Sequence[Block | dict[str, Any]] | None = None,
 ) -> None:
-    """Replaces a message's whole text."""
+    """Replaces a message's whole text (with ``blocks``, what it shows; ``text`` is then the fallback)."""
     with _translated("chat.update"):
-        client.chat_update(channel=channel, ts=ts, markdown_text=markdown_text, text=text)
+        client.chat_update(channel=channel, ts=ts, markdown_text=markdown_text, text=text, blocks=blocks)
 
 
 def delete(client: WebClient, channel: str, ts: str) -> None:
@@ -417,7 +420,13 @@ def append_stream(client: WebClient, channel: str, ts: str, markdown_text: str) 
         client.chat_appendStream(channel=channel, ts=ts, markdown_text=markdown_text)
 
 
-def stop_stream(client: WebClient, channel: str, ts: str, markdown_text: str | None = None) -> None:
-    """Ends a streamed message, with its last text if any."""
+def stop_stream(
+    client: WebClient,
+    channel: str,
+    ts: str,
+    markdown_text: str | None = None,
+    blocks: Sequence[Block | dict[str, Any]] | None = None,
+) -> None:
+    """Ends a streamed message, with its last text if any; ``blocks`` are shown below its text."""
     with _translated("chat.stopStream"):
-        client.chat_stopStream(channel=channel, ts=ts, markdown_text=markdown_text)
+        client.chat_stopStream(channel=channel, ts=ts, markdown_text=markdown_text, blocks=blocks)

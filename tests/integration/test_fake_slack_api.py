@@ -673,3 +673,49 @@ def test_command_line_serves_prints_each_call_and_stops_at_end_of_input() -> Non
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- blocks -----------------------------------------------------------------------------------------------------------
+
+
+def feedback_buttons(text: str = "Good answer", elements: int = 1) -> dict[str, Any]:
+    button = {"text": {"type": "plain_text", "text": text}, "value": "up:m"}
+    element = {"type": "feedback_buttons", "action_id": "f", "positive_button": button, "negative_button": button}
+    return {"type": "context_actions", "elements": [element] * elements}
+
+
+@pytest.mark.parametrize(
+    ("blocks", "error"),
+    [
+        ([{"type": "divider"}] * 51, "msg_blocks_too_many"),
+        ([{"type": "no_such_block"}], "invalid_blocks"),
+        ([{"type": "markdown", "text": "x" * (MAX_MARKDOWN_CHARS + 1)}], "invalid_blocks"),
+        ([feedback_buttons(elements=6)], "invalid_blocks"),
+        ([feedback_buttons(text="x" * 76)], "invalid_blocks"),
+        ([{"type": "context_actions", "elements": [{"type": "button"}]}], "invalid_blocks"),
+    ],
+)
+def test_blocks_slack_refuses_are_refused_on_every_method_that_takes_them(
+    slack: FakeSlackAPI, client: WebClient, blocks: list[dict[str, Any]], error: str
+) -> None:
+    posted = client.chat_postMessage(channel=CHANNEL, text="an answer")["ts"]
+    streamed = client.chat_startStream(
+        channel=CHANNEL, thread_ts=posted, markdown_text="hi", recipient_user_id=USER, recipient_team_id=TEAM
+    )["ts"]
+    assert refusal(lambda: client.chat_postMessage(channel=CHANNEL, text="x", blocks=blocks)) == error
+    assert refusal(lambda: client.chat_update(channel=CHANNEL, ts=posted, text="x", blocks=blocks)) == error
+    assert refusal(lambda: client.chat_stopStream(channel=CHANNEL, ts=streamed, blocks=blocks)) == error
+    # Refused, nothing changed: the stream still runs and takes its stop, with blocks Slack takes.
+    client.chat_stopStream(channel=CHANNEL, ts=streamed, markdown_text=" there", blocks=[feedback_buttons(elements=5)])
+    [stopped] = [m for m in slack.messages(CHANNEL) if m.ts == streamed]
+    assert (stopped.text, stopped.stream, stopped.blocks) == ("hi there", "stopped", [feedback_buttons(elements=5)])
+    assert slack.text_of(CHANNEL, posted) == "an answer"
+
+
+def test_the_fake_response_url_refuses_the_same_blocks() -> None:
+    from devkit.fake_response_url import refusal as response_url_refusal
+
+    assert response_url_refusal(json.dumps({"text": "x", "blocks": [feedback_buttons(elements=6)]}).encode()) == (
+        "invalid_blocks"
+    )
+    assert response_url_refusal(json.dumps({"text": "x", "blocks": [feedback_buttons()]}).encode()) is None

@@ -3,10 +3,10 @@
 Properties, each over generated input (deterministic: ``derandomize=True``, no example
 database, no per-example deadline, so a busy machine changes nothing but the run time):
 
-(a) any method, body, headers and content type, sent to ``/slack/commands`` or
-    ``/slack/events`` through ``chalice.test.Client``, gets an answer below 500; unsigned,
-    nothing is dispatched;
-(b) correctly signed forms and JSON (near-valid commands and event envelopes with fields
+(a) any method, body, headers and content type, sent to ``/slack/commands``,
+    ``/slack/events`` or ``/slack/interactions`` through ``chalice.test.Client``, gets an
+    answer below 500; unsigned, nothing is dispatched;
+(b) correctly signed forms and JSON (near-valid commands, event envelopes and feedback clicks with fields
     dropped or replaced by odd values, and raw junk) get an answer below 500 too, and nothing
     reaches the worker unless it is a valid job: every dispatch is an Event invoke (Lambda
     mode, to the fake Lambda endpoint) whose payload ``chalicelib.jobs.from_payload`` accepts
@@ -45,7 +45,7 @@ from app import app
 from chalicelib import jobs, worker
 from chalicelib.deadline import Deadline
 from chalicelib.settings import DEFAULT_RESPONSE_URL_HOSTS, Settings
-from chalicelib.slack import command
+from chalicelib.slack import command, interactions
 from devkit import slack_requests
 from devkit.fake_lambda import fake_lambda
 from devkit.fake_openai import fake_openai
@@ -53,7 +53,7 @@ from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.http_fake import FakeServer, Received, Reply
 from tests.conftest import OPENAI_KEY, ROOT, SIGNING_SECRET, examples, new_container
 
-COMMANDS, EVENTS = "/slack/commands", "/slack/events"
+COMMANDS, EVENTS, INTERACTIONS = "/slack/commands", "/slack/events", "/slack/interactions"
 FUZZ = settings(
     deadline=None,
     derandomize=True,
@@ -183,7 +183,7 @@ class Request:
 requests_of_any_kind = st.builds(
     Request,
     method=st.sampled_from(["POST"] * 6 + ["GET", "PUT", "DELETE"]),
-    path=st.sampled_from([COMMANDS, EVENTS]),
+    path=st.sampled_from([COMMANDS, EVENTS, INTERACTIONS]),
     body=bodies,
     headers=st.dictionaries(
         st.one_of(st.sampled_from(HEADER_NAMES), st.text(min_size=1, max_size=12)),
@@ -308,6 +308,47 @@ json_bodies = st.one_of(
 )
 
 
+INTERACTION_PATHS = [
+    ("type",),
+    ("actions",),
+    ("actions", "type"),
+    ("actions", "value"),
+    ("message",),
+    ("message", "ts"),
+    ("channel",),
+    ("channel", "id"),
+    ("user",),
+    ("user", "id"),
+    ("user", "team_id"),
+    ("team",),
+    ("team", "id"),
+    ("response_url",),
+]
+INTERACTION_VALUES = st.one_of(
+    odd_values,
+    st.sampled_from(SPECIAL_NUMBERS),
+    st.sampled_from(
+        [
+            *["block_actions", "view_submission", "feedback_buttons", "up:gpt", "down:", "up", "sideways:m", "1.2"],
+            *RESPONSE_URLS,
+            *IDS,
+        ]
+    ),
+)
+interaction_payloads = mutated(
+    st.builds(lambda: slack_requests.feedback_payload("up:gpt", "1700000000.000100", RESPONSE_URLS[0])),
+    INTERACTION_PATHS,
+    INTERACTION_VALUES,
+)
+interaction_bodies = st.one_of(
+    interaction_payloads.map(lambda p: slack_requests.interaction_form(json.dumps(p))),
+    interaction_payloads.map(lambda p: slack_requests.interaction_form(json.dumps(p))),  # twice as likely
+    json_values.map(lambda v: slack_requests.interaction_form(json.dumps(v))),
+    st.binary(max_size=300),
+    st.just(slack_requests.interaction_form("[" * 100_000)),
+)
+
+
 # --- fixtures -------------------------------------------------------------------------------------------------------
 
 
@@ -371,6 +412,16 @@ def assert_only_valid_jobs_dispatched(path: str, body: bytes, status: int, invok
             assert job.response_url == sent.response_url
             # The same rule the worker applies: in Lambda, only https to RESPONSE_URL_HOSTS.
             assert command.response_url_refusal(job.response_url, DEFAULT_RESPONSE_URL_HOSTS, in_lambda=True) is None
+        elif path == INTERACTIONS:
+            vote = interactions.parse(body)
+            assert isinstance(job, jobs.FeedbackJob) and isinstance(vote, interactions.FeedbackVote)
+            assert (job.vote, job.model, job.message_ts) == (vote.vote, vote.model, vote.message_ts)
+            assert (job.team_id, job.channel_id, job.user_id) == (vote.team_id, vote.channel_id, vote.user_id)
+            assert job.response_url == vote.response_url
+            if job.response_url is not None:
+                assert (
+                    command.response_url_refusal(job.response_url, DEFAULT_RESPONSE_URL_HOSTS, in_lambda=True) is None
+                )
         else:
             envelope = json.loads(body)
             assert envelope.get("type") == "event_callback"
@@ -426,6 +477,21 @@ def test_fuzz_signed_json_gets_no_5xx_and_dispatches_only_valid_events(client: C
     assert 0 < sum(dispatched) < len(dispatched)
 
 
+def test_fuzz_signed_clicks_get_no_5xx_and_dispatch_only_valid_votes(client: Client, lambda_mode: Invokes) -> None:
+    dispatched: list[int] = []
+
+    @settings(FUZZ, max_examples=examples(600))
+    @given(body=interaction_bodies)
+    def check(body: bytes) -> None:
+        request = Request("POST", INTERACTIONS, body, {"Content-Type": slack_requests.FORM}, 0)
+        status, invokes = send(client, lambda_mode.server, request)
+        assert_only_valid_jobs_dispatched(INTERACTIONS, body, status, invokes)
+        dispatched.append(len(invokes))
+
+    check()
+    assert 0 < sum(dispatched) < len(dispatched)
+
+
 # --- (c) the worker -------------------------------------------------------------------------------------------------
 
 WORKER_SECONDS = 15.0  # a message job keeps 10 s back for finishing its stream: leave the LLM some
@@ -471,6 +537,17 @@ def _job(kind: str, age: float = 1.0) -> dict[str, Any]:
             "ts": ts,
             "thread_ts": None,
             "bot_user_id": slack_requests.BOT_USER_ID,
+        }
+    if kind == "feedback":
+        return {
+            "kind": kind,
+            **common,
+            "channel_id": slack_requests.CHANNEL_ID,
+            "user_id": slack_requests.USER_ID,
+            "message_ts": ts,
+            "vote": "up",
+            "model": "gpt-x",
+            "response_url": FAKE_REPLY_URL,
         }
     return {
         "kind": kind,
@@ -554,10 +631,12 @@ def test_fuzz_any_payload_into_the_worker_never_raises(capsys: pytest.CaptureFix
                 return
             if isinstance(job, jobs.SlashCommandJob) and job.response_url == reply_server.url + reply_path:
                 assert len(reply_server.requests_to(reply_path)) == 1  # answered exactly once
+            if isinstance(job, jobs.FeedbackJob) and job.response_url == reply_server.url + reply_path:
+                assert len(reply_server.requests_to(reply_path)) == 1  # a first vote: thanked once
 
         check()
         # The generator reached the interesting places: drops, answers, too-late jobs, refused URLs.
-        assert {"bad_payload", "answered", "too_late"} <= set(outcomes), sorted(set(outcomes))
+        assert {"bad_payload", "answered", "too_late", "vote_recorded"} <= set(outcomes), sorted(set(outcomes))
 
 
 # --- what the fuzzer found: each a regular test that failed before its fix -------------------------------------------

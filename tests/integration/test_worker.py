@@ -26,15 +26,20 @@ def run_job(slack_server: FakeServer, env: dict[str, str], text: str = "hi", sec
     return [r.json() for r in slack_server.requests_to(path)]
 
 
+def without_blocks(reply: dict) -> dict:
+    """A reply as its text shows it: a completed answer's blocks are its feedback buttons (test_feedback.py)."""
+    return {name: value for name, value in reply.items() if name != "blocks"}
+
+
 def log_lines(captured: str) -> list[dict]:
     return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
 
 
 def test_answer_is_posted_once_and_logged(bot_env, slack_server: FakeServer, capsys) -> None:
     env = {**bot_env, "SLACK_RESPONSE_TYPE": "in_channel"}
-    assert run_job(slack_server, env, "秘密の質問") == [
-        {"response_type": "in_channel", "text": "```秘密の質問```\n*Answer* to: 秘密の質問"}
-    ]
+    [reply] = run_job(slack_server, env, "秘密の質問")
+    assert without_blocks(reply) == {"response_type": "in_channel", "text": "```秘密の質問```\n*Answer* to: 秘密の質問"}
+    assert [block["type"] for block in reply["blocks"]] == ["markdown", "context_actions"]  # the feedback buttons
     output = capsys.readouterr().out
     [line] = log_lines(output)
     assert line["event"] == "answer" and line["outcome"] == "answered" and line["delivered"] is True
@@ -219,7 +224,8 @@ def test_a_model_name_the_log_cannot_encode_keeps_the_answer_line(
 ) -> None:
     # Was: the reply delivered, but logs.emit raised UnicodeEncodeError and the line said internal_error.
     openai_server.script = [StreamReply(deltas=["fine"], model=UNENCODABLE_MODEL)]
-    assert run_job(slack_server, bot_env) == [{"response_type": "ephemeral", "text": "```hi```\nfine"}]
+    [reply] = run_job(slack_server, bot_env)
+    assert without_blocks(reply) == {"response_type": "ephemeral", "text": "```hi```\nfine"}
     [line] = log_lines(capsys.readouterr().out)
     assert (line["outcome"], line["delivered"]) == ("answered", True)
 

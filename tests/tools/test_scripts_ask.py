@@ -551,3 +551,13 @@ def test_progress_spins_in_place_on_a_terminal_and_writes_one_line_otherwise(ask
     assert terminal.getvalue().count("\r") == 51 and "\n" not in terminal.getvalue()
     assert terminal.getvalue().endswith("\r\033[K")  # the line is cleared for the reply
     assert pipe.getvalue() == "waiting for the reply (up to 150 s)…\n"
+
+
+def test_a_reply_with_feedback_buttons_shows_them_not_a_hidden_blocks_note(ask: ModuleType) -> None:
+    from chalicelib import feedback
+
+    reply = feedback.with_buttons(messages.answer("q", "an answer", "ephemeral"), "q", "an answer", "gpt-x")
+    out = io.StringIO()
+    ask.show("reply", reply, 1.0, ask.Style(False), out)
+    assert out.getvalue().splitlines()[-1] == "[Good answer] [Bad answer]  (feedback buttons)"
+    assert "blocks not shown" not in out.getvalue()

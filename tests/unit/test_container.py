@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 import chalicelib
-from chalicelib import aws, claims, container, dispatch, limits, llm, logs, secrets
+from chalicelib import aws, claims, container, dispatch, feedback, limits, llm, logs, secrets
 from chalicelib.settings import Settings, _from_values
 from chalicelib.slack import mrkdwn
 
@@ -36,6 +36,7 @@ CHECKED = {
     "chalicelib.dispatch.local_worker_timeout",
     "chalicelib.slack.mrkdwn._patterns",
     "chalicelib.logs._forget_level",
+    "chalicelib.feedback._forget_votes",
 }
 
 
@@ -69,6 +70,8 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
     limited = Settings(user_rate_limit_per_minute=1)
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     assert limits.check(limited, "T1", "U1", now=60.0) is not None  # over the limit in this minute
+    feedback._memory.put("feedback#C1:1.2:U1", "up")
+    assert feedback.stored_vote("feedback#C1:1.2:U1") == "up"
 
     root = logging.getLogger()
     original_level = root.level
@@ -95,6 +98,7 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
     assert not llm._rejected
     assert claims.store().claim(["job-1"]) is True
     assert limits.check(limited, "T1", "U1", now=60.0) is None
+    assert feedback.stored_vote("feedback#C1:1.2:U1") is None
     logs.configure("INFO")
     assert root.level == logging.INFO
 
