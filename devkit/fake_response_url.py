@@ -1,9 +1,11 @@
 """A fake Slack ``response_url`` on 127.0.0.1: where a slash command's reply is POSTed.
 
 Contract: ``fake_response_url()`` is a ``devkit.http_fake.FakeServer`` that answers as Slack's
-response_url does (any path): HTTP 200 ``ok`` for a JSON object with a ``text`` or
-``blocks``; HTTP 400 ``invalid_payload`` for a body that is not a JSON object, ``no_text``
-for one with neither. ``refusal(body)`` is that error code, or None: what a client that
+response_url does (any path): HTTP 200 ``ok`` for a JSON object with a ``text``, ``blocks``
+or ``attachments``; HTTP 400 ``invalid_payload`` for a body that is not a JSON object,
+``no_text`` for one with none of them, and ``invalid_blocks`` (or ``invalid_attachments``)
+for tables a message may not carry (``devkit.slack_model.table_refusal``: one table, in
+``attachments``, within Slack's limits). ``refusal(body)`` is that error code, or None: what a client that
 reads the fake's requests (``scripts/ask.py``) reports.
 
 Standard library only; never imports ``chalicelib``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 
 from devkit.http_fake import FakeServer, Received, Reply
+from devkit.slack_model import Refusal, table_refusal
 
 
 def refusal(body: bytes) -> str | None:
@@ -23,8 +26,12 @@ def refusal(body: bytes) -> str | None:
         message = None
     if not isinstance(message, dict):
         return "invalid_payload"
-    if not message.get("text") and not message.get("blocks"):
+    if not message.get("text") and not message.get("blocks") and not message.get("attachments"):
         return "no_text"
+    try:
+        table_refusal(message)
+    except Refusal as refused:
+        return refused.error
     return None
 
 
