@@ -20,6 +20,12 @@ most. Besides what the core decides:
   a line was already attempted: never two endings;
 - the "is thinking…" status is cleared on every ending that posted nothing in the thread
   (Slack clears it itself when the bot posts);
+- each pipe table in the answer (``chalicelib.slack.tables``) is left out of the streamed text,
+  a short pointer in its place, and posted as a message of its own (a table block) right after
+  the stream, in order; one beyond Slack's limits stays in the text as a code block;
+- a thread of more than ``progress.LONG_THREAD_MESSAGES`` earlier messages shows "Read N
+  earlier messages" as a completed task on the stream's first call, and a retried answer its
+  retry (``chalicelib.progress``), shown as ``TASK_DISPLAY_MODE`` says;
 - given ``Unconfigured`` settings (the worker could not read them), ``answer`` posts one line
   naming the bad setting (never its value) with only what reaching the thread takes, if that
   is usable; ``offer_prompts`` does nothing. If the bot token is unusable there is no way to
@@ -34,12 +40,12 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib import answer as core
-from chalicelib import logs, secrets
+from chalicelib import logs, progress, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
 from chalicelib.settings import Settings, Unconfigured
-from chalicelib.slack import history, messages, web
+from chalicelib.slack import history, messages, tables, web
 from chalicelib.slack.stream import Replier
 
 logger = logging.getLogger(__name__)
@@ -57,20 +63,23 @@ UNREACHABLE = frozenset(
 
 
 class ThreadSurface:
-    """The answer core's surface for a thread: the ``Replier`` streams, notices end it."""
+    """The answer core's surface for a thread: the ``Replier`` streams, notices end it; tables
+    go around the stream, into messages of their own after it."""
 
     reserve_seconds = FINISH_RESERVE_SECONDS
     paced = True
 
-    def __init__(self, replier: Replier) -> None:
+    def __init__(self, replier: Replier, tasks: progress.Tasks | None = None) -> None:
         self.replier = replier
+        self.tables = tables.TableRouter(replier.push)
+        self.tasks = tasks
 
     @property
     def visible(self) -> bool:
         return self.replier.visible
 
     def push(self, text: str) -> None:
-        self.replier.push(text)
+        self.tables.push(text)
 
     def due_in(self) -> float | None:
         return self.replier.due_in()
@@ -79,16 +88,27 @@ class ThreadSurface:
         self.replier.flush_if_due()
 
     def restart(self) -> None:
+        self.tables.reset()
         self.replier.restart()
+        if self.tasks is not None:
+            self.tasks.replay()  # the new attempt's message shows the whole timeline
 
     def complete(self) -> None:
-        self.replier.finish()
+        self._finish()
 
     def cut_short(self, kind: CutShortFault) -> None:
-        self.replier.finish()
+        self._finish()
         self.replier.post_notice(messages.cut_short(kind))
 
+    def _finish(self) -> None:
+        """End the stream, then post each table in its own message, in order."""
+        kept = self.tables.end()
+        self.replier.finish()
+        for routed in kept:
+            self.replier.post_table(tables.attachment(routed.block, routed.table), tables.code_block(routed.table))
+
     def say(self, text: str) -> None:
+        self.tables.reset()
         self.replier.discard_pending()  # an answer that failed: text held back must not go out first
         self.replier.post_notice(text)
 
@@ -230,6 +250,7 @@ def _answer(
         if error.code in UNREACHABLE:  # the answer could not be posted: don't pay for it
             fields["slack_error"] = error.code
             return "slack_error"
+    tasks = progress.Tasks()
     replier = Replier(
         slack,
         job.channel_id,
@@ -239,9 +260,11 @@ def _answer(
         rotate_seconds=settings.stream_rotate_seconds,
         bot_user_id=job.bot_user_id,
         asked_ts=job.ts,
+        chunks=tasks.take,
+        task_display_mode=settings.task_display_mode,
     )
     try:
-        return _converse(job, settings, slack, replier, deadline, fields, started)
+        return _converse(job, settings, slack, replier, deadline, fields, started, tasks)
     except web.SlackError as error:
         # Slack refused the answer itself (not_in_channel, invalid_auth...): one last try to say
         # so, which may well be refused for the same reason. Not after a notice, nor after a
@@ -280,6 +303,7 @@ def _converse(
     deadline: Deadline,
     fields: dict[str, Any],
     started: float,
+    tasks: progress.Tasks,
 ) -> AnswerOutcome:
     question = history.strip_mention(job.text, job.bot_user_id)
     thread: list[dict[str, Any]] = []
@@ -288,6 +312,9 @@ def _converse(
         if error is not None:  # answer with what was read rather than not at all
             logger.warning("could not read all of the thread: %s", error.code)
             fields["history_error"] = error.code
+        earlier = sum(1 for message in thread if message.get("ts") != job.ts)
+        if earlier > progress.LONG_THREAD_MESSAGES:  # shown on the stream's first call, with the first text
+            tasks.report("thread", progress.thread_read_title(earlier), "complete")
     if not question and not thread:
         replier.post_notice(messages.mention_usage(job.bot_user_id))
         return "usage"
@@ -300,7 +327,14 @@ def _converse(
     )
     fields["history_messages"] = len(chat) - 2
     return core.run(
-        chat, ThreadSurface(replier), settings, deadline, fields, core.Asker(job.team_id, job.user_id), started
+        chat,
+        ThreadSurface(replier, tasks),
+        settings,
+        deadline,
+        fields,
+        core.Asker(job.team_id, job.user_id),
+        started,
+        tasks=tasks,
     )
 
 

@@ -4,7 +4,10 @@ Contract: ``answer(job, deadline, settings)`` runs the answer core (``chalicelib
 a surface that gathers the streamed answer and shows nothing until the end, then POSTs exactly
 one reply: the answer (the question echoed, Markdown converted to mrkdwn), or one
 plain-language line. Slack allows a ``response_url`` five uses, so there are no interim
-posts; a retried attempt simply starts the gathered text afresh. Given ``Unconfigured``
+posts; a retried attempt simply starts the gathered text afresh. The answer's first pipe table
+within Slack's limits goes in the reply's ``attachments`` as a table block (a pointer stands in
+the text where it was); any other table stays in the text as a code block
+(``chalicelib.slack.tables.one_message``). Given ``Unconfigured``
 settings (the worker could not read them), the one reply is "not set up correctly", naming
 the bad setting, posted with only what reaching the asker takes. It never raises and writes
 one JSON log line (``"event": "answer"``). ``too_late(job, settings)`` replies "too busy,
@@ -23,7 +26,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
 from chalicelib.settings import Settings, Unconfigured
-from chalicelib.slack import messages, response_url
+from chalicelib.slack import messages, response_url, tables
 from chalicelib.slack.messages import Message
 
 logger = logging.getLogger(__name__)
@@ -57,10 +60,17 @@ class ReplySurface:
         self._text = ""
 
     def complete(self) -> None:
-        self.message = messages.answer(self._question, self._text, self._response_type)
+        self.message = self._answer(None)
 
     def cut_short(self, kind: CutShortFault) -> None:
-        self.message = messages.answer(self._question, self._text, self._response_type, finish_reason=kind)
+        self.message = self._answer(kind)
+
+    def _answer(self, finish_reason: str | None) -> Message:
+        text, table = tables.one_message(self._text)
+        message = messages.answer(self._question, text, self._response_type, finish_reason=finish_reason)
+        if table is not None:
+            message["attachments"] = [tables.attachment(table.block, table.table).to_dict()]
+        return message
 
     def say(self, text: str) -> None:
         self.message = messages.ephemeral(text)
