@@ -23,6 +23,8 @@ Contract:
   message's ``attachments``, where Slack documents it (one table per message).
 - ``code_block(table)`` is the table as a fenced code block, its columns aligned (CJK
   characters count two columns): what a table beyond the limits becomes.
+- ``table_markdown(block)`` reads a table block (as Slack gives it back, a dict) as a pipe
+  table again: how a table the bot posted is history for the next question in the thread.
 - ``TableRouter`` applies this to a streamed answer: text goes on to ``emit`` as it comes, a
   table that fits a block is kept for its own message (``tables``) with a short pointer in the
   text, one that does not is emitted as a code block. ``one_message(text)`` does the same for
@@ -36,9 +38,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from slack_sdk.models.attachments import BlockAttachment
 from slack_sdk.models.blocks import RichTextBlock, TableBlock
@@ -330,6 +332,43 @@ def _cell(text: str) -> RawTextObject | RichTextBlock:
     if position < len(text):
         elements.append(RichTextElementParts.Text(text=text[position:]))
     return RichTextBlock(elements=[RichTextSectionElement(elements=elements)])
+
+
+def table_markdown(block: Mapping[str, Any]) -> str:
+    """A table block's rows as a Markdown pipe table ("" when it has none)."""
+    rows = block.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return ""
+    lines = []
+    for index, row in enumerate(rows):
+        cells = [_cell_markdown(cell).replace("|", "\\|") for cell in row] if isinstance(row, list) else []
+        lines.append("| " + " | ".join(cells) + " |")
+        if index == 0:
+            lines.append("|" + "---|" * len(cells))
+    return "\n".join(lines)
+
+
+def _cell_markdown(cell: Any) -> str:
+    if not isinstance(cell, Mapping):
+        return ""
+    if cell.get("type") != "rich_text":
+        return str(cell.get("text") or "").strip()
+    parts = []
+    for section in cell.get("elements") or []:
+        for element in section.get("elements") or [] if isinstance(section, Mapping) else []:
+            if not isinstance(element, Mapping):
+                continue
+            text, style = str(element.get("text") or ""), element.get("style") or {}
+            if element.get("type") == "link":
+                text = f"[{text or element.get('url')}]({element.get('url')})"
+            elif style.get("code"):
+                text = f"`{text}`"
+            elif style.get("bold"):
+                text = f"**{text}**"
+            elif style.get("strike"):
+                text = f"~~{text}~~"
+            parts.append(text)
+    return "".join(parts)
 
 
 def code_block(table: Table) -> str:

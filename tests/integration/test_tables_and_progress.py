@@ -158,3 +158,18 @@ def test_a_long_thread_read_is_a_completed_task_on_the_first_stream_call(
         {"type": "task_update", "id": "thread", "title": f"Read {earlier} earlier messages", "status": "complete"}
     ]
     assert start.params.get("chunks") == (expected if shown else None)
+
+
+def test_a_posted_table_is_history_for_the_next_question(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    root = slack_api.add_message(CHANNEL, "海の近くの散歩道は？")
+    openai_server.script = [StreamReply(split_deltas("こちら:\n" + TABLE, 4))]
+    ask(slack_requests.mention_event("海の近くの散歩道は？", ts=root), conversation_env, slack_api)
+    ask(slack_requests.mention_event("2行目は？", thread_ts=root), conversation_env, slack_api)
+    chat = openai_server.requests_to("/v1/chat/completions")[1].json()["messages"]
+    assistant = [message["content"] for message in chat if message["role"] == "assistant"]
+    assert assistant == [
+        f"こちら:\n{tables.POINTER_JA}",
+        "| 場所 | 距離 |\n|---|---|\n| 鎌倉 | `5\\|6` km |\n| 江ノ島 | 8 km |",
+    ]

@@ -280,3 +280,14 @@ def test_one_message_keeps_the_first_table_that_fits_and_shows_the_others_as_cod
     assert one_message("no tables | here\n") == ("no tables | here\n", None)
     english, _ = one_message("Look:\n| a |\n|---|\n")
     assert english == "Look:\n" + tables.POINTER + "\n"
+
+
+def test_a_posted_table_reads_back_as_the_same_pipe_table() -> None:
+    table = split(TABLE + "| **b** ~~s~~ [l](https://e.x/a) | |\n")[0]
+    assert isinstance(table, Table)
+    block = table_block(table)
+    assert block is not None
+    again = split(tables.table_markdown(block.to_dict()))[0]
+    assert isinstance(again, Table)
+    assert (again.header, again.rows) == (table.header, table.rows)
+    assert tables.table_markdown({"type": "table", "rows": []}) == ""
