@@ -22,6 +22,10 @@ outcome and adds what it learned to ``fields`` (the job's log line). In order:
   line naming the limit, after one LLM call. An unknown ``finish_reason`` is logged and taken
   as complete.
 
+Progress: each retry after a broken stream is reported to ``tasks`` (``chalicelib.progress``;
+``run``'s ``tasks`` argument, else a board no one reads) as a task: in_progress when it is
+decided, complete when the new attempt's first text arrives, error when that attempt fails.
+
 Accounting: ``attempts``, ``llm_ms`` and ``tokens_in``/``tokens_out`` over every attempt,
 failed ones too; an attempt cut before its usage arrived is estimated (``tokens_estimated``).
 
@@ -40,7 +44,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib import kinds, limits, logs, secrets
+from chalicelib import kinds, limits, logs, progress, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.kinds import AnswerOutcome, CutShortFault, Fault
 from chalicelib.settings import Settings
@@ -141,8 +145,11 @@ def run(
     fields: dict[str, Any],
     asker: Asker,
     started: float | None = None,
+    tasks: progress.Tasks | None = None,
 ) -> AnswerOutcome:
     answer = _Answer(chat, surface, settings, fields, time.perf_counter() if started is None else started)
+    if tasks is not None:
+        answer.tasks = tasks
     try:
         wait = limits.check(settings, asker.team_id, asker.user_id)
         if wait is not None:
@@ -187,6 +194,14 @@ class _Answer:
         self.fields = fields
         self.started = started
         self.attempts = _Attempts()
+        self.tasks = progress.Tasks()
+        self._retry_task: tuple[str, str] | None = None  # (id, title) of the retry awaiting its first text
+
+    def _settle_retry(self, status: progress.TaskStatus) -> None:
+        """The retry under way is done: its attempt showed text, or failed."""
+        if self._retry_task is not None:
+            self.tasks.report(*self._retry_task, status)
+            self._retry_task = None
 
     def run(self, api_key: str, step: Deadline) -> AnswerOutcome:
         """Ask until an answer, or a failure worth no more tries; end the surface; the outcome."""
@@ -202,6 +217,7 @@ class _Answer:
                 result, text = self._attempt(api_key, step)
             except llm.LLMError as error:
                 kind = error.kind
+                self._settle_retry("error")
                 if kind == "invalid_key" and not rekeyed:
                     # `make secrets` may have replaced the key since this container read it.
                     rekeyed = True
@@ -220,6 +236,8 @@ class _Answer:
                     if step.remaining() >= pause + llm.MIN_ATTEMPT_SECONDS * 2:
                         retries += 1
                         logger.warning("the LLM's answer failed (%s); asking again (retry %d)", kind, retries)
+                        self._retry_task = (f"retry-{retries}", progress.retry_title(kind))
+                        self.tasks.report(*self._retry_task, "in_progress")
                         surface.restart()
                         time.sleep(pause)
                         continue
@@ -265,6 +283,8 @@ class _Answer:
             for delta in _paced(stream, surface, step) if surface.paced else _guarded(stream):
                 if "first_token_ms" not in fields:
                     fields["first_token_ms"] = logs.ms_since(self.started)
+                if not text:
+                    self._settle_retry("complete")
                 text += delta
                 surface.push(delta)
                 if surface.visible and "first_text_ms" not in fields:

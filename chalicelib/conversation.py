@@ -21,6 +21,12 @@ message; an answer cut short, or an error line, has none. Besides what the core 
   a line was already attempted: never two endings;
 - the "is thinking…" status is cleared on every ending that posted nothing in the thread
   (Slack clears it itself when the bot posts);
+- each pipe table in the answer (``chalicelib.slack.tables``) is left out of the streamed text,
+  a short pointer in its place, and posted as a message of its own (a table block) right after
+  the stream, in order; one beyond Slack's limits stays in the text as a code block;
+- a thread of more than ``progress.LONG_THREAD_MESSAGES`` earlier messages shows "Read N
+  earlier messages" as a completed task on the stream's first call, and a retried answer its
+  retry (``chalicelib.progress``), shown as ``TASK_DISPLAY_MODE`` says;
 - given ``Unconfigured`` settings (the worker could not read them), ``answer`` posts one line
   naming the bad setting (never its value) with only what reaching the thread takes, if that
   is usable; ``offer_prompts`` does nothing. If the bot token is unusable there is no way to
@@ -35,12 +41,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from chalicelib import answer as core
-from chalicelib import feedback, logs, secrets
+from chalicelib import feedback, logs, progress, secrets
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
 from chalicelib.settings import Settings, Unconfigured
-from chalicelib.slack import history, messages, web
+from chalicelib.slack import history, messages, tables, web
 from chalicelib.slack.stream import Replier
 
 logger = logging.getLogger(__name__)
@@ -58,13 +64,16 @@ UNREACHABLE = frozenset(
 
 
 class ThreadSurface:
-    """The answer core's surface for a thread: the ``Replier`` streams, notices end it."""
+    """The answer core's surface for a thread: the ``Replier`` streams, notices end it; tables
+    go around the stream, into messages of their own after it."""
 
     reserve_seconds = FINISH_RESERVE_SECONDS
     paced = True
 
-    def __init__(self, replier: Replier, final_blocks: Sequence[Any] = ()) -> None:
+    def __init__(self, replier: Replier, tasks: progress.Tasks | None = None, final_blocks: Sequence[Any] = ()) -> None:
         self.replier = replier
+        self.tables = tables.TableRouter(replier.push)
+        self.tasks = tasks
         self.final_blocks = list(final_blocks)  # a completed answer's last message only
 
     @property
@@ -72,7 +81,7 @@ class ThreadSurface:
         return self.replier.visible
 
     def push(self, text: str) -> None:
-        self.replier.push(text)
+        self.tables.push(text)
 
     def due_in(self) -> float | None:
         return self.replier.due_in()
@@ -81,16 +90,28 @@ class ThreadSurface:
         self.replier.flush_if_due()
 
     def restart(self) -> None:
+        self.tables.reset()
         self.replier.restart()
+        if self.tasks is not None:
+            self.tasks.replay()  # the new attempt's message shows the whole timeline
 
     def complete(self) -> None:
-        self.replier.finish(self.final_blocks)
+        self._finish(self.final_blocks)
 
     def cut_short(self, kind: CutShortFault) -> None:
-        self.replier.finish()
+        self._finish()
         self.replier.post_notice(messages.cut_short(kind))
 
+    def _finish(self, final_blocks: Sequence[Any] = ()) -> None:
+        """End the stream (``final_blocks`` below its last message), then post each table in its
+        own message, in order."""
+        kept = self.tables.end()
+        self.replier.finish(final_blocks)
+        for routed in kept:
+            self.replier.post_table(tables.attachment(routed.block, routed.table), tables.code_block(routed.table))
+
     def say(self, text: str) -> None:
+        self.tables.reset()
         self.replier.discard_pending()  # an answer that failed: text held back must not go out first
         self.replier.post_notice(text)
 
@@ -232,6 +253,7 @@ def _answer(
         if error.code in UNREACHABLE:  # the answer could not be posted: don't pay for it
             fields["slack_error"] = error.code
             return "slack_error"
+    tasks = progress.Tasks()
     replier = Replier(
         slack,
         job.channel_id,
@@ -241,9 +263,11 @@ def _answer(
         rotate_seconds=settings.stream_rotate_seconds,
         bot_user_id=job.bot_user_id,
         asked_ts=job.ts,
+        chunks=tasks.take,
+        task_display_mode=settings.task_display_mode,
     )
     try:
-        return _converse(job, settings, slack, replier, deadline, fields, started)
+        return _converse(job, settings, slack, replier, deadline, fields, started, tasks)
     except web.SlackError as error:
         # Slack refused the answer itself (not_in_channel, invalid_auth...): one last try to say
         # so, which may well be refused for the same reason. Not after a notice, nor after a
@@ -282,6 +306,7 @@ def _converse(
     deadline: Deadline,
     fields: dict[str, Any],
     started: float,
+    tasks: progress.Tasks,
 ) -> AnswerOutcome:
     question = history.strip_mention(job.text, job.bot_user_id)
     thread: list[dict[str, Any]] = []
@@ -290,6 +315,9 @@ def _converse(
         if error is not None:  # answer with what was read rather than not at all
             logger.warning("could not read all of the thread: %s", error.code)
             fields["history_error"] = error.code
+        earlier = sum(1 for message in thread if message.get("ts") != job.ts)
+        if earlier > progress.LONG_THREAD_MESSAGES:  # shown on the stream's first call, with the first text
+            tasks.report("thread", progress.thread_read_title(earlier), "complete")
     if not question and not thread:
         replier.post_notice(messages.mention_usage(job.bot_user_id))
         return "usage"
@@ -301,8 +329,10 @@ def _converse(
         history.to_chat(thread, current, job.bot_user_id, settings.system_prompt), settings.max_context_tokens
     )
     fields["history_messages"] = len(chat) - 2
-    surface = ThreadSurface(replier, [feedback.buttons(settings.openai_model)])
-    return core.run(chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id), started)
+    surface = ThreadSurface(replier, tasks, [feedback.buttons(settings.openai_model)])
+    return core.run(
+        chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id), started, tasks=tasks
+    )
 
 
 def _notify(replier: Replier, text: str) -> None:

@@ -51,6 +51,7 @@ DEFAULT_TEMPERATURE: float | None = 0.9  # typed so: OPENAI_TEMPERATURE=none giv
 # under Slack's 40,000 characters, and its job in Lambda's 256 KB async payload.
 MAX_INPUT_CHARS_LIMIT = 7000
 RESPONSE_TYPES = ("ephemeral", "in_channel")
+TASK_DISPLAY_MODES = ("timeline", "plan")  # chat.startStream's task_display_mode
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 # Shown when a user opens the assistant pane; in the persona's language.
 DEFAULT_SUGGESTED_PROMPTS: tuple[tuple[str, str], ...] = (
@@ -387,6 +388,14 @@ class Settings:
         _one_of(RESPONSE_TYPES, upper=False),
         "`ephemeral` (only the asker sees the answer) or `in_channel`.",
         default="ephemeral",
+    )
+    task_display_mode: str = setting(
+        "TASK_DISPLAY_MODE",
+        WORKER,
+        _one_of(TASK_DISPLAY_MODES, upper=False),
+        "How a thread's answer shows what it does besides writing (a retry, a long thread read): `timeline` "
+        "(each task in line) or `plan` (grouped as one plan). Passed to `chat.startStream`.",
+        default="timeline",
     )
     max_input_chars: int = setting(
         "MAX_INPUT_CHARS",

@@ -5,8 +5,11 @@ a surface that gathers the streamed answer and shows nothing until the end, then
 one reply: the answer (the question echoed, Markdown converted to mrkdwn), or one
 plain-language line. A completed answer also carries its feedback buttons: the question and
 answer in a ``markdown`` block, then the buttons (``chalicelib.feedback.with_buttons``; the
-mrkdwn ``text`` stays as the fallback). Slack allows a ``response_url`` five uses, so there are no interim
-posts; a retried attempt simply starts the gathered text afresh. Given ``Unconfigured``
+mrkdwn ``text`` stays as the fallback). Slack allows a ``response_url`` five uses, so there are
+no interim posts; a retried attempt simply starts the gathered text afresh. The answer's first
+pipe table within Slack's limits goes in the reply's ``attachments`` as a table block (a pointer
+stands in the text where it was); any other table stays in the text as a code block
+(``chalicelib.slack.tables.one_message``). Given ``Unconfigured``
 settings (the worker could not read them), the one reply is "not set up correctly", naming
 the bad setting, posted with only what reaching the asker takes. It never raises and writes
 one JSON log line (``"event": "answer"``). ``too_late(job, settings)`` replies "too busy,
@@ -25,7 +28,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.jobs import SlashCommandJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
 from chalicelib.settings import Settings, Unconfigured
-from chalicelib.slack import messages, response_url
+from chalicelib.slack import messages, response_url, tables
 from chalicelib.slack.messages import Message
 
 logger = logging.getLogger(__name__)
@@ -60,12 +63,20 @@ class ReplySurface:
         self._text = ""
 
     def complete(self) -> None:
-        self.message = messages.answer(self._question, self._text, self._response_type)
-        if self._model is not None:
-            self.message = feedback.with_buttons(self.message, self._question, self._text, self._model)
+        self.message = self._answer(None, self._model)
 
     def cut_short(self, kind: CutShortFault) -> None:
-        self.message = messages.answer(self._question, self._text, self._response_type, finish_reason=kind)
+        self.message = self._answer(kind, None)
+
+    def _answer(self, finish_reason: str | None, model: str | None) -> Message:
+        """The reply; given the ``model``, with the feedback buttons for it."""
+        text, table = tables.one_message(self._text)
+        message = messages.answer(self._question, text, self._response_type, finish_reason=finish_reason)
+        if model is not None:
+            message = feedback.with_buttons(message, self._question, text, model)
+        if table is not None:
+            message["attachments"] = [tables.attachment(table.block, table.table).to_dict()]
+        return message
 
     def say(self, text: str) -> None:
         self.message = messages.ephemeral(text)

@@ -59,6 +59,20 @@ Contract:
   (more than 50: ``msg_blocks_too_many``; an unknown block type, a bad markdown block, a
   context_actions block with more than 5 elements or a bad feedback button:
   ``invalid_blocks``), the message unchanged.
+- Tables (``table_refusal``): chat.postMessage and chat.update take a ``table`` block only in
+  ``attachments`` (``[{"blocks": [table]}]``, where Slack documents it), one per message, with
+  1 to ``MAX_TABLE_ROWS`` rows of 1 to ``MAX_TABLE_CELLS`` cells (``raw_text`` with text,
+  ``raw_number``, or ``rich_text``), ``column_settings`` at most ``MAX_TABLE_CELLS`` with
+  ``align`` left/center/right; anything else, or a table in top-level ``blocks`` or in any
+  stream call (``blocks`` of chat.stopStream, a ``blocks`` chunk), is ``invalid_blocks``.
+  A posted or updated message keeps its ``attachments``.
+- Chunks (``chunk_refusal``) on chat.startStream / appendStream / stopStream: each a
+  ``markdown_text`` (``text``), ``task_update`` (``id``, ``title``, ``status`` in
+  ``TASK_STATUSES``), ``plan_update`` (``title``) or ``blocks`` (``blocks``) chunk; anything
+  else is ``invalid_chunks``. An append may carry chunks and no text. Every chunk a stream
+  took is kept on its message, in order (``Message.chunks``); chat.startStream's
+  ``task_display_mode`` must be ``timeline`` or ``plan`` (``invalid_arguments``) and is kept
+  too (``Message.task_display_mode``).
 - Seeding: ``add_message``, ``add_event`` (the message an Events API body is about).
   Observation, as copies: ``thread()``, ``messages()``, ``bot_messages()``, ``status()``,
   ``suggested_prompts()``; what a user sees now, after every update, delete and stream
@@ -80,7 +94,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -90,6 +104,13 @@ MAX_MARKDOWN_CHARS = 12_000  # per call and per chunk
 MAX_TEXT_CHARS = 40_000  # `text` beyond this: msg_too_long here (Slack truncates, with a warning)
 STREAM_BYTE_LIMIT = 11_000  # a streamed message's total; reports put Slack's cap near 10.6-11.3k bytes
 MAX_PROMPTS = 4
+MAX_TABLE_ROWS = 100  # Slack's table block: rows (the header is one), and cells a row
+MAX_TABLE_CELLS = 20
+TABLE_CELL_TYPES = ("raw_text", "raw_number", "rich_text")
+TABLE_ALIGNS = ("left", "center", "right")
+CHUNK_TYPES = ("markdown_text", "task_update", "plan_update", "blocks")
+TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+TASK_DISPLAY_MODES = ("timeline", "plan")
 MAX_LOADING_MESSAGES = 10
 # chat.update of a message still streaming, when update_while_streaming is False. Slack's method
 # reference lists this code for chat.update; whether Slack refuses every such update is unverified.
@@ -158,6 +179,9 @@ class Message:
     edited: bool = False
     blocks: list[Any] | None = None
     started_at: float | None = None  # the fake's clock at chat.startStream (for stream_max_age)
+    attachments: list[Any] | None = None
+    chunks: list[dict[str, Any]] = field(default_factory=list)  # every chunk its stream took, in order
+    task_display_mode: str | None = None
 
     @property
     def streaming(self) -> bool:
@@ -193,6 +217,80 @@ def chunk_texts(chunks: Any) -> list[str]:
                 raise Refusal("invalid_arguments", "a markdown_text chunk needs a text")
             texts.append(chunk["text"])
     return texts
+
+
+def chunk_refusal(chunks: Any) -> None:
+    """Raise ``invalid_chunks`` for a chunk Slack would not take (see the module docstring)."""
+    if chunks is None:
+        return
+    if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
+        raise Refusal("invalid_chunks", "chunks must be an array of objects")
+    for chunk in chunks:
+        kind = chunk.get("type")
+        if kind not in CHUNK_TYPES:
+            raise Refusal("invalid_chunks", f"unknown chunk type: {kind!r}")
+        if kind == "markdown_text" and not isinstance(chunk.get("text"), str):
+            raise Refusal("invalid_chunks", "a markdown_text chunk needs a text")
+        if kind == "task_update":
+            if not all(isinstance(chunk.get(name), str) and chunk[name] for name in ("id", "title")):
+                raise Refusal("invalid_chunks", "a task_update chunk needs an id and a title")
+            if chunk.get("status") not in TASK_STATUSES:
+                raise Refusal("invalid_chunks", f"task status must be one of {', '.join(TASK_STATUSES)}")
+        if kind == "plan_update" and not (isinstance(chunk.get("title"), str) and chunk["title"]):
+            raise Refusal("invalid_chunks", "a plan_update chunk needs a title")
+        if kind == "blocks":
+            if not isinstance(chunk.get("blocks"), list):
+                raise Refusal("invalid_chunks", "a blocks chunk needs blocks")
+            if _tables_in(chunk["blocks"]):
+                raise Refusal("invalid_blocks", "a table block cannot be streamed")
+
+
+def _tables_in(blocks: Any) -> list[Any]:
+    if not isinstance(blocks, list):
+        return []
+    return [block for block in blocks if isinstance(block, dict) and block.get("type") == "table"]
+
+
+def table_refusal(params: dict[str, Any]) -> None:
+    """Raise ``invalid_blocks`` for a message's tables that Slack would refuse (see the module docstring)."""
+    if _tables_in(params.get("blocks")):
+        raise Refusal("invalid_blocks", "a table block goes in attachments")
+    attachments = params.get("attachments")
+    if attachments is None:
+        return
+    if not isinstance(attachments, list) or not all(isinstance(a, dict) for a in attachments):
+        raise Refusal("invalid_attachments", "attachments must be an array of objects")
+    found = [table for attachment in attachments for table in _tables_in(attachment.get("blocks"))]
+    if len(found) > 1:
+        raise Refusal("invalid_blocks", "only one table block is allowed per message")
+    for table in found:
+        _check_table(table)
+
+
+def _check_table(table: dict[str, Any]) -> None:
+    rows = table.get("rows")
+    if not isinstance(rows, list) or not 1 <= len(rows) <= MAX_TABLE_ROWS:
+        raise Refusal("invalid_blocks", f"a table has 1 to {MAX_TABLE_ROWS} rows")
+    for row in rows:
+        if not isinstance(row, list) or not 1 <= len(row) <= MAX_TABLE_CELLS:
+            raise Refusal("invalid_blocks", f"a table row has 1 to {MAX_TABLE_CELLS} cells")
+        for cell in row:
+            kind = cell.get("type") if isinstance(cell, dict) else None
+            if kind not in TABLE_CELL_TYPES:
+                raise Refusal("invalid_blocks", f"a table cell is one of {', '.join(TABLE_CELL_TYPES)}")
+            if kind == "raw_text" and not (isinstance(cell.get("text"), str) and cell["text"]):
+                raise Refusal("invalid_blocks", "a raw_text cell needs a text")
+            if kind == "rich_text" and not isinstance(cell.get("elements"), list):
+                raise Refusal("invalid_blocks", "a rich_text cell needs elements")
+    settings = table.get("column_settings")
+    if settings is not None:
+        if not isinstance(settings, list) or len(settings) > MAX_TABLE_CELLS:
+            raise Refusal("invalid_blocks", f"column_settings: at most {MAX_TABLE_CELLS}")
+        for setting in settings:
+            if setting is not None and (
+                not isinstance(setting, dict) or setting.get("align", "left") not in TABLE_ALIGNS
+            ):
+                raise Refusal("invalid_blocks", f"column_settings' align is one of {', '.join(TABLE_ALIGNS)}")
 
 
 def text_length(params: dict[str, Any]) -> int:
@@ -500,6 +598,8 @@ class Workspace:
         data["team"] = TEAM_ID
         if blocks is not None:
             data["blocks"] = copy.deepcopy(blocks)
+        if message.attachments is not None:
+            data["attachments"] = copy.deepcopy(message.attachments)
         if message.edited:
             data["edited"] = {"user": message.user, "ts": message.ts}
         if message.thread_ts:
@@ -570,8 +670,17 @@ class Workspace:
     def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = required(params, "channel", missing="channel_not_found")
         text, markdown = self._message_content(params)
+        table_refusal(params)
         blocks = check_blocks(params.get("blocks"))
-        message = self._bot_message(channel, text, params.get("thread_ts") or None, markdown=markdown, blocks=blocks)
+        attachments = params.get("attachments")
+        message = self._bot_message(
+            channel,
+            text,
+            params.get("thread_ts") or None,
+            markdown=markdown,
+            blocks=blocks,
+            attachments=copy.deepcopy(attachments) if isinstance(attachments, list) else None,
+        )
         return {"channel": channel, "ts": message.ts, "message": self._as_slack(message)}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -579,6 +688,7 @@ class Workspace:
         if message.bot_id != self.bot_id:
             raise Refusal("cant_update_message")
         text, markdown = self._message_content(params)
+        table_refusal(params)
         blocks = check_blocks(params.get("blocks"))
         if message.streaming:
             if not self.update_while_streaming:
@@ -586,6 +696,8 @@ class Workspace:
             message.stream = "stopped"  # the update ends the stream: appends are refused from now on
         message.text, message.markdown, message.edited = text, markdown, True
         message.blocks = blocks
+        attachments = params.get("attachments")
+        message.attachments = copy.deepcopy(attachments) if isinstance(attachments, list) else None
         return {"channel": message.channel, "ts": message.ts, "text": text, "message": self._as_slack(message)}
 
     def _chat_delete(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -605,6 +717,7 @@ class Workspace:
         return {"channel": message.channel, "ts": message.ts}
 
     def _stream_text(self, params: dict[str, Any], required: bool) -> str:
+        chunk_refusal(params.get("chunks"))
         pieces = []
         markdown = params.get("markdown_text")
         if markdown is not None:
@@ -614,7 +727,7 @@ class Workspace:
         pieces.extend(chunk_texts(params.get("chunks")))
         if any(len(piece) > MAX_MARKDOWN_CHARS for piece in pieces):
             raise Refusal("msg_too_long")
-        if required and not "".join(pieces):
+        if required and not "".join(pieces) and not params.get("chunks"):
             raise Refusal("no_text")
         return "".join(pieces)
 
@@ -630,10 +743,20 @@ class Workspace:
                 raise Refusal("missing_recipient_user_id")
             if not params.get("recipient_team_id"):
                 raise Refusal("missing_recipient_team_id")
+        mode = params.get("task_display_mode")
+        if mode is not None and mode not in TASK_DISPLAY_MODES:
+            raise Refusal("invalid_arguments", f"task_display_mode must be one of {', '.join(TASK_DISPLAY_MODES)}")
         text = self._stream_text(params, required=False)
         self._check_stream_size(text)
         message = self._bot_message(
-            channel, text, thread_ts, markdown=True, stream="streaming", started_at=self.clock()
+            channel,
+            text,
+            thread_ts,
+            markdown=True,
+            stream="streaming",
+            started_at=self.clock(),
+            chunks=copy.deepcopy(params.get("chunks") or []),
+            task_display_mode=mode,
         )
         return {"channel": channel, "ts": message.ts}
 
@@ -648,14 +771,18 @@ class Workspace:
         text = self._stream_text(params, required=True)
         self._check_stream_size(message.text + text)
         message.text += text
+        message.chunks += copy.deepcopy(params.get("chunks") or [])
         return {"channel": message.channel, "ts": message.ts}
 
     def _chat_stop_stream(self, params: dict[str, Any]) -> dict[str, Any]:
         message = self._streaming(params)
         text = self._stream_text(params, required=False)
+        if _tables_in(params.get("blocks")):
+            raise Refusal("invalid_blocks", "a table block cannot be streamed")
         self._check_stream_size(message.text + text)
         blocks = check_blocks(params.get("blocks"))
         message.text += text
+        message.chunks += copy.deepcopy(params.get("chunks") or [])
         message.stream = "stopped"
         if blocks is not None:
             message.blocks = blocks

@@ -125,7 +125,8 @@ def halve_history(messages: Sequence[ChatMessage]) -> list[ChatMessage]:
 
 
 def message_text(message: Mapping[str, Any]) -> str:
-    """The message's text as written: ``text`` unescaped, or its blocks' text when longer.
+    """The message's text as written: ``text`` unescaped, or its blocks' text when longer; then
+    any table blocks in its attachments (the bot's tables), as Markdown pipe tables.
 
     Slack may keep a streamed (or markdown_text) answer whole in a ``markdown`` block with only
     a truncated fallback in ``text``; other apps put their detail in ``section`` blocks. The
@@ -135,7 +136,25 @@ def message_text(message: Mapping[str, Any]) -> str:
     text = unescape(raw) if isinstance(raw, str) else ""
     blocks = message.get("blocks")
     from_blocks = _blocks_text(blocks) if isinstance(blocks, list) else ""
-    return from_blocks if len(from_blocks) > len(text) else text
+    text = from_blocks if len(from_blocks) > len(text) else text
+    tables = _attached_tables(message.get("attachments"))
+    return "\n\n".join(part for part in (text, tables) if part) if tables else text
+
+
+def _attached_tables(attachments: Any) -> str:
+    """The table blocks in a message's attachments (where the bot posts its tables), as pipe tables."""
+    if not isinstance(attachments, list):
+        return ""
+    from chalicelib.slack.tables import table_markdown  # worker side only, with slack_sdk's models
+
+    found = [
+        table_markdown(block)
+        for attachment in attachments
+        if isinstance(attachment, Mapping)
+        for block in (attachment.get("blocks") or [])
+        if isinstance(block, Mapping) and block.get("type") == "table"
+    ]
+    return "\n\n".join(table for table in found if table)
 
 
 def _blocks_text(blocks: list[Any]) -> str:

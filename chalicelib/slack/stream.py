@@ -55,6 +55,13 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
   nothing, ``finish()`` only tries to stop an open stream (quietly), ``post_notice`` still posts.
+- Chunks: ``chunks()`` (given) is asked for the stream's non-text chunks (task updates) at
+  every stream call, which carries them: the start (with ``task_display_mode``), an append,
+  the stop, and the stop of an attempt ``restart()`` forgets (so its message shows why a new
+  one follows). A posted message carries none.
+- ``post_table(attachment, fallback)`` finishes first, then posts a table in its own message
+  in the thread; a post Slack refuses (not a lost connection) posts ``fallback`` (the table as
+  Markdown code) instead.
 - ``visible``: some answer text reached Slack; ``notice_attempted``: ``post_notice`` was called
   (whether or not its post succeeded); ``calls``: Slack calls made; ``posted_ts``: the ts of
   every message it posted, oldest first; ``fallback``: streaming was refused.
@@ -127,6 +134,8 @@ class Replier:
         rotate_seconds: float = ROTATE_SECONDS,
         bot_user_id: str | None = None,
         asked_ts: str | None = None,
+        chunks: Callable[[], list[Any]] | None = None,
+        task_display_mode: str | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -138,6 +147,8 @@ class Replier:
         self._rotate_seconds = rotate_seconds
         self._bot_user_id = bot_user_id
         self._asked_ts = asked_ts  # the question's ts: a lost start is looked for after it
+        self._chunks = chunks
+        self._task_display_mode = task_display_mode
         self._pushed_tail = ""  # the last character pushed: a broadcast can straddle two deltas
         self._answer_ts: list[str] = []  # this attempt's answer messages (not notices)
         self._superseded: list[str] = []  # an earlier attempt's, deleted once this one shows text
@@ -200,7 +211,7 @@ class Replier:
         self.discard_pending()
         message, self._current = self._current, None
         if message is not None and message.streamed:
-            self._stop_quietly(message.ts)
+            self._stop_quietly(message.ts, self._take_chunks())
         self._superseded += self._answer_ts
         self._answer_ts = []
 
@@ -213,6 +224,21 @@ class Replier:
             logger.warning("could not finish the answer before a notice: %s", error.code)
         self.calls += 1
         ts = web.post(self._client, self._channel, self._thread_ts, text=text)
+        self.posted_ts.append(ts)
+        return ts
+
+    def post_table(self, attachment: Any, fallback: str) -> str:
+        """Posts a table (an attachment with its block) in the thread, after the answer; returns its ts."""
+        self.finish()
+        self.calls += 1
+        try:
+            ts = web.post_attachment(self._client, self._channel, self._thread_ts, attachment)
+        except web.SlackError as error:
+            if error.code in UNCERTAIN or error.code == "ratelimited":
+                raise
+            logger.warning("Slack refused a table (%s): posting it as code instead", error.code)
+            self.calls += 1
+            ts = web.post(self._client, self._channel, self._thread_ts, markdown_text=fallback)
         self.posted_ts.append(ts)
         return ts
 
@@ -272,6 +298,8 @@ class Replier:
                     text,
                     self._recipient_user_id,
                     self._recipient_team_id,
+                    chunks=self._take_chunks(),
+                    task_display_mode=self._task_display_mode,
                 )
             except web.SlackError as error:
                 if error.code in UNCERTAIN:
@@ -312,7 +340,9 @@ class Replier:
             self._close(message, piece, last=final and not rest.strip())
         else:
             try:
-                self._call(web.append_stream, self._client, self._channel, message.ts, piece)
+                self._call(
+                    web.append_stream, self._client, self._channel, message.ts, piece, chunks=self._take_chunks()
+                )
             except web.SlackError as error:
                 if error.code == EXPIRED or error.code in UNCERTAIN:
                     self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
@@ -347,18 +377,19 @@ class Replier:
 
     def _stop(self, message: _Message, piece: str | None, last: bool) -> None:
         blocks = self._final_blocks if last else None
+        chunks = self._take_chunks()
         if not blocks:
-            self._call(web.stop_stream, self._client, self._channel, message.ts, piece)
+            self._call(web.stop_stream, self._client, self._channel, message.ts, piece, chunks=chunks)
             return
         try:
-            self._call(web.stop_stream, self._client, self._channel, message.ts, piece, blocks)
+            self._call(web.stop_stream, self._client, self._channel, message.ts, piece, blocks, chunks=chunks)
         except web.SlackError as error:
             if error.code not in BLOCK_ERRORS:
                 raise
             # Refused for the blocks alone, nothing changed: the answer ends without them.
             logger.warning("Slack refused the answer's final blocks (%s): stopping without them", error.code)
             self._final_blocks = None
-            self._call(web.stop_stream, self._client, self._channel, message.ts, piece)
+            self._call(web.stop_stream, self._client, self._channel, message.ts, piece, chunks=chunks)
             return
         self._final_blocks = None  # delivered
 
@@ -458,11 +489,14 @@ class Replier:
             return
         self._stop_quietly(message.ts)
 
-    def _stop_quietly(self, ts: str) -> None:
+    def _stop_quietly(self, ts: str, chunks: list[Any] | None = None) -> None:
         try:
-            self._call(web.stop_stream, self._client, self._channel, ts, None)
+            self._call(web.stop_stream, self._client, self._channel, ts, None, chunks=chunks)
         except web.SlackError as error:  # stopped already, or Slack ended it: either way it has stopped
             logger.info("could not stop a stream: %s", error.code)
+
+    def _take_chunks(self) -> list[Any] | None:
+        return (self._chunks() or None) if self._chunks is not None else None
 
     def _call(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self.calls += 1

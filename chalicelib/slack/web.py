@@ -23,9 +23,11 @@ Retries (slack_sdk's own retry loop, with our handlers instead of its defaults),
   append repeats its text.
   Timeouts are never retried: the timeout is the time left, so nothing is left to retry with.
 
-Helpers: ``set_status``, ``set_suggested_prompts``, ``post``, ``update``, ``delete``,
-``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError`` (``stop_stream`` and
-``update`` take ``blocks``: slack_sdk's models or dicts); ``delete`` counts a
+Helpers: ``set_status``, ``set_suggested_prompts``, ``post``, ``post_attachment``, ``update``,
+``delete``, ``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError`` (the
+stream helpers take the stream's ``chunks``, task updates among them, and ``start_stream``
+its ``task_display_mode``; ``stop_stream`` and ``update`` take ``blocks``: slack_sdk's models or
+dicts); ``delete`` counts a
 message that is not there as deleted. ``thread_messages`` never raises: it returns the
 messages it read and the error that stopped it, if any. ``find_own_message`` finds the bot's
 newest message in a thread after a ts (a streamed message whose ``chat.startStream`` answer was
@@ -48,7 +50,9 @@ from urllib.parse import urlsplit
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryHandler, RetryState
+from slack_sdk.models.attachments import Attachment
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.messages.chunk import Chunk
 
 from chalicelib.deadline import Deadline
 from chalicelib.slack import history
@@ -402,6 +406,8 @@ def start_stream(
     markdown_text: str,
     recipient_user_id: str | None = None,
     recipient_team_id: str | None = None,
+    chunks: Sequence[Chunk] | None = None,
+    task_display_mode: str | None = None,
 ) -> str:
     """Starts a streamed message with its first text; returns its ts."""
     with _translated("chat.startStream"):
@@ -411,13 +417,17 @@ def start_stream(
             markdown_text=markdown_text,
             recipient_user_id=recipient_user_id,
             recipient_team_id=recipient_team_id,
+            chunks=chunks or None,
+            task_display_mode=task_display_mode,
         )
     return _ts(response, "chat.startStream")
 
 
-def append_stream(client: WebClient, channel: str, ts: str, markdown_text: str) -> None:
+def append_stream(
+    client: WebClient, channel: str, ts: str, markdown_text: str, chunks: Sequence[Chunk] | None = None
+) -> None:
     with _translated("chat.appendStream"):
-        client.chat_appendStream(channel=channel, ts=ts, markdown_text=markdown_text)
+        client.chat_appendStream(channel=channel, ts=ts, markdown_text=markdown_text, chunks=chunks or None)
 
 
 def stop_stream(
@@ -426,7 +436,19 @@ def stop_stream(
     ts: str,
     markdown_text: str | None = None,
     blocks: Sequence[Block | dict[str, Any]] | None = None,
+    chunks: Sequence[Chunk] | None = None,
 ) -> None:
     """Ends a streamed message, with its last text if any; ``blocks`` are shown below its text."""
     with _translated("chat.stopStream"):
-        client.chat_stopStream(channel=channel, ts=ts, markdown_text=markdown_text, blocks=blocks)
+        client.chat_stopStream(
+            channel=channel, ts=ts, markdown_text=markdown_text, blocks=blocks, chunks=chunks or None
+        )
+
+
+def post_attachment(client: WebClient, channel: str, thread_ts: str | None, attachment: Attachment) -> str:
+    """Posts a message whose only content is ``attachment`` (a table block goes there: Slack
+    documents it in attachments, not in a message's blocks, and never in a stream); its
+    ``fallback`` is the notification text. Returns the message's ts."""
+    with _translated("chat.postMessage"):
+        response = client.chat_postMessage(channel=channel, thread_ts=thread_ts, attachments=[attachment])
+    return _ts(response, "chat.postMessage")

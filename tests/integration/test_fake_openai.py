@@ -153,6 +153,11 @@ def test_the_fake_response_url_answers_as_slack_does() -> None:
         assert post(b'{"text": "hello"}') == (200, b"ok")
         assert post(b'{"markdown_text": "hello"}') == (400, b"no_text")
         assert post(b"text=hello") == (400, b"invalid_payload")
+        table = {"type": "table", "rows": [[{"type": "raw_text", "text": "x"}]]}
+        assert post(json.dumps({"text": "t", "attachments": [{"blocks": [table]}]}).encode()) == (200, b"ok")
+        two = [{"blocks": [table]}, {"blocks": [table]}]
+        assert post(json.dumps({"text": "t", "attachments": two}).encode()) == (400, b"invalid_blocks")
+        assert post(json.dumps({"text": "t", "blocks": [table]}).encode()) == (400, b"invalid_blocks")
 
 
 def test_the_fake_lambda_accepts_an_event_invoke_and_names_the_function() -> None:

@@ -719,3 +719,86 @@ def test_the_fake_response_url_refuses_the_same_blocks() -> None:
         "invalid_blocks"
     )
     assert response_url_refusal(json.dumps({"text": "x", "blocks": [feedback_buttons()]}).encode()) is None
+
+
+# --- tables and chunks ------------------------------------------------------------------------------------------------
+
+
+def table(rows: int = 2, cells: int = 2) -> dict[str, Any]:
+    return {"type": "table", "rows": [[{"type": "raw_text", "text": "x"}] * cells for _ in range(rows)]}
+
+
+def test_a_table_goes_in_attachments_one_per_message_within_slacks_limits(
+    slack: FakeSlackAPI, client: WebClient
+) -> None:
+    root = slack.add_message(CHANNEL, "hi", user=USER)
+    posted = client.chat_postMessage(
+        channel=CHANNEL, thread_ts=root, text="Table", attachments=[{"fallback": "Table", "blocks": [table()]}]
+    )
+    assert slack.bot_messages(CHANNEL, root)[0].attachments == [{"fallback": "Table", "blocks": [table()]}]
+    assert posted["message"]["attachments"][0]["blocks"] == [table()]
+    assert client.chat_postMessage(channel=CHANNEL, text="t", attachments=[{"blocks": [table(100, 20)]}])["ok"]
+    refused = {
+        "two tables": [{"blocks": [table()]}, {"blocks": [table()]}],
+        "two in one attachment": [{"blocks": [table(), table()]}],
+        "101 rows": [{"blocks": [table(101)]}],
+        "21 cells": [{"blocks": [table(1, 21)]}],
+        "no rows": [{"blocks": [{"type": "table", "rows": []}]}],
+        "an empty raw_text": [{"blocks": [{"type": "table", "rows": [[{"type": "raw_text", "text": ""}]]}]}],
+        "an unknown cell": [{"blocks": [{"type": "table", "rows": [[{"type": "mrkdwn", "text": "x"}]]}]}],
+        "a bad align": [{"blocks": [{**table(), "column_settings": [{"align": "middle"}]}]}],
+    }
+    for attachments in refused.values():
+        assert refusal(lambda a=attachments: client.chat_postMessage(channel=CHANNEL, text="t", attachments=a)) == (
+            "invalid_blocks"
+        )
+    assert refusal(lambda: client.chat_postMessage(channel=CHANNEL, text="t", blocks=[table()])) == "invalid_blocks"
+    ts = posted["ts"]
+    assert refusal(lambda: client.chat_update(channel=CHANNEL, ts=ts, text="t", attachments=refused["two tables"])) == (
+        "invalid_blocks"
+    )
+    assert len(slack.bot_messages(CHANNEL, root)) == 1  # nothing refused was posted
+
+
+def test_a_stream_cannot_carry_a_table(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(DM, "hi", user=USER)
+    blocks_chunk = [{"type": "blocks", "blocks": [table()]}]
+    assert refusal(lambda: client.chat_startStream(channel=DM, thread_ts=root, chunks=blocks_chunk)) == (
+        "invalid_blocks"
+    )
+    ts = client.chat_startStream(channel=DM, thread_ts=root, markdown_text="a")["ts"]
+    assert refusal(lambda: client.chat_appendStream(channel=DM, ts=ts, chunks=blocks_chunk)) == "invalid_blocks"
+    assert refusal(lambda: client.chat_stopStream(channel=DM, ts=ts, blocks=[table()])) == "invalid_blocks"
+    client.chat_stopStream(channel=DM, ts=ts)
+
+
+def test_stream_chunks_are_checked_and_kept_per_message(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(DM, "hi", user=USER)
+    task = {"type": "task_update", "id": "retry-1", "title": "Asking again", "status": "in_progress"}
+    ts = client.chat_startStream(channel=DM, thread_ts=root, chunks=[task], task_display_mode="plan")["ts"]
+    done = {**task, "status": "complete"}
+    client.chat_appendStream(channel=DM, ts=ts, chunks=[done])  # chunks alone, no text: fine
+    client.chat_appendStream(channel=DM, ts=ts, chunks=[{"type": "markdown_text", "text": "answer"}])
+    client.chat_stopStream(channel=DM, ts=ts, chunks=[{"type": "plan_update", "title": "Done"}])
+    message = slack.bot_messages(DM, root)[0]
+    assert message.text == "answer"
+    assert message.task_display_mode == "plan"
+    assert [chunk["type"] for chunk in message.chunks] == ["task_update", "task_update", "markdown_text", "plan_update"]
+    assert [chunk.get("status") for chunk in message.chunks[:2]] == ["in_progress", "complete"]
+    bad_chunks = [
+        [{"type": "thought", "text": "x"}],
+        [{**task, "status": "done"}],
+        [{"type": "task_update", "id": "t", "status": "complete"}],
+        [{"type": "plan_update"}],
+        [{"type": "markdown_text"}],
+        [{"type": "blocks"}],
+        ["text"],
+    ]
+    for chunks in bad_chunks:
+        assert refusal(lambda c=chunks: client.chat_startStream(channel=DM, thread_ts=root, chunks=c)) == (
+            "invalid_chunks"
+        )
+    assert refusal(
+        lambda: client.chat_startStream(channel=DM, thread_ts=root, markdown_text="a", task_display_mode="dense")
+    ) == ("invalid_arguments")
+    assert len(slack.bot_messages(DM, root)) == 1

@@ -84,6 +84,7 @@ def test_secrets_are_not_in_repr() -> None:
         ("OPENAI_TIMEOUT_SECONDS", "nan", "OPENAI_TIMEOUT_SECONDS must be a number from 1 to 900, got 'nan'"),
         ("MAX_INPUT_CHARS", "10.5", "MAX_INPUT_CHARS must be a whole number from 1 to 7000, got '10.5'"),
         ("SLACK_RESPONSE_TYPE", "public", "SLACK_RESPONSE_TYPE must be one of ephemeral, in_channel, got 'public'"),
+        ("TASK_DISPLAY_MODE", "dense", "TASK_DISPLAY_MODE must be one of timeline, plan, got 'dense'"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"),
         ("LOG_MESSAGE_TEXT", "maybe", "LOG_MESSAGE_TEXT must be true or false, got 'maybe'"),
     ],
