@@ -18,6 +18,8 @@ most. Besides what the core decides:
 - if Slack refuses the answer (or a call's fate stays unknown after the replier's own
   recovery), or anything unexpected fails, the stream is stopped and one line says so, unless
   a line was already attempted: never two endings;
+- Slack's stop button (``chalicelib.stops``, watched while the answer runs) ends it as the core
+  says: nothing more is streamed, the stream is stopped quietly, and "Stopped." is posted;
 - the "is thinking…" status is cleared on every ending that posted nothing in the thread
   (Slack clears it itself when the bot posts);
 - given ``Unconfigured`` settings (the worker could not read them), ``answer`` posts one line
@@ -28,13 +30,14 @@ most. Besides what the core decides:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from chalicelib import answer as core
-from chalicelib import logs, secrets
+from chalicelib import logs, secrets, stops
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
@@ -92,12 +95,17 @@ class ThreadSurface:
         self.replier.discard_pending()  # an answer that failed: text held back must not go out first
         self.replier.post_notice(text)
 
+    def stopped(self) -> None:
+        self.replier.halt()
+        self.replier.post_notice(messages.STOPPED)
+
 
 def answer(job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     started = time.perf_counter()
     fields: dict[str, Any] = job.log_fields()
     try:
-        fields["outcome"] = _answer(job, deadline, settings, fields, started)
+        with _watching_stop(job, settings) as stop:
+            fields["outcome"] = _answer(job, deadline, settings, fields, started, stop)
     except Exception:  # a last guard: log it; the user was told if they could be
         logger.exception("unexpected error while answering a message")
         fields["outcome"] = "internal_error"
@@ -201,8 +209,23 @@ def _first_call(
         return slack, error
 
 
+@contextlib.contextmanager
+def _watching_stop(job: MessageJob, settings: Settings | Unconfigured) -> Iterator[stops.StopSignal]:
+    """The stop signal of this answer, watched while it runs (never set without usable settings)."""
+    if isinstance(settings, Unconfigured):
+        yield stops.StopSignal()
+        return
+    with stops.watching(settings, job.channel_id, job.reply_thread_ts, job.ts) as stop:
+        yield stop
+
+
 def _answer(
-    job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured, fields: dict[str, Any], started: float
+    job: MessageJob,
+    deadline: Deadline,
+    settings: Settings | Unconfigured,
+    fields: dict[str, Any],
+    started: float,
+    stop: stops.StopSignal,
 ) -> AnswerOutcome:
     if isinstance(settings, Unconfigured):  # the worker logged which and why
         fields["setting"] = settings.setting
@@ -239,9 +262,10 @@ def _answer(
         rotate_seconds=settings.stream_rotate_seconds,
         bot_user_id=job.bot_user_id,
         asked_ts=job.ts,
+        stopped=stop.check_now,
     )
     try:
-        return _converse(job, settings, slack, replier, deadline, fields, started)
+        return _converse(job, settings, slack, replier, deadline, fields, started, stop)
     except web.SlackError as error:
         # Slack refused the answer itself (not_in_channel, invalid_auth...): one last try to say
         # so, which may well be refused for the same reason. Not after a notice, nor after a
@@ -280,6 +304,7 @@ def _converse(
     deadline: Deadline,
     fields: dict[str, Any],
     started: float,
+    stop: stops.StopSignal,
 ) -> AnswerOutcome:
     question = history.strip_mention(job.text, job.bot_user_id)
     thread: list[dict[str, Any]] = []
@@ -300,7 +325,7 @@ def _converse(
     )
     fields["history_messages"] = len(chat) - 2
     return core.run(
-        chat, ThreadSurface(replier), settings, deadline, fields, core.Asker(job.team_id, job.user_id), started
+        chat, ThreadSurface(replier), settings, deadline, fields, core.Asker(job.team_id, job.user_id), started, stop
     )
 
 

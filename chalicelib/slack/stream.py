@@ -45,6 +45,13 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
 - ``finish()`` sends what is left (but trailing text that is only whitespace) and stops the
   open stream; it can be called again (no-op).
   ``post_notice(text)`` finishes first, then posts one mrkdwn line in the thread.
+- ``halt()``: the user pressed stop. Pending text is dropped, the open stream is stopped
+  quietly (Slack has stopped it already: its ``message_not_in_streaming_state`` is expected),
+  and nothing more is sent (``push``, ``flush_if_due`` and ``finish`` do nothing; ``post_notice``
+  still posts). ``stopped`` (a fresh look at the stop mark, given by the caller) is asked
+  before a ``message_not_in_streaming_state`` is taken for an expired stream, and before a new
+  message is opened after the first (a rotation, a size cut, an expiry): a stop found then
+  halts the replier, instead of resuming in a new stream what the user stopped.
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
   nothing, ``finish()`` only tries to stop an open stream (quietly), ``post_notice`` still posts.
@@ -116,6 +123,7 @@ class Replier:
         rotate_seconds: float = ROTATE_SECONDS,
         bot_user_id: str | None = None,
         asked_ts: str | None = None,
+        stopped: Callable[[], bool] | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -127,6 +135,8 @@ class Replier:
         self._rotate_seconds = rotate_seconds
         self._bot_user_id = bot_user_id
         self._asked_ts = asked_ts  # the question's ts: a lost start is looked for after it
+        self._stopped = stopped
+        self._halted = False
         self._pushed_tail = ""  # the last character pushed: a broadcast can straddle two deltas
         self._answer_ts: list[str] = []  # this attempt's answer messages (not notices)
         self._superseded: list[str] = []  # an earlier attempt's, deleted once this one shows text
@@ -149,7 +159,7 @@ class Replier:
     # --- the caller's side --------------------------------------------------------------------------------------------
 
     def push(self, text: str) -> None:
-        if self._failed is not None or not text:
+        if self._failed is not None or self._halted or not text:
             return
         self._pending += markdown.defuse_broadcasts(text, self._pushed_tail)
         self._pushed_tail = text[-1]
@@ -157,7 +167,7 @@ class Replier:
 
     def due_in(self) -> float | None:
         """Seconds until a send is allowed (0: now), or None when nothing is waiting to be sent."""
-        if self._failed is not None or not self._pending.strip():
+        if self._failed is not None or self._halted or not self._pending.strip():
             return None
         return max(0.0, self._ready_at() - self._clock())
 
@@ -167,6 +177,8 @@ class Replier:
             self._send(final=False)
 
     def finish(self) -> None:
+        if self._halted:
+            return
         if self._failed is not None:
             self._abandon()
             return
@@ -175,6 +187,23 @@ class Replier:
     def discard_pending(self) -> None:
         """Forget text not yet sent: an answer that failed before it showed will be asked for again."""
         self._pending, self._reopen, self._pushed_tail = "", "", ""
+
+    def halt(self, stream_ended: bool = False) -> None:
+        """The user stopped the answer: nothing more is sent (see the module docstring).
+
+        ``stream_ended``: Slack just said the open stream is not streaming; it is not stopped again.
+        """
+        self._halted = True
+        self.discard_pending()
+        if stream_ended:
+            self._current = None
+        self._abandon()
+
+    def _is_stopped(self, stream_ended: bool = False) -> bool:
+        if not self._halted and self._stopped is not None and self._stopped():
+            logger.info("the answer was stopped: nothing more is sent")
+            self.halt(stream_ended)
+        return self._halted
 
     def restart(self) -> None:
         """Forget the current attempt, shown or not: the next one replaces it (see the module docstring)."""
@@ -203,6 +232,8 @@ class Replier:
         try:
             while self._pending.strip() or (self._current is not None and (final or self._current.full)):
                 if self._current is None:
+                    if self._answer_ts and self._is_stopped():
+                        return  # a new message after the first: never resume what the user stopped
                     self._start(final)
                 elif (
                     self._current.streamed
@@ -295,6 +326,8 @@ class Replier:
             try:
                 self._call(web.append_stream, self._client, self._channel, message.ts, piece)
             except web.SlackError as error:
+                if error.code == EXPIRED and self._is_stopped(stream_ended=True):
+                    return  # the user's stop ended it, not its age
                 if error.code == EXPIRED or error.code in UNCERTAIN:
                     self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
                     self._pending = rest
@@ -322,6 +355,8 @@ class Replier:
             except web.SlackError as error:
                 if error.code != EXPIRED and error.code not in UNCERTAIN:
                     raise
+                if error.code == EXPIRED and self._is_stopped(stream_ended=True):
+                    return
                 self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
         self._current = None
 
