@@ -262,7 +262,7 @@ def _answer(
         rotate_seconds=settings.stream_rotate_seconds,
         bot_user_id=job.bot_user_id,
         asked_ts=job.ts,
-        stopped=stop.check_now,
+        stopped=stop.check_within,
     )
     try:
         return _converse(job, settings, slack, replier, deadline, fields, started, stop)

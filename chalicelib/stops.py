@@ -14,7 +14,9 @@ Contract:
   unregisters it: the answer closes its LLM stream this way, from the signalling thread, so a
   read blocked on the socket returns at once. ``check_now()`` looks at the store itself (a
   consistent read in DynamoDB) before Slack's ``message_not_in_streaming_state`` is taken for
-  an expired stream: the poll may not have seen the mark yet. Callbacks never raise out of it.
+  an expired stream: the poll may not have seen the mark yet; ``check_within(seconds)`` goes on
+  looking for up to ``seconds`` (Slack stops the streams before it sends the event, so an append
+  can be refused a moment before the mark is written). Callbacks never raise out of it.
 
 Which store, as ``chalicelib.claims`` chooses (its ``table_name``): ``DynamoStops`` on
 ``IDEMPOTENCY_TABLE`` in Lambda, else ``MemoryStops`` in this process. In memory (``chalice
@@ -50,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0  # the worker's read of the stop mark, while an answer runs
 READ_SECONDS = 1.5  # the longest one read or write takes (aws.quick_client)
+RECHECK_SECONDS = 0.25  # check_within: how often the store is read again while it waits
 # A mark outlives any job it may stop that has not started yet: Lambda keeps an async event at
 # most 600 s (make deploy's MaximumEventAgeInSeconds), and the worker drops older ones.
 STOP_TTL_SECONDS = 600.0
@@ -121,6 +124,16 @@ class StopSignal:
         if not self._event.is_set() and self._check is not None and self._check():
             self.set()
         return self._event.is_set()
+
+    def check_within(self, seconds: float) -> bool:
+        """``check_now``, again every ``RECHECK_SECONDS`` (and at once when set) for up to ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while not self.check_now():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._event.wait(min(left, RECHECK_SECONDS))
+        return True
 
 
 def _call_quietly(callback: Callable[[], None]) -> None:

@@ -281,7 +281,7 @@ def agent_session_stopped_event(
     *,
     channel: str = CHANNEL_ID,
     user: str = USER_ID,
-    streaming_message_ts: list[str] | None = None,
+    streaming_message_ts: Any = None,
     event_ts: str | None = None,
     bot_user_id: str = BOT_USER_ID,
     event_id: str | None = None,
@@ -295,7 +295,7 @@ def agent_session_stopped_event(
         "channel": channel,
         "thread_ts": thread_ts,
         "user": user,
-        "streaming_message_ts": list(streaming_message_ts or []),
+        "streaming_message_ts": [] if streaming_message_ts is None else streaming_message_ts,
         "event_ts": event_ts or new_ts(),
     }
     return event_callback(_with_fields(event, fields), team_id=team_id, bot_user_id=bot_user_id, event_id=event_id)

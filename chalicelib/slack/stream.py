@@ -48,10 +48,13 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
 - ``halt()``: the user pressed stop. Pending text is dropped, the open stream is stopped
   quietly (Slack has stopped it already: its ``message_not_in_streaming_state`` is expected),
   and nothing more is sent (``push``, ``flush_if_due`` and ``finish`` do nothing; ``post_notice``
-  still posts). ``stopped`` (a fresh look at the stop mark, given by the caller) is asked
-  before a ``message_not_in_streaming_state`` is taken for an expired stream, and before a new
-  message is opened after the first (a rotation, a size cut, an expiry): a stop found then
-  halts the replier, instead of resuming in a new stream what the user stopped.
+  still posts). ``stopped(seconds)`` (a fresh look at the stop mark, given by the caller, that
+  may wait up to ``seconds`` for one) is asked before a ``message_not_in_streaming_state`` is
+  taken for an expired stream, and before a new message is opened after the first (a rotation,
+  a size cut, an expiry): a stop found then halts the replier, instead of resuming in a new
+  stream what the user stopped. A stream younger than ``rotate_seconds`` cannot have expired of
+  age: Slack stopped it for the user, whose stop event may be a moment behind, so the look waits
+  up to ``STOP_GRACE_SECONDS`` for it.
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
   nothing, ``finish()`` only tries to stop an open stream (quietly), ``post_notice`` still posts.
@@ -88,6 +91,9 @@ ROTATE_SECONDS = 240.0  # STREAM_ROTATE_SECONDS' default: Slack ends a stream ab
 # What an earlier attempt's message says when it cannot be deleted.
 REPLACED = "_(An earlier attempt at this answer broke off; the whole answer follows.)_"
 EXPIRED = "message_not_in_streaming_state"
+# A young stream that Slack ended: how long to wait for the user's stop to reach us (the event
+# follows Slack's own stop of the stream; in Lambda the worker reads the mark then).
+STOP_GRACE_SECONDS = 1.5
 # Errors after which a write may have landed: sending it another way could show it twice.
 UNCERTAIN = frozenset({"connection", "timeout", "unreadable"})
 # Cut candidates, best first: a paragraph, a line, then a sentence or clause mark or a space
@@ -123,7 +129,7 @@ class Replier:
         rotate_seconds: float = ROTATE_SECONDS,
         bot_user_id: str | None = None,
         asked_ts: str | None = None,
-        stopped: Callable[[], bool] | None = None,
+        stopped: Callable[[float], bool] | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -199,10 +205,15 @@ class Replier:
             self._current = None
         self._abandon()
 
-    def _is_stopped(self, stream_ended: bool = False) -> bool:
-        if not self._halted and self._stopped is not None and self._stopped():
+    def _is_stopped(self, ended: _Message | None = None) -> bool:
+        """Whether the user stopped the answer (halting it if so). ``ended``: the stream Slack just
+        said is not streaming, which is not stopped again."""
+        grace = 0.0
+        if ended is not None and self._clock() - ended.opened < self._rotate_seconds:
+            grace = STOP_GRACE_SECONDS
+        if not self._halted and self._stopped is not None and self._stopped(grace):
             logger.info("the answer was stopped: nothing more is sent")
-            self.halt(stream_ended)
+            self.halt(stream_ended=ended is not None)
         return self._halted
 
     def restart(self) -> None:
@@ -326,7 +337,7 @@ class Replier:
             try:
                 self._call(web.append_stream, self._client, self._channel, message.ts, piece)
             except web.SlackError as error:
-                if error.code == EXPIRED and self._is_stopped(stream_ended=True):
+                if error.code == EXPIRED and self._is_stopped(ended=message):
                     return  # the user's stop ended it, not its age
                 if error.code == EXPIRED or error.code in UNCERTAIN:
                     self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
@@ -355,7 +366,7 @@ class Replier:
             except web.SlackError as error:
                 if error.code != EXPIRED and error.code not in UNCERTAIN:
                     raise
-                if error.code == EXPIRED and self._is_stopped(stream_ended=True):
+                if error.code == EXPIRED and self._is_stopped(ended=message):
                     return
                 self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
         self._current = None
