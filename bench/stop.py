@@ -118,7 +118,11 @@ def poll_cost(env: dict[str, str], llm: Any, slack: FakeSlackAPI, seconds: float
     job, _ = events.parse(body)
     started = time.monotonic()
     worker.run(job.to_payload(), Deadline.in_seconds(seconds + 60), env)  # type: ignore[union-attr]
-    return gets[0], time.monotonic() - started
+    ran = time.monotonic() - started
+    boto3.DEFAULT_SESSION.events.unregister("before-call.dynamodb.GetItem", count)  # type: ignore[union-attr]
+    if not gets[0] or ran < seconds / 2:
+        raise SystemExit(f"the unstopped answer did not run its course ({ran:.1f} s, {gets[0]} reads)")
+    return gets[0], ran
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
             BillingMode="PAY_PER_REQUEST",
         )
         # The bot's JSON log lines (stdout) are not the report.
-        with fake_openai() as llm, FakeSlackAPI() as slack, contextlib.redirect_stdout(io.StringIO()):
+        with (
+            fake_openai() as llm,
+            FakeSlackAPI() as slack,
+            contextlib.redirect_stdout(sys.stderr if os.environ.get("BENCH_STOP_LOGS") else io.StringIO()),
+        ):
             local = {
                 "SLACK_SIGNING_SECRET": SIGNING_SECRET,
                 "OPENAI_API_KEY": "sk-bench-fake",
@@ -167,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         moto.stop()
     per_minute = gets / ran * 60
+    command = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "## Stop: from Slack's `agent_session_stopped` to the end of the answer",
         "",
-        f"`bench/stop.py{' --quick' if args.quick else ''}`; milliseconds from the HTTP function's call, median / max.",
+        f"`bench/stop.py {command}`; milliseconds from the HTTP function's call, median / max.",
         "",
         '| path | stops | LLM connection closed | "Stopped." posted | stream writes after the event |',
         "| --- | ---: | ---: | ---: | ---: |",
