@@ -26,6 +26,13 @@ Progress: each retry after a broken stream is reported to ``tasks`` (``chaliceli
 ``run``'s ``tasks`` argument, else a board no one reads) as a task: in_progress when it is
 decided, complete when the new attempt's first text arrives, error when that attempt fails.
 
+A stop (``stop``, a ``stops.StopSignal``: the user pressed Slack's stop button) ends the answer
+whenever it comes: before the LLM is asked (no call, not counted against the per-user limit),
+or during an attempt, whose LLM stream is closed from the signalling thread at once (no more
+tokens are paid for), during a backoff, or on the way to any other ending. Nothing more is
+pushed to the surface; it is told ``stopped()`` (a short plain confirmation, no error note) and
+the outcome is ``stopped``.
+
 Accounting: ``attempts``, ``llm_ms`` and ``tokens_in``/``tokens_out`` over every attempt,
 failed ones too; an attempt cut before its usage arrived is estimated (``tokens_estimated``).
 
@@ -49,6 +56,7 @@ from chalicelib.deadline import Deadline
 from chalicelib.kinds import AnswerOutcome, CutShortFault, Fault
 from chalicelib.settings import Settings
 from chalicelib.slack import history, messages
+from chalicelib.stops import StopSignal
 
 if TYPE_CHECKING:
     from chalicelib import llm
@@ -95,6 +103,14 @@ class Surface(Protocol):
     def cut_short(self, kind: CutShortFault) -> None: ...
 
     def say(self, text: str) -> None: ...
+
+    def stopped(self) -> None:
+        """The user stopped the answer: send nothing more of it, and confirm the stop."""
+        ...
+
+
+class _Stopped(Exception):
+    """The stop signal was seen during an attempt."""
 
 
 @dataclass(frozen=True)
@@ -146,11 +162,14 @@ def run(
     asker: Asker,
     started: float | None = None,
     tasks: progress.Tasks | None = None,
+    stop: StopSignal | None = None,
 ) -> AnswerOutcome:
-    answer = _Answer(chat, surface, settings, fields, time.perf_counter() if started is None else started)
+    answer = _Answer(chat, surface, settings, fields, time.perf_counter() if started is None else started, stop)
     if tasks is not None:
         answer.tasks = tasks
     try:
+        if answer.stop.is_set():  # pressed before the worker got here: no LLM call, nothing counted
+            return answer.stopped()
         wait = limits.check(settings, asker.team_id, asker.user_id)
         if wait is not None:
             fields["retry_after_s"] = wait
@@ -187,12 +206,14 @@ class _Answer:
         settings: Settings,
         fields: dict[str, Any],
         started: float,
+        stop: StopSignal | None = None,
     ) -> None:
         self.chat = chat
         self.surface = surface
         self.settings = settings
         self.fields = fields
         self.started = started
+        self.stop = stop or StopSignal()  # never set: a slash command has no stop button
         self.attempts = _Attempts()
         self.tasks = progress.Tasks()
         self._retry_task: tuple[str, str] | None = None  # (id, title) of the retry awaiting its first text
@@ -202,6 +223,10 @@ class _Answer:
         if self._retry_task is not None:
             self.tasks.report(*self._retry_task, status)
             self._retry_task = None
+
+    def stopped(self) -> AnswerOutcome:
+        self.surface.stopped()
+        return "stopped"
 
     def run(self, api_key: str, step: Deadline) -> AnswerOutcome:
         """Ask until an answer, or a failure worth no more tries; end the surface; the outcome."""
@@ -213,9 +238,15 @@ class _Answer:
         retries = 0
         rekeyed = halved = False
         while True:
+            if self.stop.is_set():
+                return self.stopped()
             try:
                 result, text = self._attempt(api_key, step)
+            except _Stopped:
+                return self.stopped()
             except llm.LLMError as error:
+                if self.stop.is_set():  # the failure may be the stop's own cut
+                    return self.stopped()
                 kind = error.kind
                 self._settle_retry("error")
                 if kind == "invalid_key" and not rekeyed:
@@ -239,7 +270,8 @@ class _Answer:
                         self._retry_task = (f"retry-{retries}", progress.retry_title(kind))
                         self.tasks.report(*self._retry_task, "in_progress")
                         surface.restart()
-                        time.sleep(pause)
+                        if self.stop.wait(pause):
+                            return self.stopped()
                         continue
                 if surface.visible:
                     surface.cut_short(kind)
@@ -279,8 +311,13 @@ class _Answer:
             raise
         surface, fields = self.surface, self.fields
         text = ""
+        # The stop closes the stream from the thread that sees it: a read blocked on the socket
+        # returns at once, and the model is paid for no more tokens.
+        forget_stream = self.stop.on_stop(stream.close)
         try:
-            for delta in _paced(stream, surface, step) if surface.paced else _guarded(stream):
+            for delta in _paced(stream, surface, step, self.stop) if surface.paced else _guarded(stream):
+                if self.stop.is_set():
+                    break
                 if "first_token_ms" not in fields:
                     fields["first_token_ms"] = logs.ms_since(self.started)
                 if not text:
@@ -289,10 +326,13 @@ class _Answer:
                 surface.push(delta)
                 if surface.visible and "first_text_ms" not in fields:
                     fields["first_text_ms"] = logs.ms_since(self.started)
+            if self.stop.is_set():
+                raise _Stopped
             if not text.strip() and stream.result.finish_reason not in ("length", "content_filter"):
                 raise llm.LLMError("unreadable", mid_stream=True)  # an answer with no text: nothing to show
             return stream.result, text
         finally:
+            forget_stream()
             stream.close()
             self.attempts.add(self.chat, stream.result, text)
 
@@ -310,9 +350,10 @@ def _guarded(stream: llm.ChatStream) -> Iterator[str]:
         raise llm.LLMError("service_error", mid_stream=True) from None
 
 
-def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline) -> Iterator[str]:
+def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline, stop: StopSignal) -> Iterator[str]:
     """The stream's deltas, read in a thread of their own so that this one wakes when the surface
-    is due (buffered text must not wait for the next token); every surface call stays here."""
+    is due (buffered text must not wait for the next token); every surface call stays here, and
+    none is made once ``stop`` is set."""
     from chalicelib import llm
 
     deltas: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -327,6 +368,7 @@ def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline) -> Iterator
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    forget = stop.on_stop(lambda: deltas.put(_END))  # wakes this thread even if no socket could be cut
     try:
         while True:
             due = surface.due_in()
@@ -334,15 +376,18 @@ def _paced(stream: llm.ChatStream, surface: Surface, step: Deadline) -> Iterator
             try:
                 item = deltas.get(timeout=max(wait, 0.001))
             except queue.Empty:
+                if stop.is_set():
+                    return
                 if step.remaining() <= 0:
                     raise llm.LLMError("timeout") from None
                 surface.flush_if_due()
                 continue
-            if item is _END:
+            if item is _END or stop.is_set():
                 return
             if isinstance(item, llm.LLMError):
                 raise item
             yield item
     finally:
+        forget()
         stream.close()  # a reader blocked on the socket wakes and ends
         reader.join(timeout=1)  # a daemon: one that cannot be woken must not hold the job

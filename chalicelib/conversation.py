@@ -19,6 +19,8 @@ message; an answer cut short, or an error line, has none. Besides what the core 
 - if Slack refuses the answer (or a call's fate stays unknown after the replier's own
   recovery), or anything unexpected fails, the stream is stopped and one line says so, unless
   a line was already attempted: never two endings;
+- Slack's stop button (``chalicelib.stops``, watched while the answer runs) ends it as the core
+  says: nothing more is streamed, the stream is stopped quietly, and "Stopped." is posted;
 - the "is thinking…" status is cleared on every ending that posted nothing in the thread
   (Slack clears it itself when the bot posts);
 - each pipe table in the answer (``chalicelib.slack.tables``) is left out of the streamed text,
@@ -35,13 +37,14 @@ message; an answer cut short, or an error line, has none. Besides what the core 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from chalicelib import answer as core
-from chalicelib import feedback, logs, progress, secrets
+from chalicelib import feedback, logs, progress, secrets, stops
 from chalicelib.deadline import Deadline
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
@@ -115,12 +118,18 @@ class ThreadSurface:
         self.replier.discard_pending()  # an answer that failed: text held back must not go out first
         self.replier.post_notice(text)
 
+    def stopped(self) -> None:
+        self.tables.reset()  # a table held back is dropped with the rest of the answer
+        self.replier.halt()
+        self.replier.post_notice(messages.STOPPED)
+
 
 def answer(job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     started = time.perf_counter()
     fields: dict[str, Any] = job.log_fields()
     try:
-        fields["outcome"] = _answer(job, deadline, settings, fields, started)
+        with _watching_stop(job, settings) as stop:
+            fields["outcome"] = _answer(job, deadline, settings, fields, started, stop)
     except Exception:  # a last guard: log it; the user was told if they could be
         logger.exception("unexpected error while answering a message")
         fields["outcome"] = "internal_error"
@@ -224,8 +233,23 @@ def _first_call(
         return slack, error
 
 
+@contextlib.contextmanager
+def _watching_stop(job: MessageJob, settings: Settings | Unconfigured) -> Iterator[stops.StopSignal]:
+    """The stop signal of this answer, watched while it runs (never set without usable settings)."""
+    if isinstance(settings, Unconfigured):
+        yield stops.StopSignal()
+        return
+    with stops.watching(settings, job.channel_id, job.reply_thread_ts, job.ts) as stop:
+        yield stop
+
+
 def _answer(
-    job: MessageJob, deadline: Deadline, settings: Settings | Unconfigured, fields: dict[str, Any], started: float
+    job: MessageJob,
+    deadline: Deadline,
+    settings: Settings | Unconfigured,
+    fields: dict[str, Any],
+    started: float,
+    stop: stops.StopSignal,
 ) -> AnswerOutcome:
     if isinstance(settings, Unconfigured):  # the worker logged which and why
         fields["setting"] = settings.setting
@@ -265,9 +289,10 @@ def _answer(
         asked_ts=job.ts,
         chunks=tasks.take,
         task_display_mode=settings.task_display_mode,
+        stopped=stop.check_within,
     )
     try:
-        return _converse(job, settings, slack, replier, deadline, fields, started, tasks)
+        return _converse(job, settings, slack, replier, deadline, fields, started, tasks, stop)
     except web.SlackError as error:
         # Slack refused the answer itself (not_in_channel, invalid_auth...): one last try to say
         # so, which may well be refused for the same reason. Not after a notice, nor after a
@@ -307,6 +332,7 @@ def _converse(
     fields: dict[str, Any],
     started: float,
     tasks: progress.Tasks,
+    stop: stops.StopSignal,
 ) -> AnswerOutcome:
     question = history.strip_mention(job.text, job.bot_user_id)
     thread: list[dict[str, Any]] = []
@@ -331,7 +357,15 @@ def _converse(
     fields["history_messages"] = len(chat) - 2
     surface = ThreadSurface(replier, tasks, [feedback.buttons(settings.openai_model)])
     return core.run(
-        chat, surface, settings, deadline, fields, core.Asker(job.team_id, job.user_id), started, tasks=tasks
+        chat,
+        surface,
+        settings,
+        deadline,
+        fields,
+        core.Asker(job.team_id, job.user_id),
+        started,
+        tasks=tasks,
+        stop=stop,
     )
 
 

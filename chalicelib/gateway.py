@@ -22,6 +22,9 @@ Events (``application/json``):
 
 - 400 ``{"error": reason}`` for signed JSON that is not a usable envelope;
 - 200 ``{"challenge": ...}`` for ``url_verification``;
+- 200 ``{}`` for ``agent_session_stopped`` (the user pressed stop) once the stop is recorded
+  (``chalicelib.stops``; outcome ``stop_recorded``); nothing is dispatched. 503 when the mark
+  could not be written (``stop_failed``): Slack delivers the event again;
 - 200 ``{}`` once a mention, DM message or opened assistant pane is dispatched, and for
   every event the bot ignores or an asker that ``ALLOWED_*_IDS`` leave out (nothing is said
   to them); a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first delivery, and
@@ -64,7 +67,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import logs, secrets
+from chalicelib import logs, secrets, stops
 from chalicelib.dispatch import DispatchError, dispatch
 from chalicelib.jobs import FeedbackJob, SlashCommandJob, new_id
 from chalicelib.kinds import GatewayOutcome
@@ -192,6 +195,12 @@ def _route_event(decision: events.Decision, settings: Settings, environ: Mapping
         return 200, {}, "ignored"
     if not settings.allows(decision.team_id, decision.channel_id, decision.user_id):
         return 200, {}, "denied"  # nothing at all: a bot that answers strangers invites them
+    if isinstance(decision, events.StopRequest):
+        try:
+            stops.record(settings, decision.channel_id, decision.thread_ts, decision.event_ts)
+        except stops.StopNotRecorded:
+            return 503, {"error": "could not record the stop"}, "stop_failed"
+        return 200, {}, "stop_recorded"
     try:
         dispatch(decision.to_payload(), settings, environ)
     except DispatchError:

@@ -74,6 +74,8 @@ GatewayOutcome = Literal[
     "denied",
     "usage",
     "too_long",
+    "stop_recorded",  # agent_session_stopped: the stop is marked for the answer it was pressed on
+    "stop_failed",  # the stop mark could not be written (503: Slack delivers the event again)
 ]
 AnswerOutcome = (
     Fault
@@ -89,6 +91,7 @@ AnswerOutcome = (
         "internal_error",
         "user_rate_limited",
         "secrets_unavailable",
+        "stopped",  # the user pressed Slack's stop button: the LLM was cut off, "Stopped." said
     ]
 )
 # A feedback job's (``chalicelib.feedback``): a first vote (thanked), a changed one, or not stored.

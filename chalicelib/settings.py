@@ -473,11 +473,11 @@ class Settings:
     )
     idempotency_table: str | None = setting(
         "IDEMPOTENCY_TABLE",
-        WORKER,
+        BOTH,
         _as_is,
-        "The DynamoDB table for job claims and per-user counts, set only under "
-        "`stages.<stage>.lambda_functions.worker`. Used only in Lambda: `make run` and the tests keep both in "
-        "memory.",
+        "The DynamoDB table for job claims, per-user counts and stop marks (the HTTP function writes a stop, the "
+        "worker reads it), set under `stages.<stage>.lambda_functions` for each function. Used only in Lambda: "
+        "`make run` and the tests keep all three in memory.",
         default=None,
         shown="`mameka-<stage>-claims`",
     )

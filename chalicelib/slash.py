@@ -81,6 +81,9 @@ class ReplySurface:
     def say(self, text: str) -> None:
         self.message = messages.ephemeral(text)
 
+    def stopped(self) -> None:  # the answer core's, never called: a slash command has no stop button
+        self.say(messages.STOPPED)
+
 
 def answer(job: SlashCommandJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     fields = job.log_fields()

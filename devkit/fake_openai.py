@@ -30,15 +30,18 @@ Contract:
   - ``finish_reason``: ``stop`` by default; ``length``, ``content_filter``, ``tool_calls``
     or any other string as given; ``usage``: (prompt, completion) tokens; ``model``.
 
-  Waits end early when the client hangs up or the server stops. Once served, ``outcome``
+  Waits end early when the client hangs up or the server stops; ``disconnected`` (an Event)
+  is set when the client hung up before the answer's end (``outcome`` ``client_gone``), so a
+  test can wait for the client to close a stream mid-way. Once served, ``outcome``
   says how it ended on the server's side (``done``, ``broken``, ``closed``, ``client_gone``,
   ``server_stopped``) and ``ended`` is set; ``sent_text``, ``first_text_at`` and
   ``ended_at`` (monotonic clock) say what went out when; ``summary()`` gives them (and the
   first delta, ``first_text``) to the server's ``/_stats``.
 - Handlers (``Received -> Reply | StreamReply``): ``echo_llm`` answers "**Answer** to:
   <the last message>" (streamed when asked), so tests can match replies to jobs;
-  ``answering(text)`` always ``text``, at once; ``paced_llm`` the benchmark's answers at a
-  model's pace, chosen by a tag in the last message, ``[bench chars=N seed=S first=MS
+  ``answering(text)`` always ``text``, at once; ``dripping(text, pieces, delay)`` ``text`` in
+  ``pieces`` deltas, one every ``delay`` seconds (a slow answer to stop mid-way); ``paced_llm``
+  the benchmark's answers at a model's pace, chosen by a tag in the last message, ``[bench chars=N seed=S first=MS
   every=MS delta=C]``: ``answer_text(N, S)`` (Markdown of about N characters in English and
   Japanese, with lists and fenced code; default 300 characters, seed 0), its first text
   after ``first`` ms (default 300-500, drawn from the seed), then a piece of 1 to
@@ -99,6 +102,7 @@ class StreamReply:
     usage: tuple[int, int] = (11, 7)  # prompt_tokens, completion_tokens
     outcome: str | None = field(default=None, compare=False)
     ended: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
+    disconnected: threading.Event = field(default_factory=threading.Event, compare=False, repr=False)
     sent_text: str = field(default="", compare=False)
     first_text_at: float | None = field(default=None, compare=False)
     ended_at: float | None = field(default=None, compare=False)
@@ -121,6 +125,8 @@ class StreamReply:
             exchange.close_connection = True
         finally:
             self.ended_at = time.monotonic()
+            if self.outcome == "client_gone":
+                self.disconnected.set()
             self.ended.set()
 
     def summary(self) -> dict[str, Any]:
@@ -257,6 +263,17 @@ def answering(text: str, usage: tuple[int, int] = (11, 1)) -> Handler:
         if received.json().get("stream") is True:
             return StreamReply(deltas=[text], usage=usage)
         return Reply(200, chat_completion(text, usage=usage))
+
+    return handle
+
+
+def dripping(text: str, pieces: int = 40, delay: float = 0.1) -> Handler:
+    """A handler whose streamed answer is ``text`` in ``pieces`` deltas, one every ``delay`` seconds."""
+
+    def handle(received: Received) -> Reply | StreamReply:
+        if received.json().get("stream") is True:
+            return StreamReply(deltas=split_deltas(text, pieces), delay=delay)
+        return Reply(200, chat_completion(text))
 
     return handle
 

@@ -11,8 +11,10 @@ Contract:
   ``stream_byte_limit``, ``page_size``, ``parent_on_every_page``, ``stream_max_age``,
   ``update_while_streaming``, ``streamed_as_blocks``, ``clock``: arguments and attributes),
   and whose seeding and observation it offers under its lock: ``add_message``, ``add_event``,
-  ``expire_streams``, ``thread``, ``messages``, ``text_of``, ``visible_text``,
-  ``bot_messages``, ``status``, ``suggested_prompts``.
+  ``expire_streams``, ``stop_session`` (the user's stop button: the thread's open streams stop,
+  their ts returned for the ``agent_session_stopped`` event a test then delivers), ``thread``,
+  ``messages``, ``text_of``, ``visible_text``, ``bot_messages``, ``status``,
+  ``suggested_prompts``.
 - This module is the HTTP side. Methods are served at ``/api/<method>`` (``METHODS``), with
   arguments as slack_sdk sends them (a JSON body, a form body, a query string, or both of the
   last two; every method answers POST and GET). Any other method: HTTP 404
@@ -220,6 +222,13 @@ class FakeSlackAPI(LoopbackServer):
         with self._lock:
             self.workspace.expire_streams()
             self._lock.notify_all()
+
+    def stop_session(self, channel: str, thread_ts: str) -> list[str]:
+        """The user pressed stop (``Workspace.stop_session``): the thread's open streams stop; their ts."""
+        with self._lock:
+            stopped = self.workspace.stop_session(channel, thread_ts)
+            self._lock.notify_all()
+            return stopped
 
     def thread(self, channel: str, thread_ts: str) -> list[Message]:
         with self._lock:

@@ -27,7 +27,10 @@ Contract:
   long after its ``chat.startStream``, however recently it was appended to, as Slack ends
   streams about 5 minutes after they start (checked by ``end_old_streams()``, before each
   call and observation); ``expire_streams()`` ends every open one now. An ended stream keeps
-  the text it had (``Message.stream`` is ``"expired"``).
+  the text it had (``Message.stream`` is ``"expired"``). ``stop_session(channel, thread_ts)``
+  is the user's stop button: every stream still open in that thread is stopped (``"stopped"``:
+  append/stop refused from now on, as Slack does when it sends ``agent_session_stopped``), and
+  their ts are returned, oldest first, for the event's ``streaming_message_ts``.
 - ``chat.update`` of a message still streaming: whether Slack allows it is unverified, so both
   are modelled. ``update_while_streaming=False`` (default): refused with
   ``streaming_state_conflict`` (``STREAMING_STATE_CONFLICT``, the code Slack's method reference
@@ -441,6 +444,16 @@ class Workspace:
         for message in self._all_messages():
             if message.stream == "streaming":
                 message.stream = "expired"
+
+    def stop_session(self, channel: str, thread_ts: str) -> list[str]:
+        """The user pressed stop in the thread: its open streams stop; their ts, oldest first."""
+        self.end_old_streams()
+        stopped = []
+        for message in self._thread_messages(channel, thread_ts):
+            if message.streaming:
+                message.stream = "stopped"
+                stopped.append(message.ts)
+        return stopped
 
     def add_message(
         self,

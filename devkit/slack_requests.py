@@ -7,6 +7,7 @@ Contract (pure functions, standard library only, never imports ``chalicelib``):
 - Events API bodies, as the JSON bytes Slack POSTs: ``mention_event`` (``app_mention``),
   ``dm_event`` (``message`` with ``channel_type`` ``im``), ``assistant_message_event`` (a DM
   message in a thread, as the assistant pane sends it), ``assistant_thread_started_event``,
+  ``agent_session_stopped_event`` (the user pressed stop on the agent session of a thread),
   ``url_verification``, and the generic ``event_callback(event)``. ``event_envelope`` is the
   same envelope as a dict. Each envelope has ``type`` ``event_callback``, ``team_id``,
   ``api_app_id``, a unique ``event_id`` (``Ev`` + random, unless given), ``event_time`` and
@@ -274,6 +275,31 @@ def assistant_thread_started_event(
             "thread_ts": thread_ts or new_ts(),
         },
         "event_ts": new_ts(),
+    }
+    return event_callback(_with_fields(event, fields), team_id=team_id, bot_user_id=bot_user_id, event_id=event_id)
+
+
+def agent_session_stopped_event(
+    thread_ts: str,
+    *,
+    channel: str = CHANNEL_ID,
+    user: str = USER_ID,
+    streaming_message_ts: Any = None,
+    event_ts: str | None = None,
+    bot_user_id: str = BOT_USER_ID,
+    event_id: str | None = None,
+    team_id: str = TEAM_ID,
+    **fields: Any,
+) -> bytes:
+    """``agent_session_stopped``: the user pressed stop in ``thread_ts``; ``streaming_message_ts``
+    lists the streams Slack stopped (``[]`` when none ran); ``event_ts`` defaults to now."""
+    event = {
+        "type": "agent_session_stopped",
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "user": user,
+        "streaming_message_ts": [] if streaming_message_ts is None else streaming_message_ts,
+        "event_ts": event_ts or new_ts(),
     }
     return event_callback(_with_fields(event, fields), team_id=team_id, bot_user_id=bot_user_id, event_id=event_id)
 

@@ -34,16 +34,16 @@ Contract:
   built, deployed or deleted.
 - The claims table (job claims and per-user counts, one table per stage) is named by the
   worker's ``IDEMPOTENCY_TABLE`` in ``.chalice/config.json`` (``mameka-<stage>-claims``), which
-  Chalice gives the worker only. Its schema: partition key ``pk`` (S), no sort key, on-demand
-  billing, TTL on ``expires_at``. Chalice cannot create tables:
+  the HTTP function is given too (it writes stop marks there). Its schema: partition key
+  ``pk`` (S), no sort key, on-demand billing, TTL on ``expires_at``. Chalice cannot create tables:
   ``ensure-table`` creates it when missing, waits (at most ``TABLE_ACTIVE_TIMEOUT_SECONDS``)
   until it is ACTIVE, turns its TTL on when it is off, and says what it found in one line
   (``created table NAME ...`` or ``table NAME exists``); run again it changes nothing. A table
   of that name with another key schema, TTL on another attribute, or being deleted is one line
   and exit 1: the worker could not use it.
 - ``merge-template`` declares the table for CloudFormation instead (``ClaimsTable``, named by
-  CloudFormation), hands the worker its name by ``Ref``, and restates the worker's role with
-  the policy file's DynamoDB statement narrowed to the table's ``Fn::GetAtt`` ARN.
+  CloudFormation), hands both functions its name by ``Ref``, and restates both roles with their
+  policy files' DynamoDB statements narrowed to the table's ``Fn::GetAtt`` ARN.
 - ``delete-table`` (after ``chalice delete``, in ``make delete``) deletes the table when told
   to: ``--yes`` or ``YES=1`` deletes it, ``YES=0`` keeps it; without either it asks y/N on a
   terminal, and from a pipe or a script it keeps the table and says how to delete it. A table
@@ -151,14 +151,14 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def table_statement(document: dict[str, Any], name: str) -> dict[str, Any]:
+def table_statement(document: dict[str, Any], name: str, function: str = WORKER) -> dict[str, Any]:
     """The one statement of a policy document that grants DynamoDB actions, checked to name table ``name``."""
     statements = [s for s in document["Statement"] if any(str(a).startswith("dynamodb:") for a in as_list(s["Action"]))]
     if len(statements) != 1 or not all(str(a).startswith("dynamodb:") for a in as_list(statements[0]["Action"])):
-        raise DeployError("the worker policy needs one statement whose actions are all DynamoDB ones")
+        raise DeployError(f"the {function} policy needs one statement whose actions are all DynamoDB ones")
     resources = as_list(statements[0]["Resource"])
     if len(resources) != 1 or not str(resources[0]).endswith(f":table/{name}"):
-        raise DeployError(f"the worker policy's DynamoDB statement must name table {name} and nothing else")
+        raise DeployError(f"the {function} policy's DynamoDB statement must name table {name} and nothing else")
     return statements[0]
 
 
@@ -171,12 +171,12 @@ def merge_template(stage: str, max_concurrency: int | None = None) -> dict[str, 
     """Point the HTTP function at the worker CloudFormation names, configure async invokes, and
     offer the worker's concurrency cap as a parameter (``max_concurrency`` is its default).
 
-    Also declare the claims table (``ClaimsTable``), give the worker its name by ``Ref`` (the
-    merge adds that one variable to the stage's), and restate the worker's role.
+    Also declare the claims table (``ClaimsTable``), give both functions its name by ``Ref`` (the
+    merge sets that one variable over the stage's), and restate both roles.
 
     A list in a merge template replaces the original, so each role's whole policy is restated
     from its policy file: the HTTP role's with the invoke permission narrowed to the worker's
-    real ARN, the worker role's with its DynamoDB statement narrowed to the table's real ARN
+    real ARN, and each role's DynamoDB statement narrowed to the table's real ARN
     (CloudFormation names the table, as it names the functions). Every other statement, in
     both, is the policy file's word for word.
     """
@@ -185,6 +185,8 @@ def merge_template(stage: str, max_concurrency: int | None = None) -> dict[str, 
     if len(invoke) != 1:
         raise DeployError("the api_handler policy needs one statement whose only action is lambda:InvokeFunction")
     invoke[0]["Resource"] = {"Fn::GetAtt": [WORKER_LOGICAL_ID, "Arn"]}
+    # The HTTP function writes stop marks in the same table (chalicelib.stops).
+    table_statement(document, table_name(stage), "api_handler")["Resource"] = {"Fn::GetAtt": [TABLE_LOGICAL_ID, "Arn"]}
     worker_document = policy(stage, WORKER)
     table_statement(worker_document, table_name(stage))["Resource"] = {"Fn::GetAtt": [TABLE_LOGICAL_ID, "Arn"]}
     return {
@@ -216,7 +218,14 @@ def merge_template(stage: str, max_concurrency: int | None = None) -> dict[str, 
             },
             TABLE_LOGICAL_ID: claims_table_resource(),
             API_LOGICAL_ID: {
-                "Properties": {"Environment": {"Variables": {"WORKER_FUNCTION_NAME": {"Ref": WORKER_LOGICAL_ID}}}}
+                "Properties": {
+                    "Environment": {
+                        "Variables": {
+                            "WORKER_FUNCTION_NAME": {"Ref": WORKER_LOGICAL_ID},
+                            TABLE_VARIABLE: {"Ref": TABLE_LOGICAL_ID},
+                        }
+                    }
+                }
             },
             API_ROLE_LOGICAL_ID: {
                 "Properties": {"Policies": [{"PolicyName": "ApiHandlerRolePolicy", "PolicyDocument": document}]}

@@ -6,6 +6,10 @@ Contract: ``parse(body)`` is pure and returns one of:
 - a ``MessageJob``: a mention of the bot, or a message in a DM with it (``channel_type``
   ``im``, which is also what the assistant pane sends);
 - an ``AssistantThreadStartedJob``: the user opened the assistant pane;
+- a ``StopRequest``: the user pressed the stop button of an agent session
+  (``agent_session_stopped``): its channel, thread, user, the ``event_ts`` it was pressed at and
+  the streams Slack stopped itself (``streaming_message_ts``, empty when none ran; absent is
+  read as empty). The gateway records it; no job is dispatched;
 - ``Ignored(reason)``: everything else, answered 200 and not dispatched: any event with a
   ``bot_id``, any ``subtype`` but ``file_share`` and ``thread_broadcast`` (edits, deletions,
   joins...), the bot's own messages (its user id is ``authorizations[0].user_id``), and every
@@ -13,7 +17,8 @@ Contract: ``parse(body)`` is pure and returns one of:
 
 It raises ``MalformedEvent`` with a short, client-safe reason for a body that is not a JSON
 object, or an envelope or event without the fields that its type needs (a finite
-``event_time``; a ``ts`` or ``thread_ts`` that is a Slack timestamp).
+``event_time``; a ``ts``, ``thread_ts`` or ``event_ts`` that is a Slack timestamp; a stop's
+``streaming_message_ts`` that is a list of them).
 """
 
 from __future__ import annotations
@@ -52,7 +57,19 @@ class EventInfo:
     user_id: str | None = None
 
 
-Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob
+@dataclass(frozen=True)
+class StopRequest:
+    """The user pressed stop on the agent session of a thread (``agent_session_stopped``)."""
+
+    team_id: str
+    channel_id: str
+    thread_ts: str
+    user_id: str
+    event_ts: str  # when it was pressed: it stops the work asked for before, not a later question
+    streaming_message_ts: tuple[str, ...]  # the streams Slack stopped itself (empty: none ran)
+
+
+Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob | StopRequest
 
 
 def parse(body: bytes) -> tuple[Decision, EventInfo]:
@@ -89,6 +106,8 @@ def parse(body: bytes) -> tuple[Decision, EventInfo]:
     )
     if event_type == "assistant_thread_started":
         return _assistant_thread_started(event, event_id, asked_at, team_id), info
+    if event_type == "agent_session_stopped":
+        return _stop_request(event, team_id), info
     if event_type == "app_mention" or (event_type == "message" and event.get("channel_type") == "im"):
         return _message(envelope, event, event_id, asked_at, team_id), info
     return Ignored(f"event type {str(event_type)[:40]}"), info
@@ -143,6 +162,20 @@ def _assistant_thread_started(
         channel_id=_required(thread, "channel_id", "assistant_thread"),
         thread_ts=_timestamp(thread, "thread_ts", "assistant_thread"),
         user_id=_required(thread, "user_id", "assistant_thread"),
+    )
+
+
+def _stop_request(event: dict[str, Any], team_id: str) -> StopRequest:
+    streams = event.get("streaming_message_ts", [])
+    if not isinstance(streams, list) or not all(is_slack_ts(ts) for ts in streams):
+        raise MalformedEvent("event.streaming_message_ts is not a list of Slack timestamps")
+    return StopRequest(
+        team_id=team_id,
+        channel_id=_required(event, "channel", "event"),
+        thread_ts=_timestamp(event, "thread_ts", "event"),
+        user_id=_required(event, "user", "event"),
+        event_ts=_timestamp(event, "event_ts", "event"),
+        streaming_message_ts=tuple(streams),
     )
 
 

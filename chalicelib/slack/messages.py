@@ -61,6 +61,8 @@ CUT_SHORT_REASONS: dict[CutShortFault, str] = {
 THINKING_STATUS = "is thinking…"
 TOO_LATE = "Sorry, I was too busy to get to your question in time. Please ask again."
 TOO_LATE_LINE = ":warning: " + TOO_LATE
+# The user pressed Slack's stop button: Slack asks apps to confirm it, plainly (no error note).
+STOPPED = "Stopped."
 
 
 def ephemeral(text: str) -> Message:

@@ -52,6 +52,16 @@ Contract: a ``Replier`` takes text deltas (``push``) and sends them through
   stopped without them; a failure of that last update is logged, not raised: the answer is
   whole without its buttons.
   ``post_notice(text)`` finishes first, then posts one mrkdwn line in the thread.
+- ``halt()``: the user pressed stop. Pending text is dropped, the open stream is stopped
+  quietly (Slack has stopped it already: its ``message_not_in_streaming_state`` is expected),
+  and nothing more is sent (``push``, ``flush_if_due`` and ``finish`` do nothing; ``post_notice``
+  still posts). ``stopped(seconds)`` (a fresh look at the stop mark, given by the caller, that
+  may wait up to ``seconds`` for one) is asked before a ``message_not_in_streaming_state`` is
+  taken for an expired stream, and before a new message is opened after the first (a rotation,
+  a size cut, an expiry): a stop found then halts the replier, instead of resuming in a new
+  stream what the user stopped. A stream younger than ``rotate_seconds`` cannot have expired of
+  age: Slack stopped it for the user, whose stop event may be a moment behind, so the look waits
+  up to ``STOP_GRACE_SECONDS`` for it.
 - Any other ``SlackError`` (or a ``connection``/``timeout`` one, after which a write may or may
   not have landed) is raised once; the replier is then spent: ``push``/``flush_if_due`` do
   nothing, ``finish()`` only tries to stop an open stream (quietly), ``post_notice`` still posts.
@@ -99,6 +109,9 @@ REPLACED = "_(An earlier attempt at this answer broke off; the whole answer foll
 EXPIRED = "message_not_in_streaming_state"
 # Slack refuses a message's blocks: the message goes out without them.
 BLOCK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_blocks_too_many", "msg_blocks_too_long"})
+# A young stream that Slack ended: how long to wait for the user's stop to reach us (the event
+# follows Slack's own stop of the stream; in Lambda the worker reads the mark then).
+STOP_GRACE_SECONDS = 1.5
 # Errors after which a write may have landed: sending it another way could show it twice.
 UNCERTAIN = frozenset({"connection", "timeout", "unreadable"})
 # Cut candidates, best first: a paragraph, a line, then a sentence or clause mark or a space
@@ -136,6 +149,7 @@ class Replier:
         asked_ts: str | None = None,
         chunks: Callable[[], list[Any]] | None = None,
         task_display_mode: str | None = None,
+        stopped: Callable[[float], bool] | None = None,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -149,6 +163,8 @@ class Replier:
         self._asked_ts = asked_ts  # the question's ts: a lost start is looked for after it
         self._chunks = chunks
         self._task_display_mode = task_display_mode
+        self._stopped = stopped
+        self._halted = False
         self._pushed_tail = ""  # the last character pushed: a broadcast can straddle two deltas
         self._answer_ts: list[str] = []  # this attempt's answer messages (not notices)
         self._superseded: list[str] = []  # an earlier attempt's, deleted once this one shows text
@@ -173,7 +189,7 @@ class Replier:
     # --- the caller's side --------------------------------------------------------------------------------------------
 
     def push(self, text: str) -> None:
-        if self._failed is not None or not text:
+        if self._failed is not None or self._halted or not text:
             return
         self._pending += markdown.defuse_broadcasts(text, self._pushed_tail)
         self._pushed_tail = text[-1]
@@ -181,7 +197,7 @@ class Replier:
 
     def due_in(self) -> float | None:
         """Seconds until a send is allowed (0: now), or None when nothing is waiting to be sent."""
-        if self._failed is not None or not self._pending.strip():
+        if self._failed is not None or self._halted or not self._pending.strip():
             return None
         return max(0.0, self._ready_at() - self._clock())
 
@@ -191,6 +207,8 @@ class Replier:
             self._send(final=False)
 
     def finish(self, final_blocks: Sequence[Any] | None = None) -> None:
+        if self._halted:
+            return
         if self._failed is not None:
             self._abandon()
             return
@@ -205,6 +223,28 @@ class Replier:
     def discard_pending(self) -> None:
         """Forget text not yet sent: an answer that failed before it showed will be asked for again."""
         self._pending, self._reopen, self._pushed_tail = "", "", ""
+
+    def halt(self, stream_ended: bool = False) -> None:
+        """The user stopped the answer: nothing more is sent (see the module docstring).
+
+        ``stream_ended``: Slack just said the open stream is not streaming; it is not stopped again.
+        """
+        self._halted = True
+        self.discard_pending()
+        if stream_ended:
+            self._current = None
+        self._abandon()
+
+    def _is_stopped(self, ended: _Message | None = None) -> bool:
+        """Whether the user stopped the answer (halting it if so). ``ended``: the stream Slack just
+        said is not streaming, which is not stopped again."""
+        grace = 0.0
+        if ended is not None and self._clock() - ended.opened < self._rotate_seconds:
+            grace = STOP_GRACE_SECONDS
+        if not self._halted and self._stopped is not None and self._stopped(grace):
+            logger.info("the answer was stopped: nothing more is sent")
+            self.halt(stream_ended=ended is not None)
+        return self._halted
 
     def restart(self) -> None:
         """Forget the current attempt, shown or not: the next one replaces it (see the module docstring)."""
@@ -248,6 +288,8 @@ class Replier:
         try:
             while self._pending.strip() or (self._current is not None and (final or self._current.full)):
                 if self._current is None:
+                    if self._answer_ts and self._is_stopped():
+                        return  # a new message after the first: never resume what the user stopped
                     self._start(final)
                 elif (
                     self._current.streamed
@@ -344,6 +386,8 @@ class Replier:
                     web.append_stream, self._client, self._channel, message.ts, piece, chunks=self._take_chunks()
                 )
             except web.SlackError as error:
+                if error.code == EXPIRED and self._is_stopped(ended=message):
+                    return  # the user's stop ended it, not its age
                 if error.code == EXPIRED or error.code in UNCERTAIN:
                     self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
                     self._pending = rest
@@ -372,6 +416,8 @@ class Replier:
             except web.SlackError as error:
                 if error.code != EXPIRED and error.code not in UNCERTAIN:
                     raise
+                if error.code == EXPIRED and self._is_stopped(ended=message):
+                    return
                 self._finish_ended(message, piece, stop_first=error.code != EXPIRED)
         self._current = None
 

@@ -3,7 +3,8 @@ each policy allows nothing beyond those calls and writing logs.
 
 The calls are recorded from botocore's ``before-parameter-build`` event while the real code runs
 against moto: the HTTP function in Lambda mode (signing secret from SSM, an Event invoke of
-the worker) and the worker, once per kind of job, each the first job of a fresh container so
+the worker, a stop mark written in the stage's table) and the worker (whose stop poll reads
+that table while an answer runs), once per kind of job, each the first job of a fresh container so
 that it reads every secret it needs itself: a slash command (OpenAI key from SSM, a real answer
 from the fake LLM), a DM (OpenAI key and Slack bot token from SSM, an answer streamed into the
 fake Slack Web API), the same DM redelivered to another container (dropped), and an opened
@@ -187,6 +188,8 @@ def test_http_function(stage: str, aws_calls: CallRecorder, slack_server: FakeSe
         Name=env["SLACK_SIGNING_SECRET_PARAMETER"], Value=SIGNING_SECRET, Type="SecureString"
     )
     create_worker_function(env["WORKER_FUNCTION_NAME"])
+    table = create_claims_table(stage)
+    assert env["IDEMPOTENCY_TABLE"] == table  # the HTTP function is told the worker's table
     start_recording(aws_calls)
     calls: dict[str, set[tuple[str, str]]] = {}
 
@@ -203,12 +206,22 @@ def test_http_function(stage: str, aws_calls: CallRecorder, slack_server: FakeSe
     assert status == 200, message
     calls["mention"] = aws_calls.take()
 
+    new_container()
+    body = slack_requests.agent_session_stopped_event(slack_requests.new_ts())
+    headers = {k.lower(): v for k, v in signed_headers(body, content_type=JSON).items()}
+    status, message = gateway.handle_event(headers, body, env, "req-3")
+    assert status == 200, message
+    calls["stop"] = aws_calls.take()
+    assert any(key.startswith("stop#") for key in table_items(table))
+
+    read_secret = ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-signing-secret"))
     expected = {
-        ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-signing-secret")),
+        read_secret,
         ("lambda:InvokeFunction", f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:mameka-{stage}-worker"),
     }
-    assert calls == {"slash command": expected, "mention": expected}
-    assert_least_privilege(policy_for(stage, "api_handler"), expected)
+    mark_stop = ("dynamodb:PutItem", table_arn(table))
+    assert calls == {"slash command": expected, "mention": expected, "stop": {read_secret, mark_stop}}
+    assert_least_privilege(policy_for(stage, "api_handler"), expected | {mark_stop})
 
 
 def parameter_arn(name: str) -> str:
@@ -297,9 +310,10 @@ def test_worker(stage: str, aws_calls: CallRecorder, openai_server: FakeServer, 
     read_token = ("ssm:GetParameter", parameter_arn(f"/mameka/{stage}/slack-bot-token"))
     claim = ("dynamodb:PutItem", table_arn(table))  # in a TransactWriteItems
     count = ("dynamodb:UpdateItem", table_arn(table))
+    poll_stop = ("dynamodb:GetItem", table_arn(table))  # while the thread's answer runs
     assert calls == {
         "slash command": {claim, count, read_key},  # its reply goes to response_url: no Slack token needed
-        "message": {claim, count, read_key, read_token},
+        "message": {claim, count, read_key, read_token, poll_stop},
         "message again": {claim},  # dropped before anything else
         "assistant pane": {claim, read_token},  # no question: nothing counted
     }
@@ -330,7 +344,7 @@ def test_claims_and_counts_use_only_the_workers_stage_table(stage: str, aws_call
     """``claims`` and ``limits`` alone, with the worker's configured environment in Lambda: a claim
     (two keys in one transaction), the same claim refused, and a counted question are the
     allowed item writes on the stage's own table; the other stage's table is not allowed, and the
-    HTTP function, which is not told the table's name, may not touch it."""
+    HTTP function may not count questions there (it may only put stop marks: ``test_http_function``)."""
     env = {
         **config_for(stage, "worker").environment_variables,
         "AWS_LAMBDA_FUNCTION_NAME": f"mameka-{stage}-worker",
@@ -353,8 +367,9 @@ def test_claims_and_counts_use_only_the_workers_stage_table(stage: str, aws_call
     assert all(allows(policy, action, resource) for action, resource in expected)
     other = table_arn(f"mameka-{'prod' if stage == 'dev' else 'dev'}-claims")
     assert not any(allows(policy, action, other) for action, _ in expected)
-    assert not any(allows(policy_for(stage, "api_handler"), action, resource) for action, resource in expected)
-    assert "IDEMPOTENCY_TABLE" not in config_for(stage, "api_handler").environment_variables
+    api_policy = policy_for(stage, "api_handler")
+    assert not allows(api_policy, "dynamodb:UpdateItem", table_arn(table))
+    assert not any(allows(api_policy, action, other) for action, _ in expected)
 
 
 def test_each_function_has_its_own_hand_written_policy() -> None:

@@ -60,3 +60,25 @@ def test_the_quick_benchmark_runs_every_section_and_reports_it(tmp_path: Path) -
     assert "| long answers arrive whole | PASS |" in report
     assert re.search(r"^\| as shipped \(\.py only\) \| \d+\.\d\d \|", report, re.M)
     assert re.search(r"^\| \+ bytecode \(unchecked-hash\) \| \d+\.\d\d \|", report, re.M)
+
+
+@pytest.mark.timeout(300)
+def test_the_stop_benchmark_stops_every_answer_and_reports_it() -> None:
+    """``bench/stop.py --quick``: each stop ends its answer (it exits 1 otherwise), with no stream
+    write after the event, and the poll's cost is reported."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "stop.py"), "--quick", "--runs", "2", "--minute", "3"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    report = result.stdout
+    assert report.startswith("## Stop: from Slack's `agent_session_stopped`")
+    assert re.search(r"^\| local \(in memory\) \| 2 \| \d+ / \d+ \| \d+ / \d+ \| 0 \|$", report, re.M), report
+    assert re.search(
+        r"^\| Lambda \(DynamoDB poll every 1 s, moto\) \| 2 \| \d+ / \d+ \| \d+ / \d+ \| 0 \|$", report, re.M
+    )
+    assert re.search(r"\d+ GetItem \(consistent reads, 1 read unit each\)", report)

@@ -95,9 +95,11 @@ def stage_variable(stage: str, name: str) -> str:
 
 
 def table_name(stage: str) -> str:
-    """The claims table: the worker's IDEMPOTENCY_TABLE, set for the worker alone."""
-    name = CONFIG["stages"][stage]["lambda_functions"]["worker"]["environment_variables"]["IDEMPOTENCY_TABLE"]
+    """The claims table: the worker's IDEMPOTENCY_TABLE, and the HTTP function's (it marks stops there)."""
+    functions = CONFIG["stages"][stage]["lambda_functions"]
+    name = functions["worker"]["environment_variables"]["IDEMPOTENCY_TABLE"]
     assert name == f"{APP_NAME}-{stage}-claims"
+    assert functions["api_handler"]["environment_variables"]["IDEMPOTENCY_TABLE"] == name
     return name
 
 
@@ -330,11 +332,12 @@ def test_package_gives_each_function_only_its_own_permissions(package: Package) 
 
     api = without_logs(allowed["api_handler"])
     signing_secret = stage_variable(PACKAGE_STAGE, "SLACK_SIGNING_SECRET_PARAMETER")
-    assert {action for action, _ in api} == {"lambda:InvokeFunction", "ssm:GetParameter"}
+    assert {action for action, _ in api} == {"lambda:InvokeFunction", "ssm:GetParameter", "dynamodb:PutItem"}
     assert ("lambda:InvokeFunction", json.dumps(WORKER_ARN, sort_keys=True)) in api
+    assert ("dynamodb:PutItem", json.dumps(TABLE_ARN, sort_keys=True)) in api  # stop marks, in the stack's table
     [ssm_resource] = [resource for action, resource in api if action == "ssm:GetParameter"]
     assert is_parameter_arn(ssm_resource, signing_secret), ssm_resource
-    assert len(api) == 2, api
+    assert len(api) == 3, api
 
     worker = without_logs(allowed["worker"])
     table_actions = {action for action, _ in grants(policy_file(PACKAGE_STAGE, "worker")) if "dynamodb:" in action}
@@ -361,10 +364,10 @@ def test_package_restates_the_worker_role_from_its_policy_file(package: Package)
     assert restated == {"PolicyName": "WorkerRolePolicy", "PolicyDocument": expected}
 
 
-def test_package_declares_the_claims_table_and_names_it_to_the_worker_only(package: Package) -> None:
-    """An on-demand table keyed by pk (S) with TTL on expires_at, deleted with the stack; the worker
-    finds it by Ref (CloudFormation names it), beside the stage's other variables; the HTTP function
-    is not told of it."""
+def test_package_declares_the_claims_table_and_names_it_to_both_functions(package: Package) -> None:
+    """An on-demand table keyed by pk (S) with TTL on expires_at, deleted with the stack; both
+    functions find it by Ref (CloudFormation names it), beside the stage's other variables (the HTTP
+    function writes stop marks there)."""
     table = package.resource("ClaimsTable")
     assert table["Type"] == "AWS::DynamoDB::Table"
     assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Delete", "Delete")
@@ -378,7 +381,9 @@ def test_package_declares_the_claims_table_and_names_it_to_the_worker_only(packa
     assert worker_variables["IDEMPOTENCY_TABLE"] == {"Ref": "ClaimsTable"}
     for name, value in CONFIG["stages"][PACKAGE_STAGE]["environment_variables"].items():
         assert worker_variables[name] == value
-    assert "IDEMPOTENCY_TABLE" not in package.resource("APIHandler")["Properties"]["Environment"]["Variables"]
+    assert package.resource("APIHandler")["Properties"]["Environment"]["Variables"]["IDEMPOTENCY_TABLE"] == {
+        "Ref": "ClaimsTable"
+    }
 
 
 def test_package_turns_off_async_retries_for_the_worker(package: Package) -> None:
@@ -507,14 +512,15 @@ def test_deployed_http_function_can_reach_the_deployed_worker(deployment: Deploy
     assert not allows("worker", "ssm:GetParameter", parameter_arn + variables["SLACK_SIGNING_SECRET_PARAMETER"])
     # Only the worker calls Slack's Web API: the HTTP function may not read the bot token.
     assert not allows("api_handler", "ssm:GetParameter", parameter_arn + worker_variables["SLACK_BOT_TOKEN_PARAMETER"])
-    # Only the worker claims jobs and counts questions, in its stage's table.
-    assert worker_variables["IDEMPOTENCY_TABLE"] == table_name(DEPLOY_STAGE)
-    assert "IDEMPOTENCY_TABLE" not in variables
+    # Only the worker claims jobs, counts questions and reads stop marks, in its stage's table; the
+    # HTTP function only puts stop marks there.
+    assert worker_variables["IDEMPOTENCY_TABLE"] == table_name(DEPLOY_STAGE) == variables["IDEMPOTENCY_TABLE"]
     table_arn = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{table_name(DEPLOY_STAGE)}"
-    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem"):
+    for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"):
         assert allows("worker", action, table_arn)
         assert not allows("worker", action, table_arn.replace(DEPLOY_STAGE, "prod"))
-        assert not allows("api_handler", action, table_arn)
+        assert allows("api_handler", action, table_arn) == (action == "dynamodb:PutItem")
+    assert not allows("api_handler", "dynamodb:PutItem", table_arn.replace(DEPLOY_STAGE, "prod"))
 
 
 def test_redeploy_updates_in_place(deployment: Deployment) -> None:

@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 import chalicelib
-from chalicelib import aws, claims, container, dispatch, feedback, limits, llm, logs, secrets
+from chalicelib import aws, claims, container, dispatch, feedback, limits, llm, logs, secrets, stops
 from chalicelib.settings import Settings, _from_values
 from chalicelib.slack import mrkdwn
 
@@ -28,10 +28,12 @@ CHALICELIB = Path(chalicelib.__file__).parent
 CHECKED = {
     "chalicelib.settings._from_values",
     "chalicelib.aws.client",
+    "chalicelib.aws.quick_client",
     "chalicelib.llm._client",
     "chalicelib.llm.reset_rejected_parameters",
     "chalicelib.secrets._forget_parameters",
     "chalicelib.claims._forget_store",
+    "chalicelib.stops._forget_store",
     "chalicelib.limits._forget_counts",
     "chalicelib.dispatch.local_worker_timeout",
     "chalicelib.slack.mrkdwn._patterns",
@@ -55,9 +57,17 @@ def test_every_registered_cache_is_checked_here() -> None:
 
 def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) -> None:
     all_modules()
-    lru_caches = [_from_values, aws.client, llm._client, dispatch.local_worker_timeout, mrkdwn._patterns]
+    lru_caches = [
+        _from_values,
+        aws.client,
+        aws.quick_client,
+        llm._client,
+        dispatch.local_worker_timeout,
+        mrkdwn._patterns,
+    ]
     Settings.from_env({"OPENAI_MODEL": "gpt-x"})
     aws.client("ssm")
+    aws.quick_client("dynamodb")
     llm._client("sk-not-a-key", "http://127.0.0.1:9/v1")
     dispatch.local_worker_timeout()
     mrkdwn.to_mrkdwn("**bold**")
@@ -67,6 +77,7 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
 
     assert claims.store().claim(["job-1"]) is True
     assert claims.store().claim(["job-1"]) is False
+    stops.store(None).record("C1", "1.000100", "1.000200")  # a stop mark, kept for its answer
     limited = Settings(user_rate_limit_per_minute=1)
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     assert limits.check(limited, "T1", "U1", now=60.0) is not None  # over the limit in this minute
@@ -97,6 +108,8 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
         assert secrets.slack_bot_token(settings) == "xoxb-new-value-2"
     assert not llm._rejected
     assert claims.store().claim(["job-1"]) is True
+    with stops.store(None).watching("C1", "1.000100", "1.000100") as signal:
+        assert not signal.is_set()  # the mark went with the container
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     assert feedback.stored_vote("feedback#C1:1.2:U1") is None
     logs.configure("INFO")

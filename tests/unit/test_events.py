@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
-from chalicelib.slack.events import Ignored, MalformedEvent, UrlVerification, parse
+from chalicelib.slack.events import Ignored, MalformedEvent, StopRequest, UrlVerification, parse
 
 BOT = "UBOT0001"
 
@@ -121,3 +121,51 @@ def test_other_envelope_types_are_ignored() -> None:
 def test_malformed_envelopes_are_refused_with_a_reason(body: bytes, reason: str) -> None:
     with pytest.raises(MalformedEvent, match=reason):
         parse(body)
+
+
+STOP = {
+    "type": "agent_session_stopped",
+    "channel": "C1",
+    "thread_ts": "1.000200",
+    "user": "U1",
+    "streaming_message_ts": ["1.000400"],
+    "event_ts": "1.000500",
+}
+
+
+def test_a_stop_button_becomes_a_stop_request() -> None:
+    decision, info = parse(envelope(STOP))
+    assert decision == StopRequest(
+        team_id="T1",
+        channel_id="C1",
+        thread_ts="1.000200",
+        user_id="U1",
+        event_ts="1.000500",
+        streaming_message_ts=("1.000400",),
+    )
+    assert (info.type, info.channel_id, info.user_id) == ("agent_session_stopped", "C1", "U1")
+
+
+def test_a_stop_with_no_stream_running_has_none_listed() -> None:
+    for event in ({**STOP, "streaming_message_ts": []}, {k: v for k, v in STOP.items() if k != "streaming_message_ts"}):
+        decision, _ = parse(envelope(event))
+        assert isinstance(decision, StopRequest) and decision.streaming_message_ts == ()
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"thread_ts": None}, "event has no thread_ts"),
+        ({"thread_ts": "soon"}, "event.thread_ts is not a Slack timestamp"),
+        ({"event_ts": None}, "event has no event_ts"),
+        ({"channel": 7}, "event has no channel"),
+        ({"user": ""}, "event has no user"),
+        ({"streaming_message_ts": "1.000400"}, "event.streaming_message_ts is not a list of Slack timestamps"),
+        ({"streaming_message_ts": [None]}, "event.streaming_message_ts is not a list of Slack timestamps"),
+    ],
+)
+def test_a_malformed_stop_is_refused_with_a_reason(change: dict[str, Any], reason: str) -> None:
+    event = {name: value for name, value in {**STOP, **change}.items() if value is not None}
+    with pytest.raises(MalformedEvent) as raised:
+        parse(envelope(event))
+    assert str(raised.value) == reason

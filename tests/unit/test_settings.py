@@ -147,6 +147,7 @@ def test_the_http_function_reads_only_its_own_variables() -> None:
         max_input_chars=100,
         allowed_team_ids=frozenset({"T1", "T2"}),
         worker_function_name="w",
+        idempotency_table="t",  # the HTTP function writes stop marks there
         in_lambda=True,
     )  # every worker-only field keeps its default, unread
     for name in WORKER_ONLY_BAD:
