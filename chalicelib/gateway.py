@@ -22,10 +22,16 @@ Events (``application/json``):
 
 - 400 ``{"error": reason}`` for signed JSON that is not a usable envelope;
 - 200 ``{"challenge": ...}`` for ``url_verification``;
-- 200 ``{}`` once a mention, DM message or opened assistant pane is dispatched, and for
-  every event the bot ignores or an asker that ``ALLOWED_*_IDS`` leave out (nothing is said
-  to them); a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first delivery, and
+- 200 ``{}`` once a mention, DM message, opened assistant pane or opened Messages tab is
+  dispatched, and for every event the bot ignores or an asker that ``ALLOWED_*_IDS`` leave out
+  (nothing is said to them); a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first delivery, and
   the worker's claims drop it if the first one got through;
+- 200 ``{}`` without dispatching for a Messages tab that the same user opened within
+  ``claims.CLAIM_TTL_SECONDS`` before, as far as this container saw (outcome
+  ``recently_offered``): Slack sends ``app_home_opened`` on every open, and the prompts pinned
+  then are still there. This memo is in memory, never AWS (Slack's 3 seconds); the worker's
+  claim on ``prompts:<team>:<user>`` (``jobs.MessagesTabOpenedJob``), shared by every
+  container, keeps an open that another container dispatched from reaching Slack again;
 - 503 ``{"error": ...}`` when the job could not be handed to the worker: the one answer that
   makes Slack deliver the event again, which is then the user's only chance of an answer;
 - 503 ``{"error": ...}`` when the signing secret could not be read from SSM for now
@@ -49,9 +55,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import logs, secrets
+from chalicelib import claims, container, logs, secrets
 from chalicelib.dispatch import DispatchError, dispatch
-from chalicelib.jobs import SlashCommandJob, new_id
+from chalicelib.jobs import MessagesTabOpenedJob, SlashCommandJob, new_id
 from chalicelib.kinds import GatewayOutcome
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import events, messages, signature
@@ -60,6 +66,15 @@ from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, resp
 logger = logging.getLogger(__name__)
 
 Result = tuple[int, dict[str, Any] | str]
+_recent_opens = claims.MemoryClaims()  # "prompts-open:<team>:<user>": Messages tabs dispatched lately
+
+
+@container.register
+def _forget_recent_opens() -> None:
+    global _recent_opens
+    _recent_opens = claims.MemoryClaims()
+
+
 Decided = tuple[int, dict[str, Any], GatewayOutcome]  # status, body, the log line's outcome
 
 
@@ -177,6 +192,10 @@ def _route_event(decision: events.Decision, settings: Settings, environ: Mapping
         return 200, {}, "ignored"
     if not settings.allows(decision.team_id, decision.channel_id, decision.user_id):
         return 200, {}, "denied"  # nothing at all: a bot that answers strangers invites them
+    if isinstance(decision, MessagesTabOpenedJob) and not _recent_opens.claim(
+        [f"prompts-open:{decision.team_id}:{decision.user_id}"]
+    ):
+        return 200, {}, "recently_offered"
     try:
         dispatch(decision.to_payload(), settings, environ)
     except DispatchError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, cast, get_args
 
-JobKind = Literal["slash_command", "message", "assistant_thread_started"]
+JobKind = Literal["slash_command", "message", "assistant_thread_started", "messages_tab_opened"]
 
 # What ``llm.LLMError.kind`` can be: a request the SDK gave up on, or a stream that broke.
 LLMFault = Literal[
@@ -74,6 +74,7 @@ GatewayOutcome = Literal[
     "denied",
     "usage",
     "too_long",
+    "recently_offered",  # the Messages tab opened again soon after its prompts were pinned
 ]
 AnswerOutcome = (
     Fault
@@ -92,6 +93,9 @@ AnswerOutcome = (
     ]
 )
 Outcome = GatewayOutcome | AnswerOutcome
+# Which status a thread answer's log line says it ran under (``session``): Slack's agent session,
+# or the legacy assistant status where the workspace or app lacks agent sessions.
+SessionPath = Literal["agent", "assistant"]
 
 
 def values(kind: object) -> frozenset[str]:

@@ -5,7 +5,10 @@ Contract: ``parse(body)`` is pure and returns one of:
 - ``UrlVerification(challenge)``: Slack checking the request URL; echo the challenge;
 - a ``MessageJob``: a mention of the bot, or a message in a DM with it (``channel_type``
   ``im``, which is also what the assistant pane sends);
-- an ``AssistantThreadStartedJob``: the user opened the assistant pane;
+- an ``AssistantThreadStartedJob``: the user opened the assistant pane (apps installed with
+  the legacy ``assistant_view``);
+- a ``MessagesTabOpenedJob``: ``app_home_opened`` on the ``messages`` tab (the agent view's
+  chat); the ``home`` tab, or any other, is ``Ignored``;
 - ``Ignored(reason)``: everything else, answered 200 and not dispatched: any event with a
   ``bot_id``, any ``subtype`` but ``file_share`` and ``thread_broadcast`` (edits, deletions,
   joins...), the bot's own messages (its user id is ``authorizations[0].user_id``), and every
@@ -13,7 +16,8 @@ Contract: ``parse(body)`` is pure and returns one of:
 
 It raises ``MalformedEvent`` with a short, client-safe reason for a body that is not a JSON
 object, or an envelope or event without the fields that its type needs (a finite
-``event_time``; a ``ts`` or ``thread_ts`` that is a Slack timestamp).
+``event_time``; a ``ts`` or ``thread_ts`` that is a Slack timestamp; a ``user`` and ``channel``
+for ``app_home_opened`` on the messages tab).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, finite_number, is_slack_ts
+from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, MessagesTabOpenedJob, finite_number, is_slack_ts
 
 ANSWERED_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
 
@@ -52,7 +56,7 @@ class EventInfo:
     user_id: str | None = None
 
 
-Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob
+Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob | MessagesTabOpenedJob
 
 
 def parse(body: bytes) -> tuple[Decision, EventInfo]:
@@ -89,6 +93,8 @@ def parse(body: bytes) -> tuple[Decision, EventInfo]:
     )
     if event_type == "assistant_thread_started":
         return _assistant_thread_started(event, event_id, asked_at, team_id), info
+    if event_type == "app_home_opened":
+        return _app_home_opened(event, event_id, asked_at, team_id), info
     if event_type == "app_mention" or (event_type == "message" and event.get("channel_type") == "im"):
         return _message(envelope, event, event_id, asked_at, team_id), info
     return Ignored(f"event type {str(event_type)[:40]}"), info
@@ -143,6 +149,21 @@ def _assistant_thread_started(
         channel_id=_required(thread, "channel_id", "assistant_thread"),
         thread_ts=_timestamp(thread, "thread_ts", "assistant_thread"),
         user_id=_required(thread, "user_id", "assistant_thread"),
+    )
+
+
+def _app_home_opened(
+    event: dict[str, Any], event_id: str, asked_at: float, team_id: str
+) -> MessagesTabOpenedJob | Ignored:
+    tab = event.get("tab")
+    if tab != "messages":  # the Home tab (or a tab Slack adds later): nothing to pin there
+        return Ignored(f"app_home_opened tab {str(tab)[:40]}")
+    return MessagesTabOpenedJob(
+        id=event_id,
+        asked_at=asked_at,
+        team_id=team_id,
+        channel_id=_required(event, "channel", "app_home_opened"),
+        user_id=_required(event, "user", "app_home_opened"),
     )
 
 

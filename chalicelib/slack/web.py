@@ -23,7 +23,7 @@ Retries (slack_sdk's own retry loop, with our handlers instead of its defaults),
   append repeats its text.
   Timeouts are never retried: the timeout is the time left, so nothing is left to retry with.
 
-Helpers: ``set_status``, ``set_suggested_prompts``, ``post``, ``update``, ``delete``,
+Helpers: ``set_status``, ``set_session_status``, ``set_suggested_prompts``, ``post``, ``update``, ``delete``,
 ``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError``; ``delete`` counts a
 message that is not there as deleted. ``thread_messages`` never raises: it returns the
 messages it read and the error that stopped it, if any. ``find_own_message`` finds the bot's
@@ -40,7 +40,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -72,6 +72,7 @@ IDEMPOTENT_METHODS = frozenset(
         "assistant.threads.setStatus",
         "assistant.threads.setSuggestedPrompts",
         "assistant.threads.setTitle",
+        "agents.sessions.setStatus",  # sets a session's status (creating it if needed): twice is once
         "chat.update",
         "chat.delete",
     }
@@ -249,6 +250,25 @@ def set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> 
         client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
 
 
+SessionStatus = Literal["active", "processing", "suspended", "closed"]
+
+
+def set_session_status(
+    client: WebClient,
+    channel: str,
+    thread_ts: str,
+    status: SessionStatus,
+    title: str | None = None,
+    initiator_user_id: str | None = None,
+) -> None:
+    """The agent session of the thread: ``processing`` (Slack's loading state and stop button),
+    ``active`` when the work is done. Slack creates the session if needed; ``title`` is used then."""
+    with _translated("agents.sessions.setStatus"):
+        client.agents_sessions_setStatus(
+            channel_id=channel, thread_ts=thread_ts, status=status, title=title, initiator_user_id=initiator_user_id
+        )
+
+
 def set_suggested_prompts(
     client: WebClient,
     channel: str,
@@ -256,7 +276,8 @@ def set_suggested_prompts(
     prompts: Sequence[tuple[str, str]],
     title: str | None = None,
 ) -> None:
-    """Up to 4 ``(title, message)`` prompts shown in the assistant pane."""
+    """Up to 4 ``(title, message)`` prompts: in the thread ``thread_ts`` (an assistant pane's), or
+    with None pinned atop the bot's Messages tab (the agent view)."""
     with _translated("assistant.threads.setSuggestedPrompts"):
         client.assistant_threads_setSuggestedPrompts(
             channel_id=channel,

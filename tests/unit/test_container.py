@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 import chalicelib
-from chalicelib import aws, claims, container, dispatch, limits, llm, logs, secrets
+from chalicelib import aws, claims, container, dispatch, gateway, limits, llm, logs, secrets, session
 from chalicelib.settings import Settings, _from_values
 from chalicelib.slack import mrkdwn
 
@@ -36,6 +36,8 @@ CHECKED = {
     "chalicelib.dispatch.local_worker_timeout",
     "chalicelib.slack.mrkdwn._patterns",
     "chalicelib.logs._forget_level",
+    "chalicelib.gateway._forget_recent_opens",
+    "chalicelib.session._forget_unavailable",
 }
 
 
@@ -66,6 +68,10 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
 
     assert claims.store().claim(["job-1"]) is True
     assert claims.store().claim(["job-1"]) is False
+    assert gateway._recent_opens.claim(["prompts-open:T1:U1"]) is True
+    assert gateway._recent_opens.claim(["prompts-open:T1:U1"]) is False
+    session._remember_unavailable("feature_disabled")
+    assert session.Session("D1", "1.000100").path == "assistant"
     limited = Settings(user_rate_limit_per_minute=1)
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     assert limits.check(limited, "T1", "U1", now=60.0) is not None  # over the limit in this minute
@@ -94,6 +100,8 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
         assert secrets.slack_bot_token(settings) == "xoxb-new-value-2"
     assert not llm._rejected
     assert claims.store().claim(["job-1"]) is True
+    assert gateway._recent_opens.claim(["prompts-open:T1:U1"]) is True
+    assert session.Session("D1", "1.000100").path == "agent"
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     logs.configure("INFO")
     assert root.level == logging.INFO
