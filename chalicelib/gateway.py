@@ -28,10 +28,11 @@ Events (``application/json``):
   the worker's claims drop it if the first one got through;
 - 200 ``{}`` without dispatching for a Messages tab that the same user opened within
   ``claims.CLAIM_TTL_SECONDS`` before, as far as this container saw (outcome
-  ``recently_offered``): Slack sends ``app_home_opened`` on every open, and the prompts pinned
-  then are still there. This memo is in memory, never AWS (Slack's 3 seconds); the worker's
-  claim on ``prompts:<team>:<user>`` (``jobs.MessagesTabOpenedJob``), shared by every
-  container, keeps an open that another container dispatched from reaching Slack again;
+  ``recently_offered``; forgotten again when the dispatch fails): Slack sends
+  ``app_home_opened`` on every open, and the prompts pinned then are still there. This memo
+  is in memory, never AWS (Slack's 3 seconds); the worker's claim on
+  ``prompts:<team>:<user>`` (``jobs.MessagesTabOpenedJob``), shared by every container, keeps
+  an open that another container dispatched from reaching Slack again;
 - 503 ``{"error": ...}`` when the job could not be handed to the worker: the one answer that
   makes Slack deliver the event again, which is then the user's only chance of an answer;
 - 503 ``{"error": ...}`` when the signing secret could not be read from SSM for now
@@ -192,13 +193,13 @@ def _route_event(decision: events.Decision, settings: Settings, environ: Mapping
         return 200, {}, "ignored"
     if not settings.allows(decision.team_id, decision.channel_id, decision.user_id):
         return 200, {}, "denied"  # nothing at all: a bot that answers strangers invites them
-    if isinstance(decision, MessagesTabOpenedJob) and not _recent_opens.claim(
-        [f"prompts-open:{decision.team_id}:{decision.user_id}"]
-    ):
+    memo = [f"prompts-open:{decision.team_id}:{decision.user_id}"] if isinstance(decision, MessagesTabOpenedJob) else []
+    if memo and not _recent_opens.claim(memo):
         return 200, {}, "recently_offered"
     try:
         dispatch(decision.to_payload(), settings, environ)
     except DispatchError:
+        _recent_opens.release(memo)  # Slack's redelivery must not find it "recently offered"
         return 503, {"error": "could not start working on this event"}, "dispatch_failed"
     return 200, {}, "dispatched"
 
