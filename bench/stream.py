@@ -16,7 +16,7 @@ clock both processes share. Everything is on 127.0.0.1; keys and tokens are
 fakes. It measures, per answer:
 
 - job to first sign: from handing the job to the worker to the first Slack call a user
-  would see (``assistant.threads.setStatus``, or the first ``chat.startStream`` or
+  would see (``agents.sessions.setStatus``, or the first ``chat.startStream`` or
   ``chat.postMessage`` if the status was refused): goal under 1 s;
 - first token to Slack: from the LLM server writing its first text delta to the fake Slack
   receiving the call that carries it: goal under 300 ms;
@@ -77,10 +77,10 @@ QUESTIONS = (
     "今日の夕飯、何にしよう？ 冷蔵庫には卵と玉ねぎとトマトがある",
     "Explain the difference between SQS and SNS in one paragraph.",
 )
-FIRST_SIGN_METHODS = ("assistant.threads.setStatus", "chat.startStream", "chat.postMessage")
+FIRST_SIGN_METHODS = ("agents.sessions.setStatus", "chat.startStream", "chat.postMessage")
 TEXT_METHODS = ("chat.startStream", "chat.postMessage")
 METHODS_SHOWN = (
-    "assistant.threads.setStatus",
+    "agents.sessions.setStatus",
     "chat.startStream",
     "chat.appendStream",
     "chat.stopStream",
@@ -271,7 +271,7 @@ def run_answer(
         "bot_user_id": BOT_USER_ID,
     }
     if refuse_status:
-        slack.fail_next("assistant.threads.setStatus", "not_allowed_token_type")
+        slack.fail_next("agents.sessions.setStatus", "not_allowed_token_type")
     first_call = len(slack.calls)
     started, log = execute(payload)
     seconds = time.monotonic() - started

@@ -2,9 +2,10 @@
 
 Contract: ``store(settings).claim(keys)`` is all-or-nothing. It returns True when none of
 ``keys`` is held (and then holds them all for ``CLAIM_TTL_SECONDS``), and False when any of
-them is already held and not expired (and then claims nothing). The keys of one job are its id
-and, for a message, ``channel:ts``: Slack redelivers an event under the same ``event_id`` and
-has sent one message under two, and either must find the claim.
+them is already held and not expired (and then claims nothing). ``MemoryClaims.release(keys)``
+forgets claims whose work could not start (the HTTP function's memo of opened Messages tabs).
+The keys of one job are its id and, for a message, ``channel:ts``: Slack redelivers an event
+under the same ``event_id`` and has sent one message under two, and either must find the claim.
 
 Which store: ``DynamoClaims`` on the table ``IDEMPOTENCY_TABLE`` names, shared by every
 container, when that is set and the code runs in Lambda (``settings.in_lambda``);
@@ -84,6 +85,13 @@ class MemoryClaims:
             for key in keys:
                 self._expiries[key] = expires_at
             return True
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Forget the claims on ``keys``: the work they stood for could not start, and a later
+        try must be able to claim them."""
+        with self._lock:
+            for key in keys:
+                self._expiries.pop(key, None)  # removing keeps the others in expiry order
 
     def __len__(self) -> int:
         """How many keys are held, counting expired ones not purged yet (for tests and logs)."""

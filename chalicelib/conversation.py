@@ -1,10 +1,16 @@
-"""Answer a message in its Slack thread, streamed as the LLM writes it; greet an opened assistant pane.
+"""Answer a message in its Slack thread, streamed as the LLM writes it; offer prompts where a chat opens.
 
 Contract: ``answer(job, deadline, settings)`` and ``offer_prompts(job, deadline, settings)``
-never raise, finish every Slack call before they return, and write one JSON log line;
+(``SUGGESTED_PROMPTS`` set in an opened assistant pane's thread, or pinned atop the Messages
+tab, with no ``thread_ts``, for an opened Messages tab) never raise, finish every Slack call
+before they return, and write one JSON log line;
 ``say_too_late(job, deadline, settings)`` posts "too busy, please ask again" in the thread.
 
-``answer`` shows a sign of life at once (``assistant.threads.setStatus``), reads the
+``answer`` runs inside a session (``chalicelib.session``): its first Slack call, the sign of
+life, sets the thread's agent session ``processing`` with the question as its title (or,
+where the workspace or app lacks agent sessions, the legacy "is thinking…" status), and on
+every ending, whatever the outcome, the session is set ``active`` once (the log line's
+``session`` says ``agent`` or ``assistant``). It reads the
 thread's earlier messages when the message is in one (the pages read before a failure are
 kept), builds the chat within ``MAX_CONTEXT_TOKENS`` and hands it to the answer core
 (``chalicelib.answer``) with a ``ThreadSurface``: the answer is streamed into the thread
@@ -13,7 +19,7 @@ attempt replaces what the failed one showed, and every ending is one plain-langu
 most. A completed answer ends with the feedback buttons (``chalicelib.feedback``) on its last
 message; an answer cut short, or an error line, has none. Besides what the core decides:
 
-- a status call refused with ``channel_not_found``, ``not_in_channel`` or ``invalid_auth``, or
+- a session call refused with ``channel_not_found``, ``not_in_channel`` or ``invalid_auth``, or
   a Slack that cannot be reached at all, means the answer could not be posted: the LLM is not
   asked (any other failure of the status is logged and ignored);
 - if Slack refuses the answer (or a call's fate stays unknown after the replier's own
@@ -21,8 +27,8 @@ message; an answer cut short, or an error line, has none. Besides what the core 
   a line was already attempted: never two endings;
 - Slack's stop button (``chalicelib.stops``, watched while the answer runs) ends it as the core
   says: nothing more is streamed, the stream is stopped quietly, and "Stopped." is posted;
-- the "is thinking…" status is cleared on every ending that posted nothing in the thread
-  (Slack clears it itself when the bot posts);
+- under the legacy status, "is thinking…" is cleared on every ending that posted nothing in
+  the thread (Slack clears it itself when the bot posts);
 - each pipe table in the answer (``chalicelib.slack.tables``) is left out of the streamed text,
   a short pointer in its place, and posted as a message of its own (a table block) right after
   the stream, in order; one beyond Slack's limits stays in the text as a code block;
@@ -46,8 +52,9 @@ from typing import Any
 from chalicelib import answer as core
 from chalicelib import feedback, logs, progress, secrets, stops
 from chalicelib.deadline import Deadline
-from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
+from chalicelib.jobs import MessageJob, PromptsJob
 from chalicelib.kinds import AnswerOutcome, CutShortFault
+from chalicelib.session import Session, title_of
 from chalicelib.settings import Settings, Unconfigured
 from chalicelib.slack import history, messages, tables, web
 from chalicelib.slack.stream import Replier
@@ -138,7 +145,7 @@ def answer(job: MessageJob, deadline: Deadline, settings: Settings | Unconfigure
     logs.emit("answer", **fields)
 
 
-def offer_prompts(job: AssistantThreadStartedJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
+def offer_prompts(job: PromptsJob, deadline: Deadline, settings: Settings | Unconfigured) -> None:
     fields: dict[str, Any] = job.log_fields()
     try:
         if isinstance(settings, Unconfigured):  # the worker logged which and why
@@ -263,12 +270,16 @@ def _answer(
     if settings.log_message_text:
         fields["text"] = job.text
     thread_ts = job.reply_thread_ts
+    session = Session(job.channel_id, thread_ts)
     slack, error = _first_call(
         settings,
         token,
         deadline,
-        lambda slack: web.set_status(slack, job.channel_id, thread_ts, messages.THINKING_STATUS),
+        lambda slack: session.open(
+            slack, title_of(history.strip_mention(job.text, job.bot_user_id)), initiator_user_id=job.user_id
+        ),
     )
+    fields["session"] = session.path
     if error is None:
         fields["status_ms"] = logs.ms_since(started)
     else:
@@ -276,6 +287,7 @@ def _answer(
         fields["status_error"] = error.code
         if error.code in UNREACHABLE:  # the answer could not be posted: don't pay for it
             fields["slack_error"] = error.code
+            fields["slack_calls"] = session.calls
             return "slack_error"
     tasks = progress.Tasks()
     replier = Replier(
@@ -308,19 +320,9 @@ def _answer(
             _notify(replier, messages.notice("service_error"))
         return "internal_error"
     finally:
-        status_calls = 1 if "status_ms" in fields or "status_error" in fields else 0
-        if "status_ms" in fields and not replier.posted_ts:
-            status_calls += _clear_status(slack, job.channel_id, thread_ts)
-        fields["slack_calls"] = replier.calls + status_calls
-
-
-def _clear_status(slack: Any, channel: str, thread_ts: str) -> int:
-    """Clear "is thinking…" where nothing was posted (a post clears it); returns the calls made."""
-    try:
-        web.set_status(slack, channel, thread_ts, "")
-    except web.SlackError as error:
-        logger.warning("could not clear the thread's status: %s", error.code)
-    return 1
+        # Every ending, whatever it was: the session leaves "processing" (its stop button) once.
+        session.close(slack, posted=bool(replier.posted_ts))
+        fields["slack_calls"] = replier.calls + session.calls
 
 
 def _converse(

@@ -25,10 +25,17 @@ Events (``application/json``):
 - 200 ``{}`` for ``agent_session_stopped`` (the user pressed stop) once the stop is recorded
   (``chalicelib.stops``; outcome ``stop_recorded``); nothing is dispatched. 503 when the mark
   could not be written (``stop_failed``): Slack delivers the event again;
-- 200 ``{}`` once a mention, DM message or opened assistant pane is dispatched, and for
-  every event the bot ignores or an asker that ``ALLOWED_*_IDS`` leave out (nothing is said
-  to them); a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first delivery, and
+- 200 ``{}`` once a mention, DM message, opened assistant pane or opened Messages tab is
+  dispatched, and for every event the bot ignores or an asker that ``ALLOWED_*_IDS`` leave out
+  (nothing is said to them); a Slack retry (``X-Slack-Retry-Num``) is dispatched like the first delivery, and
   the worker's claims drop it if the first one got through;
+- 200 ``{}`` without dispatching for a Messages tab that the same user opened within
+  ``claims.CLAIM_TTL_SECONDS`` before, as far as this container saw (outcome
+  ``recently_offered``; forgotten again when the dispatch fails): Slack sends
+  ``app_home_opened`` on every open, and the prompts pinned then are still there. This memo
+  is in memory, never AWS (Slack's 3 seconds); the worker's claim on
+  ``prompts:<team>:<user>`` (``jobs.MessagesTabOpenedJob``), shared by every container, keeps
+  an open that another container dispatched from reaching Slack again;
 - 503 ``{"error": ...}`` when the job could not be handed to the worker: the one answer that
   makes Slack deliver the event again, which is then the user's only chance of an answer;
 - 503 ``{"error": ...}`` when the signing secret could not be read from SSM for now
@@ -67,9 +74,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib import logs, secrets, stops
+from chalicelib import claims, container, logs, secrets, stops
 from chalicelib.dispatch import DispatchError, dispatch
-from chalicelib.jobs import FeedbackJob, SlashCommandJob, new_id
+from chalicelib.jobs import FeedbackJob, MessagesTabOpenedJob, SlashCommandJob, new_id
 from chalicelib.kinds import GatewayOutcome
 from chalicelib.settings import Settings, SettingsError
 from chalicelib.slack import events, interactions, messages, signature
@@ -78,6 +85,15 @@ from chalicelib.slack.command import MalformedCommand, SlashCommand, parse, resp
 logger = logging.getLogger(__name__)
 
 Result = tuple[int, dict[str, Any] | str]
+_recent_opens = claims.MemoryClaims()  # "prompts-open:<team>:<user>": Messages tabs dispatched lately
+
+
+@container.register
+def _forget_recent_opens() -> None:
+    global _recent_opens
+    _recent_opens = claims.MemoryClaims()
+
+
 Decided = tuple[int, dict[str, Any], GatewayOutcome]  # status, body, the log line's outcome
 
 
@@ -201,9 +217,13 @@ def _route_event(decision: events.Decision, settings: Settings, environ: Mapping
         except stops.StopNotRecorded:
             return 503, {"error": "could not record the stop"}, "stop_failed"
         return 200, {}, "stop_recorded"
+    memo = [f"prompts-open:{decision.team_id}:{decision.user_id}"] if isinstance(decision, MessagesTabOpenedJob) else []
+    if memo and not _recent_opens.claim(memo):
+        return 200, {}, "recently_offered"
     try:
         dispatch(decision.to_payload(), settings, environ)
     except DispatchError:
+        _recent_opens.release(memo)  # Slack's redelivery must not find it "recently offered"
         return 503, {"error": "could not start working on this event"}, "dispatch_failed"
     return 200, {}, "dispatched"
 

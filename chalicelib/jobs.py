@@ -145,9 +145,34 @@ class FeedbackJob(_JobBase):
         return {**super().log_fields(), "message_ts": self.message_ts, "vote": self.vote, "model": self.model}
 
 
-Job = SlashCommandJob | MessageJob | AssistantThreadStartedJob | FeedbackJob
+@dataclass(frozen=True)
+class MessagesTabOpenedJob(_JobBase):
+    """The user opened the bot's Messages tab (agent view): pin the suggested prompts atop it."""
+
+    kind: ClassVar[JobKind] = "messages_tab_opened"
+    thread_ts: ClassVar[None] = None  # pinned atop the tab, in no thread
+    id: str  # the envelope's event_id
+    asked_at: float  # the envelope's event_time
+    team_id: str
+    channel_id: str  # the user's DM with the bot
+    user_id: str
+
+    @property
+    def claim_keys(self) -> tuple[str, ...]:
+        # Slack sends the event on every open: one pin per user per claim's TTL (15 minutes) is enough,
+        # in whichever container the next open lands.
+        return (self.id, prompts_key(self.team_id, self.user_id))
+
+
+def prompts_key(team_id: str, user_id: str) -> str:
+    """The claim that says "this user's Messages tab got its prompts lately"."""
+    return f"prompts:{team_id}:{user_id}"
+
+
+PromptsJob = AssistantThreadStartedJob | MessagesTabOpenedJob  # the jobs answered with suggested prompts
+Job = SlashCommandJob | MessageJob | AssistantThreadStartedJob | MessagesTabOpenedJob | FeedbackJob
 KINDS: dict[str, type[Job]] = {
-    cls.kind: cls for cls in (SlashCommandJob, MessageJob, AssistantThreadStartedJob, FeedbackJob)
+    cls.kind: cls for cls in (SlashCommandJob, MessageJob, AssistantThreadStartedJob, MessagesTabOpenedJob, FeedbackJob)
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal, cast, get_args
 
-JobKind = Literal["slash_command", "message", "assistant_thread_started", "feedback"]
+JobKind = Literal["slash_command", "message", "assistant_thread_started", "messages_tab_opened", "feedback"]
 
 # What ``llm.LLMError.kind`` can be: a request the SDK gave up on, or a stream that broke.
 LLMFault = Literal[
@@ -76,6 +76,7 @@ GatewayOutcome = Literal[
     "too_long",
     "stop_recorded",  # agent_session_stopped: the stop is marked for the answer it was pressed on
     "stop_failed",  # the stop mark could not be written (503: Slack delivers the event again)
+    "recently_offered",  # the Messages tab opened again soon after its prompts were pinned
 ]
 AnswerOutcome = (
     Fault
@@ -97,6 +98,9 @@ AnswerOutcome = (
 # A feedback job's (``chalicelib.feedback``): a first vote (thanked), a changed one, or not stored.
 FeedbackOutcome = Literal["vote_recorded", "vote_changed", "vote_not_stored"]
 Outcome = GatewayOutcome | AnswerOutcome | FeedbackOutcome
+# Which status a thread answer's log line says it ran under (``session``): Slack's agent session,
+# or the legacy assistant status where the workspace or app lacks agent sessions.
+SessionPath = Literal["agent", "assistant"]
 
 
 def values(kind: object) -> frozenset[str]:

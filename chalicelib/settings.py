@@ -53,7 +53,7 @@ MAX_INPUT_CHARS_LIMIT = 7000
 RESPONSE_TYPES = ("ephemeral", "in_channel")
 TASK_DISPLAY_MODES = ("timeline", "plan")  # chat.startStream's task_display_mode
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-# Shown when a user opens the assistant pane; in the persona's language.
+# Pinned atop the Messages tab (and in a legacy assistant pane); in the persona's language.
 DEFAULT_SUGGESTED_PROMPTS: tuple[tuple[str, str], ...] = (
     ("東京の散歩道", "東京でおすすめの散歩道は？"),
     ("今日の夕飯", "冷蔵庫に卵と玉ねぎとトマトがあるよ。今日の夕飯、何にしよう？"),
@@ -303,7 +303,8 @@ class Settings:
         "SUGGESTED_PROMPTS",
         WORKER,
         _prompts,
-        'JSON list of at most 4 `{"title": ..., "message": ...}`, offered when a user opens the assistant pane.',
+        'JSON list of at most 4 `{"title": ..., "message": ...}`: pinned atop the Messages tab when a user opens '
+        "it, offered in a new assistant-pane thread (legacy installs), and listed in `make manifest`'s agent view.",
         default=DEFAULT_SUGGESTED_PROMPTS,
         shown="four prompts in Japanese",
     )

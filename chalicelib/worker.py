@@ -9,7 +9,9 @@ dropped with a log line), and hands it to its kind's handler:
   LLM's answer, or one plain-language error, POSTed once;
 - a message (mention, DM, assistant pane) is answered in its thread by
   ``chalicelib.conversation``, streamed as it is written;
-- an opened assistant pane gets its suggested prompts (``chalicelib.conversation``);
+- an opened assistant pane gets its suggested prompts in its new thread, and an opened
+  Messages tab (agent view) gets them pinned atop it, once per user per claim's TTL
+  (``chalicelib.conversation``);
 - a vote on an answer (its feedback buttons) is stored, and the voter thanked once, by
   ``chalicelib.feedback``, however long the job waited.
 

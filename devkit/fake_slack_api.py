@@ -9,12 +9,12 @@ Contract:
 - What it holds and what it refuses is ``devkit.slack_model``'s ``Workspace``
   (``slack.workspace``), whose settings it takes as its own (``bot_user_id``, ``bot_id``,
   ``stream_byte_limit``, ``page_size``, ``parent_on_every_page``, ``stream_max_age``,
-  ``update_while_streaming``, ``streamed_as_blocks``, ``clock``: arguments and attributes),
-  and whose seeding and observation it offers under its lock: ``add_message``, ``add_event``,
-  ``expire_streams``, ``stop_session`` (the user's stop button: the thread's open streams stop,
-  their ts returned for the ``agent_session_stopped`` event a test then delivers), ``thread``,
-  ``messages``, ``text_of``, ``visible_text``, ``bot_messages``, ``status``,
-  ``suggested_prompts``.
+  ``update_while_streaming``, ``streamed_as_blocks``, ``clock``, ``agent_sessions_error``:
+  arguments and attributes), and whose seeding and observation it offers under its lock:
+  ``add_message``, ``add_event``, ``expire_streams``, ``stop_session`` (the user's stop button:
+  the thread's open streams stop, their ts returned for the ``agent_session_stopped`` event a
+  test then delivers), ``thread``, ``messages``, ``text_of``, ``visible_text``,
+  ``bot_messages``, ``status``, ``suggested_prompts``, ``session``.
 - This module is the HTTP side. Methods are served at ``/api/<method>`` (``METHODS``), with
   arguments as slack_sdk sends them (a JSON body, a form body, a query string, or both of the
   last two; every method answers POST and GET). Any other method: HTTP 404
@@ -60,7 +60,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from devkit.http_fake import LoopbackServer
-from devkit.slack_model import METHODS, Message, Refusal, Workspace, text_length
+from devkit.slack_model import METHODS, AgentSession, Message, Refusal, Workspace, text_length
 
 FAKE_BOT_TOKEN = "xoxb-fake-bot-token"  # deliberately not shaped like a real token
 LOCAL_PORT = 8790  # the fixed port `make run` / `make ask` use
@@ -119,6 +119,7 @@ class FakeSlackAPI(LoopbackServer):
     update_while_streaming = _WorkspaceSetting()
     streamed_as_blocks = _WorkspaceSetting()
     clock = _WorkspaceSetting()
+    agent_sessions_error = _WorkspaceSetting()  # "feature_disabled", "not_agent_app": no agent sessions
 
     def __init__(
         self,
@@ -257,6 +258,10 @@ class FakeSlackAPI(LoopbackServer):
     def suggested_prompts(self, channel: str, thread_ts: str | None = None) -> list[dict[str, str]]:
         with self._lock:
             return self.workspace.suggested_prompts(channel, thread_ts)
+
+    def session(self, channel: str, thread_ts: str) -> AgentSession | None:
+        with self._lock:
+            return self.workspace.session(channel, thread_ts)
 
     # --- HTTP ---------------------------------------------------------------------------------------------------------
 

@@ -76,6 +76,19 @@ Contract:
   took is kept on its message, in order (``Message.chunks``); chat.startStream's
   ``task_display_mode`` must be ``timeline`` or ``plan`` (``invalid_arguments``) and is kept
   too (``Message.task_display_mode``).
+- Agent sessions: ``agents.sessions.setStatus`` takes exactly Slack's arguments
+  (``SESSION_ARGUMENTS``: ``status`` one of ``SESSION_STATUSES``, ``channel_id``,
+  ``thread_ts``, ``title`` of at most 200 characters, ``initiator_user_id``,
+  ``icon_emoji``/``icon_url``/``username``) and refuses any other, or a bad value, with
+  ``invalid_arguments``; no ``thread_ts`` is ``thread_ts_required`` (session channels are not
+  modelled). The first call for a thread creates its session with the title; later calls
+  change its status only (a title then is ignored: the fake's reading of "creation only").
+  ``agent_sessions_error`` (default None: sessions work) makes every call answer that error
+  instead, such as ``feature_disabled`` (the workspace) or ``not_agent_app`` (an app without
+  the agent view). ``session(channel, thread_ts)`` is the session now (a copy, None if
+  none), with every status it was set to in ``statuses``.
+- ``assistant.threads.setSuggestedPrompts`` without ``thread_ts`` pins the prompts atop the
+  DM (``suggested_prompts(channel)``).
 - Seeding: ``add_message``, ``add_event`` (the message an Events API body is about).
   Observation, as copies: ``thread()``, ``messages()``, ``bot_messages()``, ``status()``,
   ``suggested_prompts()``; what a user sees now, after every update, delete and stream
@@ -160,7 +173,13 @@ METHODS = (
     "conversations.replies",
     "assistant.threads.setStatus",
     "assistant.threads.setSuggestedPrompts",
+    "agents.sessions.setStatus",
 )
+SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
+SESSION_ARGUMENTS = frozenset(
+    {"status", "channel_id", "thread_ts", "title", "initiator_user_id", "icon_emoji", "icon_url", "username"}
+)
+MAX_SESSION_TITLE_CHARS = 200
 _TS = re.compile(r"^\d{1,12}\.\d{6}$")
 # oldest / latest of conversations.replies: Slack also takes whole seconds ("0", its default).
 _TS_BOUND = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
@@ -192,6 +211,18 @@ class Message:
 
     def is_reply(self) -> bool:
         return self.thread_ts is not None and self.thread_ts != self.ts
+
+
+@dataclass
+class AgentSession:
+    """A thread's agent session: its status now, and every status it was set to, in order."""
+
+    channel: str
+    thread_ts: str
+    status: str
+    title: str | None = None
+    initiator_user_id: str | None = None
+    statuses: list[str] = field(default_factory=list)
 
 
 class Refusal(Exception):
@@ -405,6 +436,7 @@ class Workspace:
         update_while_streaming: bool = False,
         streamed_as_blocks: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        agent_sessions_error: str | None = None,
     ) -> None:
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
@@ -416,6 +448,8 @@ class Workspace:
         self.update_while_streaming = update_while_streaming
         self.streamed_as_blocks = streamed_as_blocks
         self.clock = clock
+        self.agent_sessions_error = agent_sessions_error
+        self._sessions: dict[tuple[str, str], AgentSession] = {}
         self._messages: dict[str, dict[str, Message]] = {}
         self._status: dict[tuple[str, str], str] = {}
         self._prompts: dict[tuple[str, str | None], list[dict[str, str]]] = {}
@@ -434,6 +468,7 @@ class Workspace:
             "conversations.replies": self._conversations_replies,
             "assistant.threads.setStatus": self._set_status,
             "assistant.threads.setSuggestedPrompts": self._set_suggested_prompts,
+            "agents.sessions.setStatus": self._set_session_status,
         }
         return handlers[method](params)
 
@@ -542,7 +577,13 @@ class Workspace:
         return self._status.get((channel, thread_ts), "")
 
     def suggested_prompts(self, channel: str, thread_ts: str | None = None) -> list[dict[str, str]]:
+        """The prompts of the thread ``thread_ts``, or with None those pinned atop the DM."""
         return copy.deepcopy(self._prompts.get((channel, thread_ts), []))
+
+    def session(self, channel: str, thread_ts: str) -> AgentSession | None:
+        """The thread's agent session now (a copy), or None if it has none."""
+        session = self._sessions.get((channel, thread_ts))
+        return None if session is None else replace(session, statuses=list(session.statuses))
 
     # --- the model ----------------------------------------------------------------------------------------------------
 
@@ -877,3 +918,32 @@ class Workspace:
                 raise Refusal("invalid_arguments", "each prompt needs a title and a message")
         self._prompts[(channel, params.get("thread_ts") or None)] = copy.deepcopy(prompts)
         return {}
+
+    def _set_session_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(params) - SESSION_ARGUMENTS)
+        if unknown:
+            raise Refusal("invalid_arguments", f"unknown arguments: {', '.join(unknown)}")
+        if self.agent_sessions_error:
+            raise Refusal(self.agent_sessions_error)
+        channel = required(params, "channel_id")
+        status = required(params, "status")
+        if status not in SESSION_STATUSES:
+            raise Refusal("invalid_arguments", f"status must be one of {', '.join(sorted(SESSION_STATUSES))}")
+        thread_ts = params.get("thread_ts")
+        if thread_ts is None or thread_ts == "":
+            raise Refusal("thread_ts_required")
+        if not isinstance(thread_ts, str) or not _TS.match(thread_ts):
+            raise Refusal("invalid_arguments", "thread_ts must be a message ts")
+        for name in ("title", "initiator_user_id", "icon_emoji", "icon_url", "username"):
+            if name in params and not isinstance(params[name], str):
+                raise Refusal("invalid_arguments", f"{name} must be a string")
+        title = params.get("title")
+        if title is not None and len(title) > MAX_SESSION_TITLE_CHARS:
+            raise Refusal("invalid_arguments", f"title: at most {MAX_SESSION_TITLE_CHARS} characters")
+        session = self._sessions.get((channel, thread_ts))
+        if session is None:
+            session = AgentSession(channel, thread_ts, status, title, params.get("initiator_user_id"))
+            self._sessions[(channel, thread_ts)] = session
+        session.status = status
+        session.statuses.append(status)
+        return {"status": status}

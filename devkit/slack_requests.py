@@ -8,6 +8,7 @@ Contract (pure functions, standard library only, never imports ``chalicelib``):
   ``dm_event`` (``message`` with ``channel_type`` ``im``), ``assistant_message_event`` (a DM
   message in a thread, as the assistant pane sends it), ``assistant_thread_started_event``,
   ``agent_session_stopped_event`` (the user pressed stop on the agent session of a thread),
+  ``app_home_opened_event`` (``tab`` ``messages`` or ``home``),
   ``url_verification``, and the generic ``event_callback(event)``. ``event_envelope`` is the
   same envelope as a dict. Each envelope has ``type`` ``event_callback``, ``team_id``,
   ``api_app_id``, a unique ``event_id`` (``Ev`` + random, unless given), ``event_time`` and
@@ -301,6 +302,29 @@ def agent_session_stopped_event(
         "streaming_message_ts": [] if streaming_message_ts is None else streaming_message_ts,
         "event_ts": event_ts or new_ts(),
     }
+    return event_callback(_with_fields(event, fields), team_id=team_id, bot_user_id=bot_user_id, event_id=event_id)
+
+
+def app_home_opened_event(
+    *,
+    tab: str = "messages",
+    channel: str = DM_CHANNEL_ID,
+    user: str = USER_ID,
+    bot_user_id: str = BOT_USER_ID,
+    event_id: str | None = None,
+    team_id: str = TEAM_ID,
+    **fields: Any,
+) -> bytes:
+    """``app_home_opened``: the user opened the bot's Messages tab (``tab="messages"``) or Home tab."""
+    event: dict[str, Any] = {
+        "type": "app_home_opened",
+        "user": user,
+        "channel": channel,
+        "tab": tab,
+        "event_ts": new_ts(),
+    }
+    if tab == "home":
+        event["view"] = {"id": "V0HOME", "type": "home", "team_id": team_id}  # Slack adds the tab's view
     return event_callback(_with_fields(event, fields), team_id=team_id, bot_user_id=bot_user_id, event_id=event_id)
 
 

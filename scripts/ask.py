@@ -634,6 +634,8 @@ def follow(slack: FakeSlackAPI, calls: queue.SimpleQueue[Call], view: ThreadView
                 )
             if call.method == "assistant.threads.setStatus" and call.ok and call.params.get("status"):
                 view.progress.relabel(f"{COMMAND[1:]} {call.params['status'].rstrip('…')}")
+            elif call.method == "agents.sessions.setStatus" and call.ok and call.params.get("status") == "processing":
+                view.progress.relabel(f"{COMMAND[1:]} is thinking")  # Slack shows its own loading state
         view.refresh(out)
         if view.notice or (view.stopped and now - last_call >= SETTLE_SECONDS):
             return

@@ -11,8 +11,8 @@ Contract:
   ``stage 'x' is not in .chalice/config.json (stages: dev, prod)``.
 - ``function_environment(config, stage, function)``: the variables a deployed function gets,
   merged by Chalice's own ``Config`` (the top level, the stage, the stage's function).
-- ``route_url(url, route)``: the URL of one of our routes (``COMMAND_PATH``, ``EVENTS_PATH``)
-  for a base URL or for either route's URL (a trailing slash dropped, a query kept).
+- ``route_url(url, route)``: the URL of one of our routes (``COMMAND_PATH``, ``EVENTS_PATH``,
+  ``INTERACTIONS_PATH``) for a base URL or for any route's URL (a trailing slash dropped, a query kept).
 - ``is_loopback(url)``: the URL's host is this machine (``localhost``, ``*.localhost``, or a
   loopback address such as ``127.0.0.1`` or ``[::1]``); a name that only starts like one
   (``127.0.0.1.example.com``) is not.
@@ -45,7 +45,8 @@ if str(ROOT) not in sys.path:
 CONFIG_PATH = ROOT / ".chalice" / "config.json"
 COMMAND_PATH = "slack/commands"  # the routes in app.py
 EVENTS_PATH = "slack/events"
-ROUTES = (COMMAND_PATH, EVENTS_PATH)
+INTERACTIONS_PATH = "slack/interactions"  # button clicks (block_actions)
+ROUTES = (COMMAND_PATH, EVENTS_PATH, INTERACTIONS_PATH)
 
 
 class ScriptError(Exception):

@@ -11,15 +11,21 @@ Contract:
   filled in and its comments kept. Messages go to stderr.
 - The slash command's URL is the stage's REST API base URL, as ``chalice url --stage STAGE``
   prints it (``https://{id}.execute-api.{region}.amazonaws.com/api/``), plus
-  ``slack/commands``; the Events API Request URL is the same base plus ``slack/events``.
-  ``URL=`` overrides the base: a URL whose path ends in ``/slack/commands`` or
-  ``/slack/events`` stands for both routes (its query, if any, is kept on both); any other
-  is taken as the base.
+  ``slack/commands``; the Events API Request URL is the same base plus ``slack/events``, and
+  the interactivity Request URL (``settings.interactivity``) the base plus
+  ``slack/interactions``. ``URL=`` overrides the base: a URL whose path ends in one of those
+  routes stands for all three (its query, if any, is kept on each); any other is taken as
+  the base.
+- ``features.agent_view.suggested_prompts`` are the worker's ``SUGGESTED_PROMPTS``: the value
+  ``make manifest``'s environment gives, else the stage's worker environment in
+  ``.chalice/config.json``, else the default; parsed as the worker parses it (a bad value is
+  an error naming the variable, never a manifest Slack would refuse).
 - The app is called ``mameka`` for the ``prod`` stage and ``mameka (STAGE)`` otherwise, so
   two installed stages can be told apart.
 - Before printing, it checks the filled-in manifest for what Slack would refuse: the app
   name's length, a URL that is not http(s), and a bot event or feature without the bot scope
-  it requires (``EVENT_SCOPES``, ``FEATURE_SCOPES``).
+  it requires (``EVENT_SCOPES``, ``FEATURE_SCOPES``); and, when ``jsonschema`` is installed
+  (the dev tools), Slack's own manifest schema, vendored in ``schemas/slack/`` (``SCHEMA``).
 - Exit status: 0 printed; 1 the stage is not deployed (the message says to run
   ``make deploy STAGE=...``), ``chalice url`` failed, or the result is not a valid manifest;
   2 usage error or a stage that is not in ``.chalice/config.json``.
@@ -33,17 +39,21 @@ import subprocess
 import sys
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import Any, cast
 
 # For common (which puts the repository on sys.path), also when a test imports this file by path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
-from common import COMMAND_PATH, EVENTS_PATH, ROOT, route_url
+from common import COMMAND_PATH, EVENTS_PATH, INTERACTIONS_PATH, ROOT, route_url
 
 TEMPLATE = ROOT / "slack" / "manifest.yml"
-# The bot scope Slack requires before it accepts a subscription to each bot event, or a feature.
-EVENT_SCOPES = {
+# Slack's app manifest schema (github.com/slackapi/manifest-schema), vendored with its licence.
+SCHEMA = ROOT / "schemas" / "slack" / "manifest.schema.1.0.0.json"
+PROMPTS_VARIABLE = "SUGGESTED_PROMPTS"
+# The bot scope Slack requires before it accepts a subscription to each bot event, or a feature
+# (None: the event needs none of its own).
+EVENT_SCOPES: dict[str, str | None] = {
     "app_mention": "app_mentions:read",
     "message.im": "im:history",
     "message.channels": "channels:history",
@@ -51,8 +61,10 @@ EVENT_SCOPES = {
     "message.mpim": "mpim:history",
     "assistant_thread_started": "assistant:write",
     "assistant_thread_context_changed": "assistant:write",
+    "app_home_opened": None,
+    "agent_session_stopped": None,  # the agent view's assistant:write covers agent sessions
 }
-FEATURE_SCOPES = {"slash_commands": "commands", "assistant_view": "assistant:write"}
+FEATURE_SCOPES = {"slash_commands": "commands", "assistant_view": "assistant:write", "agent_view": "assistant:write"}
 PRODUCTION_STAGE = "prod"
 NOT_DEPLOYED_MARK = "Could not find a record of a Rest API"  # what `chalice url` says
 
@@ -67,6 +79,26 @@ def command_url(url: str) -> str:
 
 def events_url(url: str) -> str:
     return route_url(url, EVENTS_PATH)
+
+
+def interactions_url(url: str) -> str:
+    return route_url(url, INTERACTIONS_PATH)
+
+
+def suggested_prompts(stage: str) -> list[dict[str, str]]:
+    """The prompts the stage's worker offers, as the manifest lists them (see the contract)."""
+    from chalicelib.settings import VARIABLES, SettingsError
+
+    raw = os.environ.get(PROMPTS_VARIABLE)
+    if raw is None:
+        raw = common.function_environment(common.load_config(), stage, "worker").get(PROMPTS_VARIABLE)
+    [variable] = [variable for variable in VARIABLES if variable.name == PROMPTS_VARIABLE]
+    try:
+        parsed = variable.default if raw is None else variable.parse(PROMPTS_VARIABLE, raw.strip())
+    except SettingsError as error:
+        raise ManifestError(str(error)) from None
+    prompts = cast("tuple[tuple[str, str], ...]", parsed)
+    return [{"title": title, "message": message} for title, message in prompts]
 
 
 def deployed_base_url(stage: str) -> str:
@@ -105,6 +137,9 @@ def render(stage: str, url: str) -> str:
         bot_name=json.dumps(bot_name(stage)),
         command_url=json.dumps(command_url(url)),
         events_url=json.dumps(events_url(url)),
+        interactions_url=json.dumps(interactions_url(url)),
+        # JSON is YAML's flow style: the prompts go in as one line, whatever their text.
+        suggested_prompts=json.dumps(suggested_prompts(stage), ensure_ascii=False),
     )
 
 
@@ -138,12 +173,28 @@ def check(manifest_text: str) -> dict[str, Any]:
         raise ManifestError("the event subscriptions have no http(s) request_url")
     if "assistant_view" in features and not (features["assistant_view"] or {}).get("assistant_description"):
         raise ManifestError("the assistant view needs an assistant_description")
+    if "agent_view" in features and not (features["agent_view"] or {}).get("agent_description"):
+        raise ManifestError("the agent view needs an agent_description")
     needed = [(f"the {event} event", EVENT_SCOPES.get(event)) for event in bot_events]
     needed += [(f"features.{feature}", scope) for feature, scope in FEATURE_SCOPES.items() if feature in features]
     for what, scope in needed:
         if scope and scope not in scopes:
             raise ManifestError(f"{what} needs the `{scope}` bot scope")
+    schema_problem(manifest)
     return manifest
+
+
+def schema_problem(manifest: Any) -> None:
+    """Raise ``ManifestError`` naming the first place where Slack's schema refuses ``manifest``."""
+    try:
+        import jsonschema
+    except ImportError:  # the dev tools bring it; without them, the checks above stand alone
+        return
+    validator = jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "the manifest"
+        raise ManifestError(f"Slack's manifest schema refuses {where}: {error.message[:200]}")
 
 
 def main(argv: list[str]) -> int:
@@ -171,6 +222,7 @@ def main(argv: list[str]) -> int:
         "App Manifest page (Slack sends it a challenge; the deployed stage answers it).",
         file=sys.stderr,
     )
+    print(f"Interactivity Request URL → {interactions_url(url)}", file=sys.stderr)
     return 0
 
 

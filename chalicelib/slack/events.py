@@ -5,7 +5,10 @@ Contract: ``parse(body)`` is pure and returns one of:
 - ``UrlVerification(challenge)``: Slack checking the request URL; echo the challenge;
 - a ``MessageJob``: a mention of the bot, or a message in a DM with it (``channel_type``
   ``im``, which is also what the assistant pane sends);
-- an ``AssistantThreadStartedJob``: the user opened the assistant pane;
+- an ``AssistantThreadStartedJob``: the user opened the assistant pane (apps installed with
+  the legacy ``assistant_view``);
+- a ``MessagesTabOpenedJob``: ``app_home_opened`` on the ``messages`` tab (the agent view's
+  chat); the ``home`` tab, or any other, is ``Ignored``;
 - a ``StopRequest``: the user pressed the stop button of an agent session
   (``agent_session_stopped``): its channel, thread, user, the ``event_ts`` it was pressed at and
   the streams Slack stopped itself (``streaming_message_ts``, empty when none ran; absent is
@@ -18,7 +21,8 @@ Contract: ``parse(body)`` is pure and returns one of:
 It raises ``MalformedEvent`` with a short, client-safe reason for a body that is not a JSON
 object, or an envelope or event without the fields that its type needs (a finite
 ``event_time``; a ``ts``, ``thread_ts`` or ``event_ts`` that is a Slack timestamp; a stop's
-``streaming_message_ts`` that is a list of them).
+``streaming_message_ts`` that is a list of them; a ``user`` and ``channel`` for
+``app_home_opened`` on the messages tab).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, finite_number, is_slack_ts
+from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, MessagesTabOpenedJob, finite_number, is_slack_ts
 
 ANSWERED_SUBTYPES = frozenset({"file_share", "thread_broadcast"})
 
@@ -69,7 +73,7 @@ class StopRequest:
     streaming_message_ts: tuple[str, ...]  # the streams Slack stopped itself (empty: none ran)
 
 
-Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob | StopRequest
+Decision = UrlVerification | Ignored | MessageJob | AssistantThreadStartedJob | MessagesTabOpenedJob | StopRequest
 
 
 def parse(body: bytes) -> tuple[Decision, EventInfo]:
@@ -108,6 +112,8 @@ def parse(body: bytes) -> tuple[Decision, EventInfo]:
         return _assistant_thread_started(event, event_id, asked_at, team_id), info
     if event_type == "agent_session_stopped":
         return _stop_request(event, team_id), info
+    if event_type == "app_home_opened":
+        return _app_home_opened(event, event_id, asked_at, team_id), info
     if event_type == "app_mention" or (event_type == "message" and event.get("channel_type") == "im"):
         return _message(envelope, event, event_id, asked_at, team_id), info
     return Ignored(f"event type {str(event_type)[:40]}"), info
@@ -176,6 +182,21 @@ def _stop_request(event: dict[str, Any], team_id: str) -> StopRequest:
         user_id=_required(event, "user", "event"),
         event_ts=_timestamp(event, "event_ts", "event"),
         streaming_message_ts=tuple(streams),
+    )
+
+
+def _app_home_opened(
+    event: dict[str, Any], event_id: str, asked_at: float, team_id: str
+) -> MessagesTabOpenedJob | Ignored:
+    tab = event.get("tab")
+    if tab != "messages":  # the Home tab (or a tab Slack adds later): nothing to pin there
+        return Ignored(f"app_home_opened tab {str(tab)[:40]}")
+    return MessagesTabOpenedJob(
+        id=event_id,
+        asked_at=asked_at,
+        team_id=team_id,
+        channel_id=_required(event, "channel", "app_home_opened"),
+        user_id=_required(event, "user", "app_home_opened"),
     )
 
 

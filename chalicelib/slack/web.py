@@ -23,11 +23,11 @@ Retries (slack_sdk's own retry loop, with our handlers instead of its defaults),
   append repeats its text.
   Timeouts are never retried: the timeout is the time left, so nothing is left to retry with.
 
-Helpers: ``set_status``, ``set_suggested_prompts``, ``post``, ``post_attachment``, ``update``,
-``delete``, ``start_stream``, ``append_stream``, ``stop_stream`` raise ``SlackError`` (the
-stream helpers take the stream's ``chunks``, task updates among them, and ``start_stream``
-its ``task_display_mode``; ``stop_stream`` and ``update`` take ``blocks``: slack_sdk's models or
-dicts); ``delete`` counts a
+Helpers: ``set_status``, ``set_session_status``, ``set_suggested_prompts``, ``post``,
+``post_attachment``, ``update``, ``delete``, ``start_stream``, ``append_stream``, ``stop_stream``
+raise ``SlackError`` (the stream helpers take the stream's ``chunks``, task updates among them,
+and ``start_stream`` its ``task_display_mode``; ``stop_stream`` and ``update`` take ``blocks``:
+slack_sdk's models or dicts); ``delete`` counts a
 message that is not there as deleted. ``thread_messages`` never raises: it returns the
 messages it read and the error that stopped it, if any. ``find_own_message`` finds the bot's
 newest message in a thread after a ts (a streamed message whose ``chat.startStream`` answer was
@@ -43,7 +43,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
@@ -78,6 +78,7 @@ IDEMPOTENT_METHODS = frozenset(
         "assistant.threads.setStatus",
         "assistant.threads.setSuggestedPrompts",
         "assistant.threads.setTitle",
+        "agents.sessions.setStatus",  # sets a session's status (creating it if needed): twice is once
         "chat.update",
         "chat.delete",
     }
@@ -255,6 +256,25 @@ def set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> 
         client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status=status)
 
 
+SessionStatus = Literal["active", "processing", "suspended", "closed"]
+
+
+def set_session_status(
+    client: WebClient,
+    channel: str,
+    thread_ts: str,
+    status: SessionStatus,
+    title: str | None = None,
+    initiator_user_id: str | None = None,
+) -> None:
+    """The agent session of the thread: ``processing`` (Slack's loading state and stop button),
+    ``active`` when the work is done. Slack creates the session if needed; ``title`` is used then."""
+    with _translated("agents.sessions.setStatus"):
+        client.agents_sessions_setStatus(
+            channel_id=channel, thread_ts=thread_ts, status=status, title=title, initiator_user_id=initiator_user_id
+        )
+
+
 def set_suggested_prompts(
     client: WebClient,
     channel: str,
@@ -262,7 +282,8 @@ def set_suggested_prompts(
     prompts: Sequence[tuple[str, str]],
     title: str | None = None,
 ) -> None:
-    """Up to 4 ``(title, message)`` prompts shown in the assistant pane."""
+    """Up to 4 ``(title, message)`` prompts: in the thread ``thread_ts`` (an assistant pane's), or
+    with None pinned atop the bot's Messages tab (the agent view)."""
     with _translated("assistant.threads.setSuggestedPrompts"):
         client.assistant_threads_setSuggestedPrompts(
             channel_id=channel,

@@ -175,7 +175,7 @@ def test_every_path_at_debug_with_secrets_from_ssm_shows_no_secret(
 
         # A mention, a DM, the assistant pane; the first Slack call refused with invalid_auth.
         openai_server.script = []
-        slack_api.fail_next("assistant.threads.setStatus", "invalid_auth")
+        slack_api.fail_next("agents.sessions.setStatus", "invalid_auth")
         mention_ts, dm_ts = slack_requests.new_ts(), slack_requests.new_ts()
         for body in (
             slack_requests.mention_event("秘密", ts=mention_ts),

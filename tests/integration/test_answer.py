@@ -194,9 +194,11 @@ def test_no_llm_call_when_slack_cannot_take_the_answer(
     openai_server: FakeServer,
     capsys,
 ) -> None:
-    slack_api.fail_next("assistant.threads.setStatus", fault, count=3)
+    slack_api.fail_next("agents.sessions.setStatus", fault, count=3)
     run_mention(conversation_env, slack_api)
     assert openai_server.requests_to(CHAT) == []
+    # No session was made: none is left "processing", and there is nothing to set "active".
+    assert [call.method for call in slack_api.calls] == ["agents.sessions.setStatus"] * len(slack_api.calls)
     line = answer_line(capsys.readouterr().out)
     assert (line["outcome"], line["slack_error"]) == ("slack_error", code)
 
@@ -204,12 +206,24 @@ def test_no_llm_call_when_slack_cannot_take_the_answer(
 def test_the_thinking_status_is_cleared_when_nothing_could_be_posted(
     conversation_env: dict[str, str], slack_api: FakeSlackAPI
 ) -> None:
+    slack_api.agent_sessions_error = "not_agent_app"  # the legacy status: an app without the agent view
     slack_api.fail_next("chat.startStream", "msg_blocked")
     slack_api.fail_next("chat.postMessage", "msg_blocked", count=3)
     ts = run_mention(conversation_env, slack_api)
     assert bot_texts(slack_api, ts) == []
     assert slack_api.status(CHANNEL, ts) == ""
     assert slack_api.calls_to("assistant.threads.setStatus")[-1].params["status"] == ""
+
+
+def test_the_session_is_set_active_when_nothing_could_be_posted(
+    conversation_env: dict[str, str], slack_api: FakeSlackAPI
+) -> None:
+    slack_api.fail_next("chat.startStream", "msg_blocked")
+    slack_api.fail_next("chat.postMessage", "msg_blocked", count=3)
+    ts = run_mention(conversation_env, slack_api)
+    assert bot_texts(slack_api, ts) == []
+    session = slack_api.session(CHANNEL, ts)
+    assert session is not None and session.statuses == ["processing", "active"]
 
 
 # The append cadence, shortened from stream.STREAM_INTERVAL_SECONDS (2 s) for the tests below that

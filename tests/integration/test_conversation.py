@@ -56,8 +56,18 @@ def test_a_mention_is_answered_in_a_thread_under_it_streamed(
     ts = slack_requests.new_ts()
     run(slack_requests.mention_event("東京でおすすめの散歩道は？", ts=ts), conversation_env, slack_api)
 
-    [status] = slack_api.calls_to("assistant.threads.setStatus")
-    assert status.params["thread_ts"] == ts and status.params["status"] == "is thinking…"
+    # Inside an agent session: "processing" first (its title the question), "active" at the end.
+    status, active = slack_api.calls_to("agents.sessions.setStatus")
+    assert status.params == {
+        "channel_id": CHANNEL,
+        "thread_ts": ts,
+        "status": "processing",
+        "title": "東京でおすすめの散歩道は？",  # the question, the mention taken out
+        "initiator_user_id": USER,
+    }
+    assert active.params == {"channel_id": CHANNEL, "thread_ts": ts, "status": "active"}
+    assert slack_api.calls[-1] == active
+    assert slack_api.calls_to("assistant.threads.setStatus") == []
     [start] = slack_api.calls_to("chat.startStream")
     assert start.params["thread_ts"] == ts
     # A channel: Slack wants to know who the stream is for.
@@ -68,7 +78,7 @@ def test_a_mention_is_answered_in_a_thread_under_it_streamed(
 
     output = capsys.readouterr().out
     [line] = answer_lines(output)
-    assert line["outcome"] == "answered" and line["kind"] == "message"
+    assert line["outcome"] == "answered" and line["kind"] == "message" and line["session"] == "agent"
     assert (line["tokens_in"], line["tokens_out"], line["finish_reason"]) == (11, 7, "stop")
     assert {"status_ms", "first_token_ms", "first_text_ms", "llm_ms", "slack_calls"} <= line.keys()
     assert "東京" not in output and OPENAI_KEY not in output
@@ -289,7 +299,7 @@ def test_streaming_refused_falls_back_to_a_message_that_is_updated(
 def test_a_refused_status_is_no_reason_to_stop(
     conversation_env: dict[str, str], slack_api: FakeSlackAPI, capsys
 ) -> None:
-    slack_api.fail_next("assistant.threads.setStatus", error="missing_scope")
+    slack_api.fail_next("agents.sessions.setStatus", error="missing_scope")
     ts = slack_requests.new_ts()
     run(slack_requests.mention_event("hi", ts=ts), conversation_env, slack_api)
     assert bot_texts(slack_api, CHANNEL, ts) == [f"**Answer** to: <@{USER}>: hi"]

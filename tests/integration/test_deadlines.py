@@ -82,7 +82,7 @@ def test_a_slack_api_that_rate_limits_longer_than_the_job_has_is_not_waited_for(
     conversation_env: dict[str, str], slack_api: FakeSlackAPI, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Every call says "come back in a minute" (slack_sdk's own handler would sleep it, each time).
-    for method in ("assistant.threads.setStatus", "chat.startStream", "chat.postMessage", "chat.stopStream"):
+    for method in ("agents.sessions.setStatus", "chat.startStream", "chat.postMessage", "chat.stopStream"):
         slack_api.fail_next(method, "ratelimited", retry_after=60, count=5)
     texts, elapsed, _ = timed_mention(conversation_env, slack_api, seconds=8)
     assert elapsed < 8  # expected: well under a second, as nothing is waited for
@@ -95,7 +95,7 @@ def test_a_slack_api_that_rate_limits_longer_than_the_job_has_is_not_waited_for(
     ("method", "outcome", "texts"),
     [
         # A slow sign of life costs one call's time, not the answer.
-        ("assistant.threads.setStatus", "answered", [ANSWER]),
+        ("agents.sessions.setStatus", "answered", [ANSWER]),
         # The first words landed, but the worker could not know it: it finds the message in the
         # thread, finishes it, and goes on in a new one. Nothing doubled, nothing lost.
         ("chat.startStream", "answered", [split_deltas(ANSWER)[0], "".join(split_deltas(ANSWER)[1:])]),
@@ -121,7 +121,7 @@ def test_a_slack_api_that_answers_late_does_not_hold_the_worker_past_its_deadlin
     assert texts_seen == texts
     line = answer_line(capsys)
     assert line["outcome"] == outcome
-    if method == "assistant.threads.setStatus":
+    if method == "agents.sessions.setStatus":
         assert line["status_error"] == "timeout"
 
 

@@ -325,6 +325,79 @@ def test_at_most_four_suggested_prompts(slack: FakeSlackAPI, client: WebClient) 
     assert slack.suggested_prompts(DM, root) == prompts[:4]
 
 
+def test_suggested_prompts_without_a_thread_are_pinned_atop_the_dm(slack: FakeSlackAPI, client: WebClient) -> None:
+    prompts = [{"title": "t", "message": "m"}]
+    client.assistant_threads_setSuggestedPrompts(channel_id=DM, prompts=prompts)
+    assert slack.suggested_prompts(DM) == prompts
+    too_many = [{"title": f"t{i}", "message": f"m{i}"} for i in range(5)]
+    assert refusal(lambda: client.assistant_threads_setSuggestedPrompts(channel_id=DM, prompts=too_many)) == (
+        "invalid_arguments"
+    )
+    assert slack.suggested_prompts(DM) == prompts  # a refusal changes nothing
+
+
+# --- agent sessions ---------------------------------------------------------------------------------------------------
+
+
+def test_a_session_is_created_processing_and_moves_on(slack: FakeSlackAPI, client: WebClient) -> None:
+    root = slack.add_message(CHANNEL, "question", user=USER)
+    assert slack.session(CHANNEL, root) is None
+    answer = client.agents_sessions_setStatus(
+        channel_id=CHANNEL, thread_ts=root, status="processing", title="question", initiator_user_id=USER
+    )
+    assert answer["status"] == "processing"
+    # Later calls change the status only: the title was for the creation.
+    client.agents_sessions_setStatus(channel_id=CHANNEL, thread_ts=root, status="active", title="another")
+    session = slack.session(CHANNEL, root)
+    assert session is not None
+    assert (session.status, session.title, session.initiator_user_id) == ("active", "question", USER)
+    assert session.statuses == ["processing", "active"]
+    client.agents_sessions_setStatus(
+        channel_id=CHANNEL,
+        thread_ts=root,
+        status="closed",
+        icon_emoji=":bean:",
+        icon_url="https://x/i.png",
+        username="m",
+    )
+    assert slack.session(CHANNEL, root).statuses == ["processing", "active", "closed"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ({"status": "thinking"}, "invalid_arguments"),  # not a session status
+        ({"status": "processing", "title": "x" * 201}, "invalid_arguments"),
+        ({"status": "processing", "loading_messages": ["..."]}, "invalid_arguments"),  # assistant.threads' own
+        ({"status": "processing", "channel": CHANNEL}, "invalid_arguments"),  # channel_id, not channel
+        ({"status": "processing", "thread_ts": None}, "thread_ts_required"),
+        ({"status": None}, "invalid_arguments"),
+        ({"status": "processing", "channel_id": None}, "invalid_arguments"),
+    ],
+)
+def test_a_session_call_slack_would_refuse_is_refused(
+    slack: FakeSlackAPI, client: WebClient, arguments: dict[str, Any], error: str
+) -> None:
+    root = slack.add_message(CHANNEL, "question", user=USER)
+    params = {"channel_id": CHANNEL, "thread_ts": root, **arguments}
+    params = {name: value for name, value in params.items() if value is not None}
+    assert refusal(lambda: client.api_call("agents.sessions.setStatus", json=params)) == error
+    assert slack.session(CHANNEL, root) is None  # nothing was made
+
+
+@pytest.mark.parametrize("error", ["feature_disabled", "not_agent_app"])
+def test_agent_sessions_can_be_switched_off(error: str) -> None:
+    with FakeSlackAPI(agent_sessions_error=error) as slack:
+        root = slack.add_message(CHANNEL, "question", user=USER)
+        assert refusal(
+            lambda: web(slack).agents_sessions_setStatus(channel_id=CHANNEL, thread_ts=root, status="processing")
+        ) == (error)
+        assert slack.session(CHANNEL, root) is None
+        slack.agent_sessions_error = None  # a workspace that turns them on
+        web(slack).agents_sessions_setStatus(channel_id=CHANNEL, thread_ts=root, status="processing")
+        assert slack.session(CHANNEL, root).status == "processing"  # type: ignore[union-attr]
+
+
 # --- scripted trouble -------------------------------------------------------------------------------------------------
 
 

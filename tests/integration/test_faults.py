@@ -432,7 +432,7 @@ def test_slack_ratelimited_with_a_retry_after_past_the_deadline_posts_the_answer
 
 def refuse_every_write(slack_api: FakeSlackAPI, error: str, **script: Any) -> None:
     """Every call the answer could make is refused with ``error`` (enough of them for any path)."""
-    for method in ("assistant.threads.setStatus", "chat.startStream", "chat.postMessage", "chat.stopStream"):
+    for method in ("agents.sessions.setStatus", "chat.startStream", "chat.postMessage", "chat.stopStream"):
         slack_api.fail_next(method, error, count=5, **script)
 
 
@@ -474,7 +474,7 @@ def test_slack_without_the_channel_costs_no_llm_call_and_leaves_only_the_log(
     refuse_every_write(slack_api, error)
     assert ask_by_mention(conversation_env, slack_api) == []
     assert openai_server.requests_to(CHAT) == []
-    assert [call.method for call in slack_api.calls] == ["assistant.threads.setStatus"]
+    assert [call.method for call in slack_api.calls] == ["agents.sessions.setStatus"]
     line = the_answer_line(capsys, caplog)
     assert (line["outcome"], line["slack_error"], line["status_error"]) == ("slack_error", error, error)
 

@@ -120,6 +120,21 @@ def test_an_event_that_cannot_be_dispatched_is_a_503_so_that_slack_delivers_it_a
     assert log_line(capsys.readouterr().out)["outcome"] == "dispatch_failed"
 
 
+def test_a_messages_tab_open_that_cannot_be_dispatched_is_tried_again_when_slack_redelivers_it(
+    lambda_server: FakeServer, monkeypatch, capsys
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lambda_server.url)
+    env = {**ENV, "AWS_LAMBDA_FUNCTION_NAME": "mameka-dev", "WORKER_FUNCTION_NAME": "w"}
+    lambda_server.script = [Reply(500, b'{"Message": "down"}'), Reply(202, b"")]
+    body = slack_requests.app_home_opened_event()
+    assert call_event(env, body)[0] == 503
+    assert call_event(env, body, **{"X-Slack-Retry-Num": "1"})[0] == 200  # not "recently offered"
+    assert call_event(env, slack_requests.app_home_opened_event())[0] == 200
+    outcomes = [json.loads(line)["outcome"] for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert outcomes == ["dispatch_failed", "dispatched", "recently_offered"]
+    assert len(lambda_server.received) == 2
+
+
 def test_an_event_with_a_broken_setup_is_acknowledged_and_logged(capsys, caplog) -> None:
     # A setting the HTTP function itself uses (a worker-only one no longer stops it: see below).
     status, body = call_event({**ENV, "MAX_INPUT_CHARS": "many"}, slack_requests.mention_event("hi"))

@@ -324,7 +324,7 @@ def test_another_bot_token_is_named_at_the_first_refused_call(
     result = ask_in_thread("hello", "mention", bot_url, slack_api_url, SLACK_BOT_TOKEN="xoxb-another-test-token")
 
     assert result.returncode == 1
-    assert "refused the bot's assistant.threads.setStatus (invalid_auth)" in result.stderr
+    assert "refused the bot's agents.sessions.setStatus (invalid_auth)" in result.stderr
     assert "same SLACK_BOT_TOKEN" in result.stderr
 
 

@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 
+from chalicelib.settings import DEFAULT_SUGGESTED_PROMPTS
 from tests.conftest import ROOT, import_script
 
 API_BASE = "https://abc123defg.execute-api.us-east-1.amazonaws.com/api/"
@@ -33,120 +35,11 @@ BOT_SCOPES = [
     "mpim:history",
     "assistant:write",
 ]
-BOT_EVENTS = ["app_mention", "message.im", "assistant_thread_started"]
-STRING_LIST = {"type": "array", "items": {"type": "string", "maxLength": 50}, "maxItems": 100, "uniqueItems": True}
+BOT_EVENTS = ["app_mention", "message.im", "assistant_thread_started", "app_home_opened", "agent_session_stopped"]
+INTERACTIONS_URL = API_BASE + "slack/interactions"
 
-# The part of Slack's app manifest schema that this manifest uses, with its limits
-# (github.com/slackapi/manifest-schema, schemas/manifest.schema.1.0.0.json).
-MANIFEST_SCHEMA = {
-    "type": "object",
-    "required": ["display_information"],
-    "additionalProperties": False,
-    "properties": {
-        "_metadata": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {"major_version": {"type": "integer"}, "minor_version": {"type": "integer"}},
-        },
-        "display_information": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["name"],
-            "properties": {
-                "name": {"type": "string", "minLength": 1, "maxLength": 35},
-                "description": {"type": "string", "minLength": 1, "maxLength": 140},
-                "background_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{3}([0-9a-fA-F]{3})?$"},
-            },
-        },
-        "features": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "app_home": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "home_tab_enabled": {"type": "boolean"},
-                        "messages_tab_enabled": {"type": "boolean"},
-                        "messages_tab_read_only_enabled": {"type": "boolean"},
-                    },
-                },
-                "assistant_view": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["assistant_description"],
-                    "properties": {
-                        "assistant_description": {"type": "string"},
-                        "suggested_prompts": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "additionalProperties": False,
-                                "required": ["title", "message"],
-                                "properties": {"title": {"type": "string"}, "message": {"type": "string"}},
-                            },
-                        },
-                    },
-                },
-                "bot_user": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["display_name"],
-                    "properties": {
-                        "display_name": {"type": "string", "minLength": 1, "maxLength": 80},
-                        "always_online": {"type": "boolean"},
-                    },
-                },
-                "slash_commands": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": 50,
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": ["command", "description"],
-                        "properties": {
-                            "command": {"type": "string", "minLength": 2, "maxLength": 32, "pattern": "^/"},
-                            "url": {"type": "string", "pattern": "^https?://", "maxLength": 3000},
-                            "description": {"type": "string", "minLength": 1, "maxLength": 2000},
-                            "usage_hint": {"type": "string", "minLength": 1, "maxLength": 1000},
-                            "should_escape": {"type": "boolean"},
-                        },
-                    },
-                },
-            },
-        },
-        "oauth_config": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "scopes": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {"bot": {"type": "array", "items": {"type": "string", "maxLength": 50}}},
-                }
-            },
-        },
-        "settings": {
-            "type": "object",
-            "additionalProperties": False,
-            "properties": {
-                "event_subscriptions": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "request_url": {"type": "string", "pattern": "^https?://", "maxLength": 3500},
-                        "user_events": STRING_LIST,
-                        "bot_events": STRING_LIST,
-                    },
-                },
-                "org_deploy_enabled": {"type": "boolean"},
-                "socket_mode_enabled": {"type": "boolean"},
-                "token_rotation_enabled": {"type": "boolean"},
-            },
-        },
-    },
-}
+# Slack's own app manifest schema, vendored (schemas/slack/README.md says from where).
+MANIFEST_SCHEMA = json.loads((ROOT / "schemas" / "slack" / "manifest.schema.1.0.0.json").read_text())
 
 
 @pytest.fixture
@@ -154,7 +47,7 @@ def project(tmp_path: Path) -> Path:
     """What `chalice url` and the script read, copied; no .chalice/deployed, no .venv."""
     copy = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__", "deployed", "deployments")
-    for name in ("chalicelib", "slack", ".chalice"):
+    for name in ("chalicelib", "slack", ".chalice", "schemas"):
         shutil.copytree(ROOT / name, copy / name, ignore=ignore)
     (copy / "scripts").mkdir()
     for name in ("app.py", "requirements.txt", "scripts/manifest.py", "scripts/common.py"):
@@ -177,10 +70,13 @@ def record_deployment(project: Path, stage: str, rest_api_url: str) -> None:
     (deployed / f"{stage}.json").write_text(json.dumps(record))
 
 
-def run_manifest(project: Path, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "URL"}
+def run_manifest(
+    project: Path, *args: str, url: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("URL", "SUGGESTED_PROMPTS")}
     if url is not None:
         env["URL"] = url
+    env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, str(project / "scripts" / "manifest.py"), *args],
         cwd=project,
@@ -211,15 +107,23 @@ def test_manifest_for_a_deployed_stage_uses_chalice_url(project: Path) -> None:
     assert manifest["settings"]["socket_mode_enabled"] is False
     assert manifest["settings"]["token_rotation_enabled"] is False  # the worker cannot refresh a token
     assert manifest["settings"]["event_subscriptions"] == {"request_url": EVENTS_URL, "bot_events": BOT_EVENTS}
+    assert manifest["settings"]["interactivity"] == {"is_enabled": True, "request_url": INTERACTIONS_URL}
     # Users can DM the bot: the Messages tab is on and writable.
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_read_only_enabled"] is False
-    assert "豆香" in manifest["features"]["assistant_view"]["assistant_description"]
+    # The agent view, not the legacy assistant view; its prompts are SUGGESTED_PROMPTS' default.
+    assert "assistant_view" not in manifest["features"]
+    agent_view = manifest["features"]["agent_view"]
+    assert "豆香" in agent_view["agent_description"]
+    assert agent_view["suggested_prompts"] == [
+        {"title": title, "message": message} for title, message in DEFAULT_SUGGESTED_PROMPTS
+    ]
     # The template's comments (why each scope) survive; no placeholder is left.
     assert "# the /mameka slash command" in result.stdout
     assert "$" not in result.stdout
     assert COMMAND_URL in result.stderr
     assert EVENTS_URL in result.stderr and "Verify" in result.stderr
+    assert INTERACTIONS_URL in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -229,6 +133,7 @@ def test_manifest_for_a_deployed_stage_uses_chalice_url(project: Path) -> None:
         "https://bot.example.com/",
         "https://bot.example.com/slack/commands",
         "https://bot.example.com/slack/events/",
+        "https://bot.example.com/slack/interactions",
     ],
 )
 def test_url_override_takes_a_base_or_a_route_url(project: Path, override: str) -> None:
@@ -239,6 +144,7 @@ def test_url_override_takes_a_base_or_a_route_url(project: Path, override: str) 
     jsonschema.validate(manifest, MANIFEST_SCHEMA)
     assert manifest["features"]["slash_commands"][0]["url"] == "https://bot.example.com/slack/commands"
     assert manifest["settings"]["event_subscriptions"]["request_url"] == "https://bot.example.com/slack/events"
+    assert manifest["settings"]["interactivity"]["request_url"] == "https://bot.example.com/slack/interactions"
     assert manifest["display_information"]["name"] == "mameka"
     assert manifest["features"]["bot_user"]["display_name"] == "mameka"
     assert "warning" not in result.stderr
@@ -323,3 +229,73 @@ def test_the_template_passes_its_own_check() -> None:
     jsonschema.validate(manifest, MANIFEST_SCHEMA)
     # Every event and feature the template uses is one whose scope the check knows.
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) <= set(script.EVENT_SCOPES)
+
+
+def test_the_suggested_prompts_are_the_workers_setting(project: Path) -> None:
+    prompts = [{"title": "挨拶", "message": 'こんにちは！ $HOME "quoted": #not-a-comment'}]
+    result = run_manifest(
+        project, "dev", url="https://bot.example.com/", extra_env={"SUGGESTED_PROMPTS": json.dumps(prompts)}
+    )
+
+    assert result.returncode == 0, result.stderr
+    manifest = yaml.safe_load(result.stdout)
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    assert manifest["features"]["agent_view"]["suggested_prompts"] == prompts
+
+
+def test_the_stage_config_gives_the_prompts_when_the_environment_does_not(project: Path) -> None:
+    config_path = project / ".chalice" / "config.json"
+    config = json.loads(config_path.read_text())
+    prompts = [{"title": "One", "message": "only this one"}]
+    worker = config["stages"]["prod"]["lambda_functions"]["worker"]
+    worker["environment_variables"]["SUGGESTED_PROMPTS"] = json.dumps(prompts)
+    config_path.write_text(json.dumps(config))
+
+    result = run_manifest(project, "prod", url="https://bot.example.com/")
+
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["features"]["agent_view"]["suggested_prompts"] == prompts
+
+
+def test_a_bad_suggested_prompts_setting_is_one_line_and_no_manifest(project: Path) -> None:
+    five = json.dumps([{"title": f"t{i}", "message": f"m{i}"} for i in range(5)])
+    result = run_manifest(project, "dev", url="https://bot.example.com/", extra_env={"SUGGESTED_PROMPTS": five})
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "SUGGESTED_PROMPTS must be a JSON list of at most 4" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def filled_in_manifest() -> dict[str, Any]:
+    script = import_script("manifest")
+    manifest: dict[str, Any] = yaml.safe_load(script.render("dev", API_BASE))
+    return manifest
+
+
+@pytest.mark.parametrize(
+    ("break_it", "where"),
+    [
+        (
+            lambda m: m["features"]["agent_view"]["suggested_prompts"].append({"title": "5", "message": "5"}),
+            "features.agent_view.suggested_prompts",
+        ),
+        (lambda m: m["features"]["agent_view"].update(agent_description="x" * 301), "features.agent_view"),
+        (lambda m: m["settings"]["interactivity"].pop("is_enabled"), "settings.interactivity"),
+        (
+            lambda m: m["features"].update(agent_view={**m["features"]["agent_view"], "assistant_description": "x"}),
+            "features.agent_view",
+        ),
+    ],
+    ids=["five-prompts", "long-description", "interactivity-without-is_enabled", "unknown-field"],
+)
+def test_slacks_schema_refuses_what_slack_would(break_it: Any, where: str) -> None:
+    """The vendored schema is no rubber stamp: each of these manifests Slack refuses."""
+    manifest = filled_in_manifest()
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)  # the real one passes...
+    break_it(manifest)
+    with pytest.raises(jsonschema.ValidationError):  # ...and the broken one does not
+        jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    script = import_script("manifest")
+    with pytest.raises(script.ManifestError, match=f"schema refuses {where}"):
+        script.check(yaml.safe_dump(manifest, allow_unicode=True))

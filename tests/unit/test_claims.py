@@ -35,6 +35,14 @@ def test_any_overlapping_key_is_refused_and_nothing_is_claimed() -> None:
     assert store.claim(["Ev3"]) is True
 
 
+def test_a_released_key_can_be_claimed_again_and_the_others_stay() -> None:
+    store = claims.MemoryClaims()
+    assert store.claim(["a", "b"])
+    store.release(["a", "never-claimed"])
+    assert store.claim(["a"]) is True
+    assert store.claim(["b"]) is False
+
+
 def test_a_claim_expires_after_its_ttl() -> None:
     clock = Clock()
     store = claims.MemoryClaims(ttl_seconds=600, clock=clock)

@@ -18,7 +18,7 @@ import pytest
 from moto import mock_aws
 
 import chalicelib
-from chalicelib import aws, claims, container, dispatch, feedback, limits, llm, logs, secrets, stops
+from chalicelib import aws, claims, container, dispatch, feedback, gateway, limits, llm, logs, secrets, session, stops
 from chalicelib.settings import Settings, _from_values
 from chalicelib.slack import mrkdwn
 
@@ -39,6 +39,8 @@ CHECKED = {
     "chalicelib.slack.mrkdwn._patterns",
     "chalicelib.logs._forget_level",
     "chalicelib.feedback._forget_votes",
+    "chalicelib.gateway._forget_recent_opens",
+    "chalicelib.session._forget_unavailable",
 }
 
 
@@ -78,6 +80,10 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
     assert claims.store().claim(["job-1"]) is True
     assert claims.store().claim(["job-1"]) is False
     stops.store(None).record("C1", "1.000100", "1.000200")  # a stop mark, kept for its answer
+    assert gateway._recent_opens.claim(["prompts-open:T1:U1"]) is True
+    assert gateway._recent_opens.claim(["prompts-open:T1:U1"]) is False
+    session._remember_unavailable("feature_disabled")
+    assert session.Session("D1", "1.000100").path == "assistant"
     limited = Settings(user_rate_limit_per_minute=1)
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     assert limits.check(limited, "T1", "U1", now=60.0) is not None  # over the limit in this minute
@@ -110,6 +116,8 @@ def test_reset_empties_every_registered_cache(request: pytest.FixtureRequest) ->
     assert claims.store().claim(["job-1"]) is True
     with stops.store(None).watching("C1", "1.000100", "1.000100") as signal:
         assert not signal.is_set()  # the mark went with the container
+    assert gateway._recent_opens.claim(["prompts-open:T1:U1"]) is True
+    assert session.Session("D1", "1.000100").path == "agent"
     assert limits.check(limited, "T1", "U1", now=60.0) is None
     assert feedback.stored_vote("feedback#C1:1.2:U1") is None
     logs.configure("INFO")

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.jobs import AssistantThreadStartedJob, MessageJob
+from chalicelib.jobs import AssistantThreadStartedJob, MessageJob, MessagesTabOpenedJob
 from chalicelib.slack.events import Ignored, MalformedEvent, StopRequest, UrlVerification, parse
 
 BOT = "UBOT0001"
@@ -76,6 +76,30 @@ def test_assistant_thread_started_becomes_a_job() -> None:
     )
 
 
+HOME_OPENED = {"type": "app_home_opened", "user": "U1", "channel": "D1", "tab": "messages", "event_ts": "1.000600"}
+
+
+def test_the_messages_tab_opened_becomes_a_prompts_job_in_no_thread() -> None:
+    job, info = parse(envelope(HOME_OPENED))
+    assert job == MessagesTabOpenedJob(id="Ev1", asked_at=1700000000.0, team_id="T1", channel_id="D1", user_id="U1")
+    assert isinstance(job, MessagesTabOpenedJob) and job.thread_ts is None  # pinned atop the tab
+    # Every open sends the event: the claim on the user's prompts key drops the ones soon after.
+    assert job.claim_keys == ("Ev1", "prompts:T1:U1")
+    assert (info.type, info.channel_id, info.user_id) == ("app_home_opened", "D1", "U1")
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        ({**HOME_OPENED, "tab": "home", "view": {"type": "home"}}, "app_home_opened tab home"),
+        ({**HOME_OPENED, "tab": None}, "app_home_opened tab None"),
+        ({**HOME_OPENED, "tab": ["messages"]}, "app_home_opened tab ['messages']"),
+    ],
+)
+def test_other_tabs_are_ignored(event: dict[str, Any], reason: str) -> None:
+    assert parse(envelope(event))[0] == Ignored(reason)
+
+
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
@@ -116,6 +140,8 @@ def test_other_envelope_types_are_ignored() -> None:
         (envelope({**MENTION, "thread_ts": 5}), "thread_ts is not a string"),
         (envelope({"type": "assistant_thread_started"}), "has no assistant_thread"),
         (envelope({"type": "assistant_thread_started", "assistant_thread": {"user_id": "U"}}), "no channel_id"),
+        (envelope({**HOME_OPENED, "channel": None}), "app_home_opened has no channel"),
+        (envelope({**HOME_OPENED, "user": 7}), "app_home_opened has no user"),
     ],
 )
 def test_malformed_envelopes_are_refused_with_a_reason(body: bytes, reason: str) -> None:

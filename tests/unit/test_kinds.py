@@ -8,7 +8,13 @@ from chalicelib.slack import messages
 
 
 def test_values_lists_a_literal_and_a_union_of_them() -> None:
-    assert kinds.values(kinds.JobKind) == {"slash_command", "message", "assistant_thread_started", "feedback"}
+    assert kinds.values(kinds.JobKind) == {
+        "slash_command",
+        "message",
+        "assistant_thread_started",
+        "messages_tab_opened",
+        "feedback",
+    }
     assert kinds.values(kinds.LLMFault) < kinds.values(kinds.Fault)
     assert "answered" in kinds.values(kinds.Outcome) and "dispatched" in kinds.values(kinds.Outcome)
 
