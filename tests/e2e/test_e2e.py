@@ -26,6 +26,7 @@ from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.http_fake import FakeServer, Received, Reply
 from tests import chalice_local
 from tests.conftest import OPENAI_KEY, SIGNING_SECRET, command_form, response_path, signed_headers
+from tests.integration.test_stop import LOCAL_BOUND, assert_stopped, slow_reply, wait_for_text
 
 
 @dataclass
@@ -336,6 +337,34 @@ def test_a_30000_character_answer_over_http_arrives_whole(
     texts = bot_texts(slack_api, CHANNEL, ts)
     assert len(texts) >= 4 and "".join(texts) == text
     assert [call for call in slack_api.calls if not call.ok] == []
+
+
+def test_a_stop_pressed_mid_answer_over_http_closes_the_llm_and_says_stopped_once(
+    local_server: LocalServer, slack_api: FakeSlackAPI, openai_server: FakeServer
+) -> None:
+    """Slack's stop button against the real server: the stop's event reaches the worker's thread in memory."""
+    reply = slow_reply()  # about 6 s of answer, dripped
+    openai_server.script = [reply]
+    ts = slack_requests.new_ts()
+    body = slack_requests.mention_event("長い話をして", ts=ts)
+    slack_api.add_event(body)
+    assert local_server.event(body).status_code == 200
+    stream_ts = wait_for_text(slack_api, ts)  # the first text is visible
+
+    stopped_at = time.monotonic()
+    listed = slack_api.stop_session(CHANNEL, ts)  # Slack stops the streams, then sends the event
+    shown = slack_api.text_of(CHANNEL, stream_ts)
+    response = local_server.event(slack_requests.agent_session_stopped_event(ts, streaming_message_ts=listed))
+    assert (response.status_code, response.json()) == (200, {})
+    assert listed == [stream_ts] and shown
+
+    # The LLM's connection closed at once, nothing more appended, one "Stopped.", the session "active".
+    assert_stopped(slack_api, reply, ts, stream_ts, shown or "", stopped_at, LOCAL_BOUND)
+    [answer] = local_server.wait_for_log("answer", 1)
+    assert (answer["outcome"], answer["attempts"]) == ("stopped", 1)
+    events = [line["outcome"] for line in local_server.log_lines() if line["event"] == "slack_event"]
+    assert events == ["dispatched", "stop_recorded"]
+    assert len(openai_server.requests_to("/v1/chat/completions")) == 1  # not asked again
 
 
 @pytest.mark.usefixtures("conversation_env")

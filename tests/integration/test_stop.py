@@ -85,6 +85,20 @@ def assert_stopped(
     assert texts == [shown, STOPPED]
     assert notice.params["text"] == STOPPED  # a plain line, no warning sign
     assert slack_api.status(CHANNEL, ts) == ""  # "is thinking…" is gone
+    assert_session_ended(slack_api, ts, bound)
+
+
+def assert_session_ended(slack_api: FakeSlackAPI, ts: str, bound: float = 0.0) -> None:
+    """The thread's agent session left "processing" (its stop button) for "active", once.
+
+    The session ends after "Stopped." is posted: wait for that last call, up to ``bound``."""
+    slack_api.wait_until(
+        lambda: getattr(slack_api.session(CHANNEL, ts), "status", None) != "processing",
+        timeout=bound + 5,
+        what="the agent session to leave processing",
+    )
+    session = slack_api.session(CHANNEL, ts)
+    assert session is not None and session.statuses == ["processing", "active"], session
 
 
 # --- chalice local: one process ----------------------------------------------------------------------------------
@@ -133,6 +147,7 @@ def test_a_stop_before_the_worker_starts_stops_it_at_its_start(
     assert openai_server.received == []
     assert [message.text for message in slack_api.bot_messages(CHANNEL, ts)] == [STOPPED]
     assert slack_api.status(CHANNEL, ts) == ""
+    assert_session_ended(slack_api, ts)
     [answer] = log_lines(capsys.readouterr().out, "answer")
     assert (answer["outcome"], answer["attempts"]) == ("stopped", 0)
 
