@@ -7,10 +7,6 @@ PACKAGE_REGION = $(or $(AWS_REGION),$(AWS_DEFAULT_REGION),us-east-1)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Let Python keep bytecode, and pytest its rewritten test modules, even where the environment says not
-# to: each test worker otherwise compiles every test module again (about 4 s of CPU apiece). The
-# package is unaffected: scripts/compile_bytecode.py drops any stale .pyc from the zip.
-unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv test check run package deploy delete secrets manifest feedback ask demo bench lint docs clean
 
@@ -26,21 +22,26 @@ venv: $(STAMP)
 # Unit and integration tests mostly wait on loopback fakes (deadlines, stalls, retries), so more
 # workers than cores pay: 5 on the 2-core development machine (see README, Tests). XDIST= runs serially.
 XDIST ?= -n 5 --dist worksteal
+# The test runs keep bytecode, and pytest its rewritten test modules, even where the environment
+# says not to: each test worker otherwise compiles every test module again (about 4 s of CPU
+# apiece). Only the test runs: a .pyc written into chalicelib/ by deploy's own scripts would change
+# the project hash by which chalice reuses a zip.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
 
 # The whole suite, in two runs: unit and integration in parallel, then e2e and tools one test at
 # a time (the load test times chalice local's acknowledgements; the tools run make, chalice and
 # moto servers in the project). PYTEST_ARGS goes to both runs: one that it leaves without tests
 # (pytest's exit code 5) fails the target only if the other has none either.
 test: $(STAMP)
-	@$(BIN)/python -m pytest tests/unit tests/integration $(XDIST) $(PYTEST_ARGS); fast=$$?; \
-	  $(BIN)/python -m pytest tests/e2e tests/tools $(PYTEST_ARGS); slow=$$?; \
+	@$(PYTEST) tests/unit tests/integration $(XDIST) $(PYTEST_ARGS); fast=$$?; \
+	  $(PYTEST) tests/e2e tests/tools $(PYTEST_ARGS); slow=$$?; \
 	  if [ $$fast -eq 5 ] && [ $$slow -eq 5 ]; then exit 5; fi; \
 	  for status in $$fast $$slow; do case $$status in 0|5) ;; *) exit $$status ;; esac; done
 
 # The fast lane between edits: unit and integration tiers (no chalice local, no scripts or bench), in
 # parallel, each hypothesis property on a quarter of its examples (MAMEKA_FAST_LANE; make test runs all).
 check: $(STAMP)
-	MAMEKA_FAST_LANE=1 $(BIN)/python -m pytest tests/unit tests/integration $(XDIST) $(PYTEST_ARGS)
+	MAMEKA_FAST_LANE=1 $(PYTEST) tests/unit tests/integration $(XDIST) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
