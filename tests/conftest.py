@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 import threading
 import time
@@ -57,6 +58,19 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # The fast lane: `make check` sets MAMEKA_FAST_LANE=1, and each hypothesis property then runs an eighth
 # of its examples (the same property, the same derandomized generator); `make test` and CI run them all.
 FAST_LANE = os.environ.get("MAMEKA_FAST_LANE", "") not in ("", "0")
+
+
+_held_ports: list[socket.socket] = []
+
+
+def closed_port() -> int:
+    """A loopback port that refuses connections: bound and held, never listening, for the rest of
+    the run. Bound then closed, the kernel could give it to another test worker's server at once,
+    and the "refused" test would reach that server instead."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _held_ports.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def examples(count: int, at_least: int = 20) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from chalicelib.slack import events
 from devkit import slack_requests
 from devkit.fake_slack_api import FakeSlackAPI
 from devkit.http_fake import FakeServer
-from tests.conftest import new_container
+from tests.conftest import closed_port, new_container
 
 TABLE = "mameka-test-claims"
 REGION = "us-east-1"
@@ -190,13 +189,6 @@ def test_a_missing_table_lets_the_job_go_ahead_with_one_log_line(dynamo, caplog)
     assert claims.DynamoClaims("mameka-nosuch-claims", client=dynamo()).claim([EVENT, MESSAGE]) is True
     [line] = claim_logs(caplog)
     assert "ResourceNotFoundException" in line and EVENT not in line and MESSAGE not in line
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on: bound, then closed."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_an_unreachable_table_lets_the_job_go_ahead_quickly_with_one_log_line(monkeypatch, caplog) -> None:

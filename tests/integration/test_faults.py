@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +39,7 @@ from devkit import slack_requests
 from devkit.fake_openai import StreamReply, chat_completion, openai_error
 from devkit.fake_slack_api import FAKE_BOT_TOKEN, FakeSlackAPI
 from devkit.http_fake import FakeServer, Reply
-from tests.conftest import OPENAI_KEY, SIGNING_SECRET, response_path, slash_payload
+from tests.conftest import OPENAI_KEY, SIGNING_SECRET, closed_port, response_path, slash_payload
 
 # Which attempts are made and what the user sees, not how long the pause between them is.
 pytestmark = pytest.mark.usefixtures("quick_retries")
@@ -232,13 +231,6 @@ def test_ssm_bot_token_for_a_mention(
 
 
 # --- the LLM ----------------------------------------------------------------------------------------------------------
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed again before use)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 FAST_RETRY = {"retry-after-ms": "10"}  # the SDK's retries (and their backoff) stay quick in tests
